@@ -1,0 +1,31 @@
+// The umbrella header compiles on its own and the version matches CMake's.
+#include <outgrow/outgrow.hpp>
+
+#include <string>
+
+#include <fmt/format.h>
+
+#include "catch.hpp"
+
+#ifndef OUTGROW_SOURCE_DIR
+#error "OUTGROW_SOURCE_DIR must be defined by the test build"
+#endif
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+TEST_CASE("version macros agree with project(VERSION) in CMakeLists.txt", "[version]") {
+  std::ifstream in(std::string(OUTGROW_SOURCE_DIR) + "/CMakeLists.txt");
+  REQUIRE(in.good());
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string cmake = buf.str();
+  std::smatch m;
+  REQUIRE(std::regex_search(cmake, m, std::regex(R"(VERSION\s+(\d+)\.(\d+)\.(\d+))")));
+  CHECK(std::stoi(m[1]) == OUTGROW_VERSION_MAJOR);
+  CHECK(std::stoi(m[2]) == OUTGROW_VERSION_MINOR);
+  CHECK(std::stoi(m[3]) == OUTGROW_VERSION_PATCH);
+  CHECK(fmt::format("{}.{}.{}", outgrow::version_major, outgrow::version_minor,
+                    outgrow::version_patch) == outgrow::version_string);
+}
