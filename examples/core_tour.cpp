@@ -69,9 +69,9 @@ int main() {
   outgrow::manual_clock clock;
   const outgrow::manual_clock seen_by_a_primitive = clock;
   clock.advance(30s);
-  fmt::print("\n3. manual_clock: advanced 30s through one copy, another copy sees {}\n",
-             std::chrono::duration_cast<std::chrono::seconds>(
-                 seen_by_a_primitive.elapsed()));
+  fmt::print(
+      "\n3. manual_clock: advanced 30s through one copy, another copy sees {}\n",
+      std::chrono::duration_cast<std::chrono::seconds>(seen_by_a_primitive.elapsed()));
 
   // 4. Configuration errors name the field, the allowed range and the value.
   try {

@@ -12,8 +12,8 @@
 #pragma once
 
 // core
-#include <outgrow/core/version.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
 #include <outgrow/core/stats.hpp>
+#include <outgrow/core/version.hpp>

@@ -12,8 +12,8 @@ using namespace std::chrono_literals;
 static_assert(std::is_base_of_v<std::invalid_argument, outgrow::config_error>);
 
 TEST_CASE("require_in_range names primitive, field, range and value", "[error]") {
-  CHECK_NOTHROW(outgrow::require_in_range("circuit_breaker", "failure_threshold", 5, 1,
-                                          1'000'000));
+  CHECK_NOTHROW(
+      outgrow::require_in_range("circuit_breaker", "failure_threshold", 5, 1, 1'000'000));
   CHECK_THROWS_WITH(
       outgrow::require_in_range("circuit_breaker", "failure_threshold", 0, 1, 1'000'000),
       "circuit_breaker: failure_threshold must be in [1, 1000000], got 0");
@@ -26,9 +26,8 @@ TEST_CASE("require_in_range names primitive, field, range and value", "[error]")
 TEST_CASE("require_in_range prints doubles and durations", "[error]") {
   CHECK_THROWS_WITH(outgrow::require_in_range("hash_ring", "load_factor", 0.5, 1.0, 100.0),
                     "hash_ring: load_factor must be in [1, 100], got 0.5");
-  CHECK_THROWS_WITH(
-      outgrow::require_in_range("circuit_breaker", "open_for", 0ms, 1ms, 24h),
-      "circuit_breaker: open_for must be in [1ms, 24h], got 0ms");
+  CHECK_THROWS_WITH(outgrow::require_in_range("circuit_breaker", "open_for", 0ms, 1ms, 24h),
+                    "circuit_breaker: open_for must be in [1ms, 24h], got 0ms");
   // NaN is outside every range.
   CHECK_THROWS_AS(outgrow::require_in_range("x", "ratio", std::nan(""), 0.0, 1.0),
                   outgrow::config_error);
@@ -46,7 +45,8 @@ TEST_CASE("require states a requirement and keeps field and primitive", "[error]
                      std::string("db-7"));
     FAIL("require(false, ...) did not throw");
   } catch (const outgrow::config_error& e) {
-    CHECK(std::string(e.what()) == "hash_ring: remove(node) must be a node in the ring, got db-7");
+    CHECK(std::string(e.what()) ==
+          "hash_ring: remove(node) must be a node in the ring, got db-7");
     CHECK(e.primitive() == "hash_ring");
     CHECK(e.field() == "remove(node)");
   }

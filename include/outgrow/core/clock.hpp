@@ -62,7 +62,8 @@ class manual_clock {
 
   /// Starts at `start` (default: the zero time_point).
   explicit manual_clock(time_point start = time_point{})
-      : now_(std::make_shared<std::atomic<duration::rep>>(start.time_since_epoch().count())) {}
+      : now_(std::make_shared<std::atomic<duration::rep>>(
+            start.time_since_epoch().count())) {}
 
   [[nodiscard]] time_point now() const noexcept {
     return time_point{duration{now_->load(std::memory_order_acquire)}};

@@ -35,8 +35,8 @@ class config_error : public std::invalid_argument {
  public:
   config_error(std::string_view primitive, std::string_view field,
                std::string_view requirement, std::string_view got)
-      : std::invalid_argument(fmt::format("{}: {} must be {}, got {}", primitive,
-                                          field, requirement, got)),
+      : std::invalid_argument(
+            fmt::format("{}: {} must be {}, got {}", primitive, field, requirement, got)),
         primitive_(primitive),
         field_(field) {}
 
@@ -79,10 +79,10 @@ template <class T, class Lo, class Hi>
 void require_in_range(std::string_view primitive, std::string_view field, const T& value,
                       const Lo& lo, const Hi& hi) {
   if (!(lo <= value && value <= hi)) [[unlikely]] {
-    throw config_error(primitive, field,
-                       fmt::format("in [{}, {}]", detail::describe_value(lo),
-                                   detail::describe_value(hi)),
-                       detail::describe_value(value));
+    throw config_error(
+        primitive, field,
+        fmt::format("in [{}, {}]", detail::describe_value(lo), detail::describe_value(hi)),
+        detail::describe_value(value));
   }
 }
 

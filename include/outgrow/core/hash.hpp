@@ -59,8 +59,7 @@ template <class T>
 concept string_like = std::convertible_to<const T&, std::string_view>;
 
 template <class T>
-concept integer_like =
-    (std::integral<T> && !std::same_as<T, bool>) || std::is_enum_v<T>;
+concept integer_like = (std::integral<T> && !std::same_as<T, bool>) || std::is_enum_v<T>;
 
 inline std::uint64_t xxh3_bytes(const void* data, std::size_t size,
                                 std::uint64_t seed) noexcept {
@@ -116,8 +115,8 @@ struct xxh3_hasher {
   }
 
   template <detail::string_like S>
-    requires(!std::same_as<S, std::string_view>)
-  [[nodiscard]] std::uint64_t operator()(const S& key, std::uint64_t seed = 0) const noexcept {
+  requires(!std::same_as<S, std::string_view>) [[nodiscard]] std::uint64_t operator()(
+      const S& key, std::uint64_t seed = 0) const noexcept {
     return (*this)(std::string_view(key), seed);
   }
 
