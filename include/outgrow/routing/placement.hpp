@@ -2,12 +2,15 @@
 //
 // Four policies implement it, each in its own header with its trade-offs:
 //
-//   | policy                | header           | lookup     | balance      | moved on change | weights | remove any node |
+//   | policy                | header           | lookup     | balance      | moved on
+//   change | weights | remove any node |
 //   |-----------------------|------------------|------------|--------------|-----------------|---------|-----------------|
-//   | ring_placement        | hash_ring.hpp    | O(1) avg*  | ~1/sqrt(v)   | ~1/N (optimal)  | yes     | yes             |
-//   | jump_placement        | jump_hash.hpp    | O(ln N)    | near perfect | 1/N (optimal)   | no      | last only**     |
-//   | maglev_placement      | maglev.hpp       | O(1)       | near perfect | > 1/N           | yes     | yes             |
-//   | rendezvous_placement  | rendezvous.hpp   | O(N)       | near perfect | 1/N (optimal)   | yes     | yes             |
+//   | ring_placement        | hash_ring.hpp    | O(1) avg*  | ~1/sqrt(v)   | ~1/N (optimal)
+//   | yes     | yes             | | jump_placement        | jump_hash.hpp    | O(ln N)    |
+//   near perfect | 1/N (optimal)   | no      | last only**     | | maglev_placement      |
+//   maglev.hpp       | O(1)       | near perfect | > 1/N           | yes     | yes | |
+//   rendezvous_placement  | rendezvous.hpp   | O(N)       | near perfect | 1/N (optimal) |
+//   yes     | yes             |
 //   * ring lookups use a bucket index over the sorted points instead of a binary search.
 //   ** removing another node moves the last node into its bucket (more keys move).
 //
@@ -32,8 +35,11 @@
 //
 // Common shape of the four policies (Node: copyable, equality-comparable, hashable by
 // Hasher; Hasher: outgrow::key_hasher, default xxh3_hasher):
-//   P(config = {}, Hasher = {});  P(std::vector<Node>, config = {}, Hasher = {});
-//   P(std::vector<weighted_node<Node>>, config = {}, Hasher = {});
+//   P(config = {}, Hasher = {});  P({node, node, ...}, config = {}, Hasher = {});
+//   P(range of Node, config = {}, Hasher = {});
+//   P(range of weighted_node<Node>, config = {}, Hasher = {});
+//   (the range constructors are templates constrained by node_range /
+//   weighted_node_range, so `P({.vnodes = 40})` is never ambiguous with a node list);
 //   add(node, weight = 1.0), remove(node), set_weight(node, w), assign(nodes)
 //     -> config_error on duplicate node, unknown node, weight <= 0 (or != 1 where the
 //        policy has no weights);
@@ -49,7 +55,10 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <ranges>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -65,6 +74,33 @@ struct weighted_node {
   double weight = 1.0;
   friend bool operator==(const weighted_node&, const weighted_node&) = default;
 };
+
+/// A range whose elements convert to Node (a node list with weight 1 each).
+template <class R, class Node>
+concept node_range = std::ranges::input_range<R> &&
+    std::convertible_to<std::ranges::range_reference_t<R>, Node> &&
+    !std::same_as<std::remove_cvref_t<std::ranges::range_value_t<R>>, weighted_node<Node>>;
+
+/// A range of weighted_node<Node>.
+template <class R, class Node>
+concept weighted_node_range = std::ranges::input_range<R> &&
+    std::same_as<std::remove_cvref_t<std::ranges::range_value_t<R>>, weighted_node<Node>>;
+
+/// Copies a node_range or weighted_node_range into weighted nodes (weight 1 for plain
+/// nodes); used by the policies' constructors.
+template <class Node, class R>
+requires node_range<R, Node> || weighted_node_range<R, Node>
+[[nodiscard]] std::vector<weighted_node<Node>> to_weighted_nodes(const R& nodes) {
+  std::vector<weighted_node<Node>> out;
+  for (const auto& n : nodes) {
+    if constexpr (weighted_node_range<R, Node>) {
+      out.push_back(n);
+    } else {
+      out.push_back({Node(n), 1.0});
+    }
+  }
+  return out;
+}
 
 /// Maps a 64-bit key hash to the node that owns it.
 template <class P>
@@ -152,7 +188,10 @@ class node_set {
     nodes_.push_back({node, weight});
   }
 
-  void remove(const Node& node) { nodes_.erase(nodes_.begin() + index_or_throw(node, "remove(node)")); }
+  void remove(const Node& node) {
+    nodes_.erase(nodes_.begin() +
+                 static_cast<std::ptrdiff_t>(index_or_throw(node, "remove(node)")));
+  }
 
   void set_weight(const Node& node, double weight) {
     check_weight(weight);
@@ -172,8 +211,12 @@ class node_set {
     }
     return npos;
   }
-  [[nodiscard]] const std::vector<weighted_node<Node>>& nodes() const noexcept { return nodes_; }
-  [[nodiscard]] std::vector<weighted_node<Node>>& mutable_nodes() noexcept { return nodes_; }
+  [[nodiscard]] const std::vector<weighted_node<Node>>& nodes() const noexcept {
+    return nodes_;
+  }
+  [[nodiscard]] std::vector<weighted_node<Node>>& mutable_nodes() noexcept {
+    return nodes_;
+  }
   [[nodiscard]] std::size_t size() const noexcept { return nodes_.size(); }
   [[nodiscard]] const Hasher& hasher() const noexcept { return hasher_; }
   [[nodiscard]] std::string_view primitive() const noexcept { return primitive_; }
