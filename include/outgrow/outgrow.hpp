@@ -15,5 +15,17 @@
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
+#include <outgrow/core/snapshot.hpp>
 #include <outgrow/core/stats.hpp>
+
+// routing: placement and sharding
 #include <outgrow/core/version.hpp>
+#include <outgrow/routing/concurrent_placement.hpp>
+#include <outgrow/routing/hash_ring.hpp>
+#include <outgrow/routing/hot_keys.hpp>
+#include <outgrow/routing/jump_hash.hpp>
+#include <outgrow/routing/maglev.hpp>
+#include <outgrow/routing/placement.hpp>
+#include <outgrow/routing/redis_cluster_slots.hpp>
+#include <outgrow/routing/rendezvous.hpp>
+#include <outgrow/routing/shard_router.hpp>

@@ -251,3 +251,22 @@ TEST_CASE("hash_ring lookups run while membership changes", "[hash_ring][stress]
   CHECK(ring.size() == 8);
   CHECK(ring.version() == 600);
 }
+
+TEST_CASE("braced node lists pick the intended constructor", "[hash_ring]") {
+  // {{"a", 1}, {"b", 2}} must be weighted nodes, never std::string("a", 1).
+  const ring_placement<std::string> weighted({{"a", 1}, {"b", 2}});
+  REQUIRE(weighted.size() == 2);
+  CHECK(weighted.nodes()[0] == outgrow::weighted_node<std::string>{"a", 1.0});
+  CHECK(weighted.nodes()[1] == outgrow::weighted_node<std::string>{"b", 2.0});
+  CHECK(weighted.point_count() == 480);
+
+  const ring_placement<std::string> plain({"a", "b", "c"});
+  CHECK(plain.size() == 3);
+  const ring_placement<std::string> configured({.vnodes = 40});
+  CHECK(configured.empty());
+  CHECK(configured.config().vnodes == 40);
+  const hash_ring<std::string> ring({"a", "b"}, {.vnodes = 10});
+  CHECK(ring.snapshot()->point_count() == 20);
+  const std::vector<std::string> from_vector = {"x", "y"};
+  CHECK(ring_placement<std::string>(from_vector).size() == 2);
+}

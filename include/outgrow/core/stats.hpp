@@ -18,7 +18,8 @@
 //   fmt::print("{}\n", lookup_stats{.hits = 99, .misses = 1});
 //   // lookup_stats{hits=99, misses=1, hit_rate=0.99}
 //
-// Floating-point fields print with 4 significant digits; durations with their unit.
+// Floating-point fields print with 4 significant digits (whole numbers from 1000 up);
+// durations with their unit.
 //
 // Thread-safety: `counter` may be bumped and read from any thread (relaxed ordering:
 // each counter is exact, but two counters read one after the other are not a single
@@ -93,7 +94,12 @@ struct metric_printer {
     *out = fmt::format_to(*out, "{}=", name);
     first = false;
     if constexpr (std::is_floating_point_v<V>) {
-      *out = fmt::format_to(*out, "{:.4g}", value);
+      // 4 significant digits, but never exponent notation for counts-like values.
+      if (value >= 1000.0 || value <= -1000.0) {
+        *out = fmt::format_to(*out, "{:.0f}", value);
+      } else {
+        *out = fmt::format_to(*out, "{:.4g}", value);
+      }
     } else {
       *out = fmt::format_to(*out, "{}", value);
     }

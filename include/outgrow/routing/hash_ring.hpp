@@ -77,10 +77,21 @@ class ring_placement {
   explicit ring_placement(hash_ring_config config = {}, Hasher hasher = {})
       : config_(validated(config)), members_("hash_ring", std::move(hasher)) {}
 
-  explicit ring_placement(std::initializer_list<Node> nodes, hash_ring_config config = {},
+  /// Braced node lists: ring_placement<std::string>({"a", "b"}). A template so that a
+  /// weighted list {{"a", 1}, {"b", 2}} is never read as std::string("a", 1).
+  template <class T>
+  requires std::convertible_to<const T&, Node>
+  explicit ring_placement(std::initializer_list<T> nodes, hash_ring_config config = {},
                           Hasher hasher = {})
       : ring_placement(config, std::move(hasher)) {
     assign(to_weighted_nodes<Node>(nodes));
+  }
+
+  /// Weighted braced lists: ring_placement<std::string>({{"a", 1.0}, {"b", 2.0}}).
+  explicit ring_placement(std::initializer_list<weighted_node<Node>> nodes,
+                          hash_ring_config config = {}, Hasher hasher = {})
+      : ring_placement(config, std::move(hasher)) {
+    assign(std::vector<weighted_node<Node>>(nodes));
   }
 
   template <class R>
@@ -353,8 +364,13 @@ class hash_ring : public concurrent_placement<ring_placement<Node, Hasher>> {
 
   explicit hash_ring(hash_ring_config config = {}, Hasher hasher = {})
       : base(placement_type(config, std::move(hasher))) {}
-  explicit hash_ring(std::initializer_list<Node> nodes, hash_ring_config config = {},
+  template <class T>
+  requires std::convertible_to<const T&, Node>
+  explicit hash_ring(std::initializer_list<T> nodes, hash_ring_config config = {},
                      Hasher hasher = {})
+      : base(placement_type(nodes, config, std::move(hasher))) {}
+  explicit hash_ring(std::initializer_list<weighted_node<Node>> nodes,
+                     hash_ring_config config = {}, Hasher hasher = {})
       : base(placement_type(nodes, config, std::move(hasher))) {}
   template <class R>
   requires node_range<R, Node> || weighted_node_range<R, Node>

@@ -2,15 +2,14 @@
 //
 // Four policies implement it, each in its own header with its trade-offs:
 //
-//   | policy                | header           | lookup     | balance      | moved on
-//   change | weights | remove any node |
-//   |-----------------------|------------------|------------|--------------|-----------------|---------|-----------------|
-//   | ring_placement        | hash_ring.hpp    | O(1) avg*  | ~1/sqrt(v)   | ~1/N (optimal)
-//   | yes     | yes             | | jump_placement        | jump_hash.hpp    | O(ln N)    |
-//   near perfect | 1/N (optimal)   | no      | last only**     | | maglev_placement      |
-//   maglev.hpp       | O(1)       | near perfect | > 1/N           | yes     | yes | |
-//   rendezvous_placement  | rendezvous.hpp   | O(N)       | near perfect | 1/N (optimal) |
-//   yes     | yes             |
+// clang-format off
+//   | policy               | header         | lookup     | balance      | moved on change | weights | remove any node |
+//   |----------------------|----------------|------------|--------------|-----------------|---------|-----------------|
+//   | ring_placement       | hash_ring.hpp  | O(1) avg*  | ~1/sqrt(v)   | ~1/N (optimal)  | yes     | yes             |
+//   | jump_placement       | jump_hash.hpp  | O(ln N)    | near perfect | 1/N (optimal)   | no      | last only**     |
+//   | maglev_placement     | maglev.hpp     | O(1)       | near perfect | > 1/N           | yes     | yes             |
+//   | rendezvous_placement | rendezvous.hpp | O(N)       | near perfect | 1/N (optimal)   | yes     | yes             |
+// clang-format on
 //   * ring lookups use a bucket index over the sorted points instead of a binary search.
 //   ** removing another node moves the last node into its bucket (more keys move).
 //
@@ -138,15 +137,26 @@ template <placement P>
     const P& p, std::size_t samples = 1'000'000) {
   using Node = typename P::node_type;
   std::vector<std::pair<Node, std::size_t>> counts;
+  // Lookups return pointers into nodes(): index them by address (O(1) per sample),
+  // falling back to comparing nodes for policies without nodes().
+  std::unordered_map<const Node*, std::size_t> index_of;
   if constexpr (requires { p.nodes(); }) {
-    for (const auto& wn : p.nodes()) counts.emplace_back(wn.node, 0);
+    for (const auto& wn : p.nodes()) {
+      index_of.emplace(&wn.node, counts.size());
+      counts.emplace_back(wn.node, 0);
+    }
   }
   for (std::size_t i = 0; i < samples; ++i) {
     const Node* n = p.lookup_hash(sample_hash(i));
     if (n == nullptr) continue;
+    if (const auto known = index_of.find(n); known != index_of.end()) {
+      ++counts[known->second].second;
+      continue;
+    }
     auto it = std::find_if(counts.begin(), counts.end(),
                            [&](const auto& c) { return c.first == *n; });
     if (it == counts.end()) {
+      index_of.emplace(n, counts.size());
       counts.emplace_back(*n, 1);
     } else {
       ++it->second;
@@ -173,7 +183,8 @@ template <placement P>
 namespace detail {
 
 /// Shared membership bookkeeping for placement policies: validated add/remove/
-/// set_weight over a vector<weighted_node<Node>> with a node -> index map.
+/// set_weight over a vector<weighted_node<Node>> (membership changes are rare: finding
+/// a node is a linear scan, so building N nodes one by one is O(N^2) comparisons).
 /// `primitive` names the policy in config_error messages.
 template <class Node, class Hasher>
 class node_set {

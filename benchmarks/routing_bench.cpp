@@ -1,0 +1,144 @@
+// Routing benchmarks: placement policies and the range router beside their baselines.
+//
+//   BM_hash_ring_lookup      100 nodes x 160 vnodes (ring_placement, bucket-indexed)
+//   BM_hash_ring_concurrent  the same through hash_ring (snapshot check per lookup)
+//   BM_maglev_lookup         100 nodes, table 65537
+//   BM_rendezvous_lookup     100 nodes (O(N) by design)
+//   BM_jump_hash_lookup      baseline: jump consistent hash, 100 buckets
+//   BM_range_router_lookup   10,000 ranges (range_shards, branch-free search)
+//   BM_std_map_upper_bound   baseline: std::map<uint64_t, shard>::upper_bound, 10,000
+//   ranges
+//
+// Each placement runs twice: /prehashed (the key's 64-bit hash is given) and /string
+// ("user:N" keys hashed with XXH3 inside the lookup).
+#include <outgrow/routing/hash_ring.hpp>
+#include <outgrow/routing/jump_hash.hpp>
+#include <outgrow/routing/maglev.hpp>
+#include <outgrow/routing/rendezvous.hpp>
+#include <outgrow/routing/shard_router.hpp>
+
+#include <cstdint>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
+namespace {
+
+constexpr std::uint32_t kNodes = 100;
+constexpr std::size_t kKeys = 4096;  // power of two: index with a mask
+
+std::vector<std::uint32_t> node_ids() {
+  std::vector<std::uint32_t> ids(kNodes);
+  for (std::uint32_t i = 0; i < kNodes; ++i) ids[i] = i;
+  return ids;
+}
+
+const std::vector<std::uint64_t>& key_hashes() {
+  static const std::vector<std::uint64_t> hashes = [] {
+    std::vector<std::uint64_t> h(kKeys);
+    std::mt19937_64 rng(42);
+    for (auto& x : h) x = rng();
+    return h;
+  }();
+  return hashes;
+}
+
+const std::vector<std::string>& string_keys() {
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> k(kKeys);
+    for (std::size_t i = 0; i < kKeys; ++i) k[i] = fmt::format("user:{}", i * 7919);
+    return k;
+  }();
+  return keys;
+}
+
+template <class P>
+void run_prehashed(benchmark::State& state, const P& p) {
+  const auto& hashes = key_hashes();
+  std::size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(p.lookup_hash(hashes[i++ & (kKeys - 1)]));
+  }
+}
+
+template <class P>
+void run_string(benchmark::State& state, const P& p) {
+  const auto& keys = string_keys();
+  std::size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(p.lookup(keys[i++ & (kKeys - 1)]));
+  }
+}
+
+// ---- placements ---------------------------------------------------------------------
+
+void BM_hash_ring_lookup(benchmark::State& state) {
+  const outgrow::ring_placement<std::uint32_t> ring(node_ids(), {.vnodes = 160});
+  state.range(0) == 0 ? run_prehashed(state, ring) : run_string(state, ring);
+}
+BENCHMARK(BM_hash_ring_lookup)->ArgName("string")->Arg(0)->Arg(1);
+
+void BM_hash_ring_concurrent_lookup(benchmark::State& state) {
+  const outgrow::hash_ring<std::uint32_t> ring(node_ids(), {.vnodes = 160});
+  state.range(0) == 0 ? run_prehashed(state, ring) : run_string(state, ring);
+}
+BENCHMARK(BM_hash_ring_concurrent_lookup)->ArgName("string")->Arg(0)->Arg(1);
+
+void BM_maglev_lookup(benchmark::State& state) {
+  const outgrow::maglev_placement<std::uint32_t> maglev(node_ids());
+  state.range(0) == 0 ? run_prehashed(state, maglev) : run_string(state, maglev);
+}
+BENCHMARK(BM_maglev_lookup)->ArgName("string")->Arg(0)->Arg(1);
+
+void BM_rendezvous_lookup(benchmark::State& state) {
+  const outgrow::rendezvous_placement<std::uint32_t> hrw(node_ids());
+  state.range(0) == 0 ? run_prehashed(state, hrw) : run_string(state, hrw);
+}
+BENCHMARK(BM_rendezvous_lookup)->ArgName("string")->Arg(0)->Arg(1);
+
+void BM_jump_hash_lookup(benchmark::State& state) {
+  const outgrow::jump_placement<std::uint32_t> jump(node_ids());
+  state.range(0) == 0 ? run_prehashed(state, jump) : run_string(state, jump);
+}
+BENCHMARK(BM_jump_hash_lookup)->ArgName("string")->Arg(0)->Arg(1);
+
+// ---- ranges -----------------------------------------------------------------------------
+
+constexpr std::size_t kRanges = 10'000;
+
+std::vector<std::uint64_t> split_points() {
+  std::vector<std::uint64_t> s(kRanges - 1);
+  for (std::size_t i = 0; i < s.size(); ++i) s[i] = (i + 1) * (~std::uint64_t{0} / kRanges);
+  return s;
+}
+
+void BM_range_router_lookup(benchmark::State& state) {
+  const outgrow::range_shards<std::uint64_t> ranges(split_points());
+  const auto& keys = key_hashes();
+  std::size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(ranges.route(keys[i++ & (kKeys - 1)]));
+  }
+}
+BENCHMARK(BM_range_router_lookup);
+
+void BM_std_map_upper_bound(benchmark::State& state) {
+  // The usual hand-rolled range map: lower bound of each range -> shard.
+  std::map<std::uint64_t, std::uint32_t> ranges;
+  ranges.emplace(0, 0);
+  std::uint32_t shard = 1;
+  for (auto s : split_points()) ranges.emplace(s, shard++);
+  const auto& keys = key_hashes();
+  std::size_t i = 0;
+  for (auto _ : state) {
+    auto it = ranges.upper_bound(keys[i++ & (kKeys - 1)]);
+    benchmark::DoNotOptimize(std::prev(it)->second);
+  }
+}
+BENCHMARK(BM_std_map_upper_bound);
+
+}  // namespace
