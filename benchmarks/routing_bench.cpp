@@ -17,6 +17,7 @@
 #include <outgrow/routing/rendezvous.hpp>
 #include <outgrow/routing/shard_router.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -116,29 +117,57 @@ std::vector<std::uint64_t> split_points() {
   return s;
 }
 
+// Split points: /0 evenly cut (the common case: ranges of ids or hash prefixes), /1
+// clustered (exponentially growing gaps: most split points crowd one corner of the key
+// space, the radix index's worst realistic case).
+std::vector<std::uint64_t> range_splits(std::int64_t shape) {
+  if (shape == 0) return split_points();
+  std::vector<std::uint64_t> s(kRanges - 1);
+  double x = 1.0;
+  for (auto& v : s) {
+    x *= 1.0041;  // 1.0041^9999 ~ 6e17 < 2^64
+    v = static_cast<std::uint64_t>(x);
+  }
+  s.erase(std::unique(s.begin(), s.end()), s.end());
+  return s;
+}
+
+// Keys spread like the split points, so every range is hit.
+std::vector<std::uint64_t> range_keys(const std::vector<std::uint64_t>& splits) {
+  std::vector<std::uint64_t> keys(kKeys);
+  std::mt19937_64 rng(7);
+  for (auto& k : keys) {
+    const auto i = static_cast<std::size_t>(rng() % splits.size());
+    k = splits[i] + (i + 1 < splits.size() ? (splits[i + 1] - splits[i]) / 2 : 1);
+  }
+  return keys;
+}
+
 void BM_range_router_lookup(benchmark::State& state) {
-  const outgrow::range_shards<std::uint64_t> ranges(split_points());
-  const auto& keys = key_hashes();
+  const auto splits = range_splits(state.range(0));
+  const outgrow::range_shards<std::uint64_t> ranges(splits);
+  const auto keys = range_keys(splits);
   std::size_t i = 0;
   for (auto _ : state) {
     benchmark::DoNotOptimize(ranges.route(keys[i++ & (kKeys - 1)]));
   }
 }
-BENCHMARK(BM_range_router_lookup);
+BENCHMARK(BM_range_router_lookup)->ArgName("clustered")->Arg(0)->Arg(1);
 
 void BM_std_map_upper_bound(benchmark::State& state) {
   // The usual hand-rolled range map: lower bound of each range -> shard.
+  const auto splits = range_splits(state.range(0));
   std::map<std::uint64_t, std::uint32_t> ranges;
   ranges.emplace(0, 0);
   std::uint32_t shard = 1;
-  for (auto s : split_points()) ranges.emplace(s, shard++);
-  const auto& keys = key_hashes();
+  for (auto s : splits) ranges.emplace(s, shard++);
+  const auto keys = range_keys(splits);
   std::size_t i = 0;
   for (auto _ : state) {
     auto it = ranges.upper_bound(keys[i++ & (kKeys - 1)]);
     benchmark::DoNotOptimize(std::prev(it)->second);
   }
 }
-BENCHMARK(BM_std_map_upper_bound);
+BENCHMARK(BM_std_map_upper_bound)->ArgName("clustered")->Arg(0)->Arg(1);
 
 }  // namespace

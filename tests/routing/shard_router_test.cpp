@@ -97,6 +97,29 @@ TEST_CASE("range_shards puts split points in the range above", "[shard_router][r
   CHECK(names.route(std::string("zoe")) == 2);
   CHECK(names.shard_count() == 3);
 
+  // Signed bounds keep their order (negative below positive).
+  const outgrow::range_shards<int> temps({-10, 0, 25});
+  CHECK(temps.route(-40) == 0);
+  CHECK(temps.route(-10) == 1);
+  CHECK(temps.route(-1) == 1);
+  CHECK(temps.route(0) == 2);
+  CHECK(temps.route(30) == 3);
+
+  // Skewed split points (most of them in one corner of the key space) still route
+  // exactly like std::upper_bound.
+  std::vector<std::uint64_t> skewed;
+  for (std::uint64_t s = 0; s < 500; ++s) skewed.push_back(1'000 + s);
+  skewed.push_back(std::uint64_t{1} << 62);
+  const outgrow::range_shards<std::uint64_t> skew(skewed);
+  for (std::uint64_t key :
+       {std::uint64_t{0}, std::uint64_t{999}, std::uint64_t{1000}, std::uint64_t{1250},
+        std::uint64_t{1499}, std::uint64_t{1500}, std::uint64_t{1} << 61,
+        std::uint64_t{1} << 62, ~std::uint64_t{0}}) {
+    const auto expect = static_cast<shard_id>(
+        std::upper_bound(skewed.begin(), skewed.end(), key) - skewed.begin());
+    CHECK(skew.route(key) == expect);
+  }
+
   // Agrees with std::upper_bound on every key 0..1000 for 1..40 split points.
   for (std::uint64_t k = 1; k <= 40; ++k) {
     std::vector<std::uint64_t> splits;

@@ -48,6 +48,7 @@
 
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
+#include <outgrow/detail/radix_index.hpp>
 #include <outgrow/routing/concurrent_placement.hpp>
 #include <outgrow/routing/placement.hpp>
 
@@ -279,10 +280,7 @@ class ring_placement {
   }
 
   std::size_t first_point_at_or_after(std::uint64_t h) const noexcept {
-    const std::size_t bucket = static_cast<std::size_t>(h >> shift_);
-    std::size_t i = bucket_start_[bucket];
-    const std::size_t end = bucket_start_[bucket + 1];
-    while (i < end && hashes_[i] < h) ++i;
+    const std::size_t i = index_.lower_bound(hashes_, h);
     return i == hashes_.size() ? 0 : i;
   }
 
@@ -324,33 +322,22 @@ class ring_placement {
       hashes[k] = points[k].hash;
       owners[k] = points[k].owner;
     }
-    // Bucket index: 2^bits buckets over the hash space, about one point per bucket.
-    const unsigned bits =
-        points.size() <= 2 ? 1U : static_cast<unsigned>(std::bit_width(points.size() - 1));
-    const unsigned shift = 64U - bits;
-    std::vector<std::uint32_t> bucket_start((std::size_t{1} << bits) + 1);
-    std::size_t k = 0;
-    for (std::size_t b = 0; b < (std::size_t{1} << bits); ++b) {
-      while (k < hashes.size() && (hashes[k] >> shift) < b) ++k;
-      bucket_start[b] = static_cast<std::uint32_t>(k);
-    }
-    bucket_start.back() = static_cast<std::uint32_t>(hashes.size());
+    detail::radix_index index;
+    index.build(hashes);
 
     // Commit (nothing above modified *this).
     members_ = std::move(next);
     hashes_ = std::move(hashes);
     owners_ = std::move(owners);
-    bucket_start_ = std::move(bucket_start);
-    shift_ = shift;
+    index_ = std::move(index);
     total_weight_ = total_weight;
   }
 
   hash_ring_config config_;
   detail::node_set<Node, Hasher> members_;
-  std::vector<std::uint64_t> hashes_;        // sorted point hashes
-  std::vector<std::uint32_t> owners_;        // owners_[i] = node index of point i
-  std::vector<std::uint32_t> bucket_start_;  // first point of each hash bucket
-  unsigned shift_ = 63;
+  std::vector<std::uint64_t> hashes_;  // sorted point hashes
+  std::vector<std::uint32_t> owners_;  // owners_[i] = node index of point i
+  detail::radix_index index_;          // O(1) expected lower_bound over hashes_
   double total_weight_ = 0.0;
 };
 

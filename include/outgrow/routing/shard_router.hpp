@@ -75,6 +75,7 @@
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
 #include <outgrow/core/snapshot.hpp>
+#include <outgrow/detail/radix_index.hpp>
 #include <outgrow/routing/hash_ring.hpp>
 #include <outgrow/routing/hot_keys.hpp>
 #include <outgrow/routing/placement.hpp>
@@ -221,10 +222,10 @@ class hash_mod {
 /// bounds, as in Bigtable/HBase/CockroachDB range starts). Each range maps to a shard
 /// (`owners`, k + 1 entries; by default range i → shard i).
 ///
-/// Lookup: for arithmetic bounds with std::less, a search over the split points laid
-/// out in Eytzinger (BFS) order with prefetching — branch-free and cache-friendly (see
-/// benchmarks/routing_bench.cpp for the ratio to std::map::upper_bound); for other
-/// bounds, a branch-free binary search over the sorted array.
+/// Lookup: for integer bounds with std::less, a radix index over the split points
+/// (detail/radix_index.hpp) finds the candidate split points in O(1) expected — about
+/// one for evenly cut ranges — then scans them (benchmarks/routing_bench.cpp has the
+/// ratio to std::map::upper_bound); other bounds use a branch-free binary search.
 template <class Bound, class Compare = std::less<>>
 class range_shards {
  public:
@@ -249,7 +250,11 @@ class range_shards {
     for (shard_id o : owners_) max_owner = std::max(max_owner, o);
     shard_count_ =
         detail::checked_shard_count("range_shards", std::uint64_t{max_owner} + 1);
-    if constexpr (eytzinger_search) build_eytzinger();
+    if constexpr (radix_search) {
+      keys_.reserve(splits_.size());
+      for (const Bound& b : splits_) keys_.push_back(radix_key(b));
+      index_.build(keys_);
+    }
   }
 
   /// The range index of `key`: the number of split points <= key.
@@ -270,8 +275,9 @@ class range_shards {
 
   template <class K>
   [[nodiscard]] shard_id route(const K& key) const noexcept {
-    if constexpr (eytzinger_search && std::is_arithmetic_v<K>) {
-      return eytzinger_owner_[eytzinger_upper_bound(static_cast<Bound>(key))];
+    if constexpr (radix_search && std::is_integral_v<K> &&
+                  std::is_signed_v<K> == std::is_signed_v<Bound>) {
+      return owners_[index_.upper_bound(keys_, radix_key(key))];
     } else {
       return owners_[range_of(key)];
     }
@@ -348,48 +354,27 @@ class range_shards {
     return owners;
   }
 
-  static constexpr bool eytzinger_search =
-      std::is_arithmetic_v<Bound> && std::is_same_v<Compare, std::less<>>;
+  static constexpr bool radix_search = std::is_integral_v<Bound> &&
+                                       !std::is_same_v<Bound, bool> &&
+                                       std::is_same_v<Compare, std::less<>>;
 
-  // Eytzinger layout: eytzinger_[1..n] holds the split points in BFS order of the
-  // implicit search tree; eytzinger_owner_[k] is the owner of the range just below
-  // split point k, and eytzinger_owner_[0] the owner of the last range.
-  void build_eytzinger() {
-    const std::size_t n = splits_.size();
-    eytzinger_.assign(n + 1, Bound{});
-    eytzinger_owner_.assign(n + 1, owners_.back());
-    std::size_t next = 0;
-    build_eytzinger(1, next);
-  }
-  void build_eytzinger(std::size_t k, std::size_t& next) {
-    if (k > splits_.size()) return;
-    build_eytzinger(2 * k, next);
-    eytzinger_[k] = splits_[next];
-    eytzinger_owner_[k] = owners_[next];  // the range below split `next` is range `next`
-    ++next;
-    build_eytzinger(2 * k + 1, next);
-  }
-  /// Eytzinger index of the first split point > key, or 0 if there is none.
-  std::size_t eytzinger_upper_bound(Bound key) const noexcept {
-    const Bound* e = eytzinger_.data();
-    const std::size_t n = splits_.size();
-    std::size_t k = 1;
-    while (k <= n) {
-#if defined(__GNUC__) || defined(__clang__)
-      __builtin_prefetch(e + std::min(k * 16, n));  // four levels ahead
-#endif
-      k = 2 * k + static_cast<std::size_t>(!(key < e[k]));
+  /// Order-preserving map of an integer onto uint64 (signed: flip the sign bit).
+  template <class I>
+  static std::uint64_t radix_key(I v) noexcept {
+    if constexpr (std::is_signed_v<I>) {
+      return static_cast<std::uint64_t>(static_cast<std::int64_t>(v)) ^
+             (std::uint64_t{1} << 63);
+    } else {
+      return static_cast<std::uint64_t>(v);
     }
-    // Undo the final run of right turns (and one left turn) to reach the answer.
-    return k >> (std::countr_one(k) + 1);
   }
 
   std::vector<Bound> splits_;
   std::vector<shard_id> owners_;
   [[no_unique_address]] Compare compare_;
   shard_id shard_count_ = 1;
-  std::vector<Bound> eytzinger_;
-  std::vector<shard_id> eytzinger_owner_;
+  std::vector<std::uint64_t> keys_;  // radix_key of each split point (integer bounds)
+  detail::radix_index index_;
 };
 
 // ---- directory_shards -----------------------------------------------------------------
