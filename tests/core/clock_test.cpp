@@ -79,3 +79,14 @@ struct not_a_clock {
 }  // namespace
 static_assert(!outgrow::clock_source<not_a_clock>);
 static_assert(!outgrow::clock_source<int>);
+
+TEST_CASE("coarse_steady_clock shares steady_clock's time line", "[clock]") {
+  const outgrow::coarse_steady_clock coarse;
+  const auto fine_before = std::chrono::steady_clock::now();
+  const auto c = coarse.now();
+  const auto fine_after = std::chrono::steady_clock::now();
+  // Coarse time lags by at most a scheduler tick (generously 50 ms) and never leads.
+  CHECK(c <= fine_after);
+  CHECK(fine_before - c < std::chrono::milliseconds(50));
+  CHECK(coarse.now() >= c);
+}

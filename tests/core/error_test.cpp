@@ -27,10 +27,23 @@ TEST_CASE("require_in_range prints doubles and durations", "[error]") {
   CHECK_THROWS_WITH(outgrow::require_in_range("hash_ring", "load_factor", 0.5, 1.0, 100.0),
                     "hash_ring: load_factor must be in [1, 100], got 0.5");
   CHECK_THROWS_WITH(outgrow::require_in_range("circuit_breaker", "open_for", 0ms, 1ms, 24h),
-                    "circuit_breaker: open_for must be in [1ms, 24h], got 0ms");
+                    "circuit_breaker: open_for must be in [1ms, 24h], got 0s");
   // NaN is outside every range.
   CHECK_THROWS_AS(outgrow::require_in_range("x", "ratio", std::nan(""), 0.0, 1.0),
                   outgrow::config_error);
+}
+
+TEST_CASE("durations print in the largest exact unit", "[error]") {
+  CHECK_THROWS_WITH(outgrow::require_in_range(
+                        "x", "open_for", std::chrono::nanoseconds{25h},
+                        std::chrono::nanoseconds{1ms}, std::chrono::nanoseconds{24h}),
+                    "x: open_for must be in [1ms, 24h], got 25h");
+  CHECK_THROWS_WITH(
+      outgrow::require(false, "x", "ttl", "positive", std::chrono::nanoseconds{1500us}),
+      "x: ttl must be positive, got 1500us");
+  CHECK_THROWS_WITH(
+      outgrow::require(false, "x", "ttl", "positive", std::chrono::minutes{-10}),
+      "x: ttl must be positive, got -10min");
 }
 
 TEST_CASE("require_at_least prints an open-ended range", "[error]") {

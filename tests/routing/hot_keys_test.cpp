@@ -20,54 +20,7 @@
 
 #include "catch.hpp"
 
-// Counts every allocation through the global operator new, so a test can check that
-// record() does not allocate in steady state. Catch2 runs test cases on one thread;
-// the counting test starts no other threads. Every non-aligned form is replaced, so
-// sanitizers never see their own new paired with our delete; noinline, because once
-// inlined into an allocator GCC flags the malloc/free pair as mismatching new/delete.
-namespace {
-std::atomic<std::size_t> allocations{0};
-
-[[gnu::noinline]] void* counted_malloc(std::size_t size) noexcept {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(size == 0 ? 1 : size);
-}
-[[gnu::noinline]] void* counted_malloc_or_throw(std::size_t size) {
-  if (void* p = counted_malloc(size)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-
-[[gnu::noinline]] void* operator new(std::size_t size) {
-  return counted_malloc_or_throw(size);
-}
-[[gnu::noinline]] void* operator new[](std::size_t size) {
-  return counted_malloc_or_throw(size);
-}
-[[gnu::noinline]] void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return counted_malloc(size);
-}
-[[gnu::noinline]] void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return counted_malloc(size);
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete[](void* p) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete[](void* p, std::size_t) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete(void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
+#include "counting_new.hpp"
 
 using outgrow::hot_key;
 using outgrow::hot_key_tracker;
@@ -353,10 +306,10 @@ TEST_CASE("record does not allocate in steady state", "[hot_keys]") {
   hot_key_tracker<std::uint64_t> integers({.capacity = 64});
   const zipf_ranks zipf(names.size(), 1.0);
   std::mt19937_64 rng(3);
-  const std::size_t probe = allocations.load();
+  const std::size_t probe = outgrow_test::allocations();
   names.reserve(2 * names.size());
-  REQUIRE(allocations.load() > probe);  // the counting operator new is in use
-  const std::size_t before = allocations.load();
+  REQUIRE(outgrow_test::allocations() > probe);  // the counting operator new is in use
+  const std::size_t before = outgrow_test::allocations();
   for (int i = 0; i < 100'000; ++i) {
     const std::size_t rank = zipf(rng);
     strings.record(names[rank]);
@@ -365,7 +318,7 @@ TEST_CASE("record does not allocate in steady state", "[hot_keys]") {
   strings.decay(0.5);
   integers.clear();
   integers.record(1);
-  CHECK(allocations.load() == before);
+  CHECK(outgrow_test::allocations() == before);
   CHECK(strings.total() == 50'000);
 }
 

@@ -16,54 +16,7 @@
 
 #include "catch.hpp"
 
-// Counts heap allocations so the test can show that lookups never allocate. Every
-// replaceable non-aligned form is replaced, so that allocation and deallocation
-// always pair up (ASan checks that).
-namespace {
-std::size_t g_allocations = 0;
-
-void* counted_malloc(std::size_t size) noexcept {
-  ++g_allocations;
-  return std::malloc(size == 0 ? 1 : size);
-}
-}  // namespace
-
-void* operator new(std::size_t size) {
-  if (void* p = counted_malloc(size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) {
-  if (void* p = counted_malloc(size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return counted_malloc(size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return counted_malloc(size);
-}
-// GCC cannot tell that these replace the global deallocation functions.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-#pragma GCC diagnostic pop
+#include "counting_new.hpp"  // lookups must never allocate
 
 using rendezvous = outgrow::rendezvous_placement<std::string>;
 using outgrow::weighted_node;
@@ -370,7 +323,7 @@ TEST_CASE("rendezvous lookups never allocate", "[rendezvous]") {
   }
   const rendezvous weighted(mixed);
   const std::string key = "user:42";
-  const std::size_t before = g_allocations;
+  const std::size_t before = outgrow_test::allocations();
   std::size_t found = 0;
   for (std::uint64_t i = 0; i < 1'000; ++i) {
     found += uniform.lookup_hash(outgrow::sample_hash(i)) != nullptr ? 1U : 0U;
@@ -378,13 +331,12 @@ TEST_CASE("rendezvous lookups never allocate", "[rendezvous]") {
   }
   found += uniform.lookup(key) != nullptr ? 1U : 0U;
   found += weighted.lookup(std::string_view(key)) != nullptr ? 1U : 0U;
-  const std::size_t allocations = g_allocations - before;
-  CHECK(allocations == 0);
+  CHECK(outgrow_test::allocations() - before == 0);
   CHECK(found == 2'002);
   // Control: the counter sees allocations (preference_list returns a vector).
   const auto replicas = uniform.preference_list("user:42", 3);
   CHECK(replicas.size() == 3);
-  CHECK(g_allocations > before);
+  CHECK(outgrow_test::allocations() > before);
 }
 
 TEST_CASE("rendezvous constructors and assign accept braced lists", "[rendezvous]") {

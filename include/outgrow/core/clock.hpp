@@ -33,6 +33,10 @@
 #include <memory>
 #include <stdexcept>
 
+#if defined(__linux__)
+#include <time.h>
+#endif
+
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
@@ -53,6 +57,27 @@ struct steady_clock_source {
   [[nodiscard]] time_point now() const noexcept { return std::chrono::steady_clock::now(); }
 };
 
+/// A cheaper, coarser steady clock: CLOCK_MONOTONIC_COARSE on Linux (about 5 ns
+/// instead of about 25 ns for steady_clock::now() on our test machine; resolution one
+/// scheduler tick, 1-4 ms), std::chrono::steady_clock elsewhere. Same epoch and
+/// time_point type as steady_clock_source, so the two mix. Use it where a hot path
+/// must read the time on every call and millisecond precision is enough (a circuit
+/// breaker deciding whether 30 s have passed).
+struct coarse_steady_clock {
+  using duration = std::chrono::steady_clock::duration;
+  using time_point = std::chrono::steady_clock::time_point;
+  [[nodiscard]] time_point now() const noexcept {
+#if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return time_point{std::chrono::duration_cast<duration>(
+        std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec})};
+#else
+    return std::chrono::steady_clock::now();
+#endif
+  }
+};
+
 /// A clock that moves only when told. Copies share one time line (a shared atomic), so
 /// the copy given to a primitive sees every advance() made through any other copy.
 class manual_clock {
@@ -60,8 +85,10 @@ class manual_clock {
   using duration = std::chrono::steady_clock::duration;
   using time_point = std::chrono::steady_clock::time_point;
 
-  /// Starts at `start` (default: the zero time_point).
-  explicit manual_clock(time_point start = time_point{})
+  /// Starts at the zero time_point. (Not explicit, so `Clock clock = {}` defaults work.)
+  manual_clock() : manual_clock(time_point{}) {}
+  /// Starts at `start`.
+  explicit manual_clock(time_point start)
       : now_(std::make_shared<std::atomic<duration::rep>>(
             start.time_since_epoch().count())) {}
 
@@ -106,6 +133,7 @@ class manual_clock {
 };
 
 static_assert(clock_source<steady_clock_source>);
+static_assert(clock_source<coarse_steady_clock>);
 static_assert(clock_source<manual_clock>);
 
 }  // namespace outgrow

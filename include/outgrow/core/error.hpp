@@ -23,6 +23,8 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <chrono>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -52,8 +54,40 @@ class config_error : public std::invalid_argument {
 
 namespace detail {
 template <class T>
+struct is_duration : std::false_type {};
+template <class Rep, class Period>
+struct is_duration<std::chrono::duration<Rep, Period>> : std::true_type {};
+
+/// A duration in the largest unit that shows it exactly, with ASCII unit names:
+/// 30s, 10min, 1500ms, 250us, 7ns.
+template <class Rep, class Period>
+std::string describe_duration(std::chrono::duration<Rep, Period> d) {
+  using namespace std::chrono;
+  if constexpr (std::is_integral_v<Rep>) {
+    const auto ns = duration_cast<nanoseconds>(d).count();
+    if (duration_cast<nanoseconds>(d) == d) {
+      struct unit {
+        std::int64_t ns;
+        const char* name;
+      };
+      constexpr unit units[] = {
+          {3'600'000'000'000, "h"}, {60'000'000'000, "min"}, {1'000'000'000, "s"},
+          {1'000'000, "ms"},        {1'000, "us"},           {1, "ns"}};
+      for (const unit& u : units) {
+        if (ns % u.ns == 0 && (ns != 0 || u.ns == 1'000'000'000)) {
+          return fmt::format("{}{}", ns / u.ns, u.name);
+        }
+      }
+    }
+  }
+  return fmt::format("{}", d);
+}
+
+template <class T>
 std::string describe_value(const T& value) {
-  if constexpr (std::is_same_v<T, bool>) {
+  if constexpr (is_duration<T>::value) {
+    return describe_duration(value);
+  } else if constexpr (std::is_same_v<T, bool>) {
     return value ? "true" : "false";
   } else if constexpr (fmt::is_formattable<T>::value) {
     return fmt::format("{}", value);
