@@ -12,6 +12,7 @@
 #pragma once
 
 // core
+#include <outgrow/core/backoff.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
@@ -29,3 +30,11 @@
 #include <outgrow/routing/redis_cluster_slots.hpp>
 #include <outgrow/routing/rendezvous.hpp>
 #include <outgrow/routing/shard_router.hpp>
+
+// resilience
+#include <outgrow/resilience/circuit_breaker.hpp>
+#include <outgrow/resilience/errors.hpp>
+#include <outgrow/resilience/retry.hpp>
+
+// queue
+#include <outgrow/queue/bounded_queue.hpp>
