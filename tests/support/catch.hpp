@@ -5,6 +5,9 @@
 #if __has_include(<catch2/catch_all.hpp>)
 #include <catch2/catch_all.hpp>
 #define OUTGROW_CATCH2_V3 1
+// v2 exports Approx at global scope (catch.hpp: `using Catch::Detail::Approx;`) and
+// tests use it unqualified; v3 only has Catch::Approx, so export it the same way.
+using Catch::Approx;
 #elif __has_include(<catch2/catch.hpp>)
 #include <catch2/catch.hpp>
 #define OUTGROW_CATCH2_V3 0
