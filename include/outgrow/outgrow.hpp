@@ -38,3 +38,8 @@
 
 // queue
 #include <outgrow/queue/bounded_queue.hpp>
+
+// cache
+#include <outgrow/cache/cache.hpp>
+#include <outgrow/cache/eviction.hpp>
+#include <outgrow/cache/tier.hpp>
