@@ -70,6 +70,7 @@
 #include <fmt/format.h>
 
 #include <outgrow/core/error.hpp>
+#include <outgrow/core/hash.hpp>  // detail::mul_high64
 
 namespace outgrow {
 
@@ -96,30 +97,13 @@ concept backoff_policy = std::copy_constructible<B> &&
 
 namespace detail {
 
-/// High 64 bits of the 128-bit product a * b.
-[[nodiscard]] constexpr std::uint64_t backoff_mul_high(std::uint64_t a,
-                                                       std::uint64_t b) noexcept {
-#if defined(__SIZEOF_INT128__)
-  __extension__ typedef unsigned __int128 u128;
-  return static_cast<std::uint64_t>((static_cast<u128>(a) * b) >> 64);
-#else
-  const std::uint64_t a_lo = a & 0xffffffffU, a_hi = a >> 32;
-  const std::uint64_t b_lo = b & 0xffffffffU, b_hi = b >> 32;
-  const std::uint64_t lo_lo = a_lo * b_lo;
-  const std::uint64_t hi_lo = a_hi * b_lo;
-  const std::uint64_t lo_hi = a_lo * b_hi;
-  const std::uint64_t cross = (lo_lo >> 32) + (hi_lo & 0xffffffffU) + lo_hi;
-  return a_hi * b_hi + (hi_lo >> 32) + (cross >> 32);
-#endif
-}
-
 /// Uniform over the integers [lo, hi] nanoseconds (0 <= lo <= hi), from one draw.
 template <random_bits_64 G>
 [[nodiscard]] std::chrono::nanoseconds uniform_duration(G& rng, std::chrono::nanoseconds lo,
                                                         std::chrono::nanoseconds hi) {
   const auto span = static_cast<std::uint64_t>(hi.count() - lo.count());
   const auto bits = static_cast<std::uint64_t>(rng());
-  const std::uint64_t offset = backoff_mul_high(bits, span + 1);  // in [0, span]
+  const std::uint64_t offset = mul_high64(bits, span + 1);  // in [0, span]
   return lo + std::chrono::nanoseconds{static_cast<std::int64_t>(offset)};
 }
 
