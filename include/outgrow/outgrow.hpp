@@ -41,5 +41,10 @@
 
 // cache
 #include <outgrow/cache/cache.hpp>
+#include <outgrow/cache/concurrent_cache.hpp>
 #include <outgrow/cache/eviction.hpp>
+#include <outgrow/cache/invalidation.hpp>
+#include <outgrow/cache/single_flight.hpp>
 #include <outgrow/cache/tier.hpp>
+#include <outgrow/cache/tiered_cache.hpp>
+#include <outgrow/cache/write_policy.hpp>

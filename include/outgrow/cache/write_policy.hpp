@@ -98,6 +98,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -108,6 +109,7 @@
 #include <utility>
 #include <vector>
 
+#include <outgrow/core/backoff.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/stats.hpp>
@@ -198,9 +200,9 @@ struct write_behind {
   /// The wait before retry number `n` (1-based): min(retry_cap, retry_base * 2^(n-1)).
   [[nodiscard]] static std::chrono::nanoseconds backoff(const write_behind_config& c,
                                                         std::size_t n) noexcept {
-    auto d = c.retry_base;
-    for (std::size_t i = 1; i < n && d < c.retry_cap; ++i) d *= 2;
-    return std::min(d, c.retry_cap);
+    const auto retry = static_cast<std::uint32_t>(
+        std::min<std::size_t>(n, std::numeric_limits<std::uint32_t>::max()));
+    return detail::exponential_ceiling(c.retry_base, c.retry_cap, 2.0, retry);
   }
 
   write_behind_config config{};
