@@ -1,0 +1,147 @@
+// redis_cache: two service instances share a Redis L2 under their own in-process L1s;
+// a write on one evicts the key from the other's L1 through Redis pub/sub.
+//
+//   redis_cache --redis 127.0.0.1:6379   # use a running Redis
+//   redis_cache                          # start redis-server (OUTGROW_REDIS_SERVER or
+//                                        # PATH) on a free port; skip if there is none
+#include <outgrow/cache/cache.hpp>
+#include <outgrow/cache/tiered_cache.hpp>
+#include <outgrow/redis/redis_invalidation.hpp>
+#include <outgrow/redis/redis_tier.hpp>
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+extern char** environ;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct product_db {  // the backing store: counts the queries the caches save
+  using key_type = std::string;
+  using mapped_type = std::string;
+  std::optional<std::string> load(const std::string& id) {
+    std::lock_guard lock(mutex);
+    ++queries;
+    return rows.contains(id) ? std::optional(rows[id]) : std::nullopt;
+  }
+  void store(const std::string& id, const std::string& v) {
+    std::lock_guard lock(mutex);
+    rows[id] = v;
+  }
+  void erase(const std::string& id) {
+    std::lock_guard lock(mutex);
+    rows.erase(id);
+  }
+  std::mutex mutex;
+  std::map<std::string, std::string> rows;
+  int queries = 0;
+};
+
+using l1_cache = outgrow::cache<std::string, std::string>;
+using l2_cache = outgrow::redis_tier<std::string, std::string>;
+using bus_type = outgrow::redis_invalidation_bus<std::string>;
+
+struct service_instance {  // what each replica of a service holds
+  service_instance(product_db& db, const std::string& host, int port)
+      : l2({.host = host, .port = port, .key_prefix = "example:product:"}),
+        bus({.host = host, .port = port, .channel = "example:invalidate"}),
+        cache(db, std::tie(l1, l2), {.ttl = 1min}) {
+    cache.connect(bus);  // publish our writes, drop others' keys from L1
+    bus.start();         // the subscriber thread
+  }
+  l1_cache l1{{.capacity = 1000}};
+  l2_cache l2;
+  bus_type bus;
+  outgrow::tiered_cache<outgrow::tiers<l1_cache, l2_cache>, product_db,
+                        outgrow::write_through>
+      cache;
+};
+
+int free_port() {  // bind 127.0.0.1:0 and read the port back (a tiny race: fine here)
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), len);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+pid_t start_redis(const char* exe, int port) {  // no persistence, logs discarded
+  const std::string p = std::to_string(port);
+  const char* argv[] = {exe, "--port",       p.c_str(), "--bind",    "127.0.0.1", "--save",
+                        "",  "--appendonly", "no",      "--logfile", "/dev/null", nullptr};
+  pid_t pid = -1;
+  return ::posix_spawnp(&pid, exe, nullptr, nullptr, const_cast<char**>(argv), environ) == 0
+             ? pid
+             : -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string host = "127.0.0.1";
+  int port = 0;
+  pid_t child = -1;
+  if (argc == 3 && std::string(argv[1]) == "--redis") {
+    const std::string where = argv[2];
+    host = where.substr(0, where.rfind(':'));
+    port = std::atoi(where.c_str() + where.rfind(':') + 1);
+  } else {
+    const char* env = std::getenv("OUTGROW_REDIS_SERVER");
+    port = free_port();
+    child = start_redis(env != nullptr ? env : "redis-server", port);
+    l2_cache probe({.port = port, .reconnect_backoff = {1ms, 5ms}});
+    for (int i = 0; child > 0 && i < 200 && !probe.ping(); ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    if (child < 0 || !probe.ping()) {
+      fmt::print("redis_cache: needs Redis (redis-server on PATH or --redis HOST:PORT)\n");
+      if (child > 0) ::kill(child, SIGKILL);
+      return 0;
+    }
+    fmt::print("started redis-server on 127.0.0.1:{}\n", port);
+  }
+
+  product_db db;
+  for (int i = 0; i < 100; ++i) db.rows[fmt::format("sku-{}", i)] = fmt::format("${}", i);
+  {
+    service_instance a(db, host, port);
+    service_instance b(db, host, port);
+    a.bus.wait_subscribed(2s), b.bus.wait_subscribed(2s);
+
+    for (int n = 0; n < 500; ++n) {  // both instances read the catalogue 5 times
+      (void)a.cache.get(fmt::format("sku-{}", n % 100));
+      (void)b.cache.get(fmt::format("sku-{}", n % 100));
+    }
+    fmt::print("1000 reads, {} database queries (b found a's loads in Redis)\n",
+               db.queries);
+
+    const auto before = b.bus.stats().received;
+    a.cache.put("sku-7", "$6.99 (sale)");  // db, a's L1, Redis; then PUBLISH
+    for (int i = 0; i < 200 && b.bus.stats().received == before; ++i) {
+      std::this_thread::sleep_for(1ms);  // the invalidation is one round trip away
+    }
+    fmt::print("after a's write, b reads sku-7: {}\n", b.cache.get("sku-7").value_or("?"));
+    fmt::print("b L1: {}\nb L2: {}\nbus: {}\n", b.cache.tier_stats<0>(), b.l2.stats(),
+               b.bus.stats());
+    a.cache.invalidate_all();  // tidy up the example's keys in Redis
+  }
+  if (child > 0) {
+    ::kill(child, SIGTERM);
+    ::waitpid(child, nullptr, 0);
+  }
+  return 0;
+}

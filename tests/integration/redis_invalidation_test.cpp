@@ -1,0 +1,316 @@
+// Integration tests of outgrow::redis_invalidation_bus against a real redis-server.
+//
+// Delivery through Redis is asynchronous (the subscriber thread): tests wait for it
+// with bounded waits on a condition (an event arriving, a counter moving), never for a
+// fixed time, and assert on what arrived.
+#include <outgrow/cache/cache.hpp>
+#include <outgrow/cache/invalidation.hpp>
+#include <outgrow/cache/tiered_cache.hpp>
+#include <outgrow/cache/write_policy.hpp>
+#include <outgrow/redis/redis_invalidation.hpp>
+#include <outgrow/redis/redis_tier.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "catch.hpp"
+#include "redis_server.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using bus_type = outgrow::redis_invalidation_bus<std::string>;
+using event = outgrow::invalidation_event<std::string>;
+
+outgrow::redis_invalidation_config bus_config(const outgrow_test::redis_server& server,
+                                              std::string channel = "test:inv") {
+  return {.host = server.host(),
+          .port = server.port(),
+          .channel = std::move(channel),
+          .connect_timeout = 2s,
+          .command_timeout = 2s,
+          .reconnect_backoff = outgrow::full_jitter_backoff(1ms, 20ms),
+          .poll_interval = 10ms};
+}
+
+/// Records events delivered to a subscription; waits for them (bounded).
+class recorder {
+ public:
+  outgrow::invalidation_handler<std::string> handler() {
+    return [this](const event& e) {
+      std::lock_guard lock(mutex_);
+      events_.push_back(e);
+      cv_.notify_all();
+    };
+  }
+  bool wait_for_count(std::size_t n, std::chrono::seconds timeout = 10s) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return events_.size() >= n; });
+  }
+  std::vector<event> events() {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<event> events_;
+};
+
+/// Bounded wait for a condition checked by polling (for counters of another thread).
+bool eventually(const std::function<bool()>& condition,
+                std::chrono::seconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+struct map_store {
+  using key_type = std::string;
+  using mapped_type = std::string;
+  std::optional<std::string> load(const std::string& k) {
+    std::lock_guard lock(mutex);
+    auto it = data.find(k);
+    if (it == data.end()) return std::nullopt;
+    return it->second;
+  }
+  void store(const std::string& k, const std::string& v) {
+    std::lock_guard lock(mutex);
+    data[k] = v;
+  }
+  void erase(const std::string& k) {
+    std::lock_guard lock(mutex);
+    data.erase(k);
+  }
+  std::mutex mutex;
+  std::map<std::string, std::string> data;
+};
+
+using l1_type = outgrow::cache<std::string, std::string>;
+using l2_type = outgrow::redis_tier<std::string, std::string>;
+using tiered = outgrow::tiered_cache<outgrow::tiers<l1_type, l2_type>, map_store,
+                                     outgrow::write_through>;
+
+/// One service instance: its own L1, its own connections to the shared Redis, its bus.
+struct instance {
+  instance(outgrow_test::redis_server& server, map_store& store)
+      : l2({.host = server.host(),
+            .port = server.port(),
+            .key_prefix = "shared:",
+            .connect_timeout = 2s,
+            .command_timeout = 2s,
+            .reconnect_backoff = outgrow::full_jitter_backoff(1ms, 20ms)}),
+        bus(bus_config(server)),
+        cache(store, std::tie(l1, l2), {.ttl = 10min}) {
+    cache.connect(bus);
+    bus.start();
+  }
+  l1_type l1{{.capacity = 1000}};
+  l2_type l2;
+  bus_type bus;
+  tiered cache;
+};
+
+}  // namespace
+
+TEST_CASE("redis_invalidation_bus delivers to other instances and drops its own echo",
+          "[redis_invalidation][integration]") {
+  outgrow_test::redis_server server;
+  bus_type a(bus_config(server));
+  bus_type b(bus_config(server));
+  CHECK(a.instance_id() != b.instance_id());
+  recorder at_a;
+  recorder at_b;
+  auto sub_a = a.subscribe(at_a.handler());
+  auto sub_b = b.subscribe(at_b.handler());
+  a.start();
+  b.start();
+  REQUIRE(a.wait_subscribed(10s));
+  REQUIRE(b.wait_subscribed(10s));
+
+  REQUIRE(a.publish("user:42", 7));
+  // Local subscribers: synchronously, with the publisher's origin.
+  const auto local = at_a.events();
+  REQUIRE(local.size() == 1);
+  CHECK(local[0].key == "user:42");
+  CHECK(local[0].origin == 7);
+  // The other instance: through Redis, origin 0 (origins are per process).
+  REQUIRE(at_b.wait_for_count(1));
+  auto remote = at_b.events();
+  CHECK(remote[0].kind == outgrow::invalidation_kind::key);
+  CHECK(remote[0].key == "user:42");
+  CHECK(remote[0].origin == 0);
+  CHECK(remote[0].cause == outgrow::invalidation_cause::published);
+  // a's own message came back from Redis and was dropped, not delivered twice.
+  REQUIRE(eventually([&] { return a.stats().own_ignored == 1; }));
+  CHECK(at_a.events().size() == 1);
+
+  REQUIRE(b.publish_clear());
+  CHECK(at_b.events().size() == 2);  // b's own subscriber: locally, at once
+  REQUIRE(at_a.wait_for_count(2));
+  CHECK(at_a.events()[1].kind == outgrow::invalidation_kind::clear);
+  CHECK(at_a.events()[1].cause == outgrow::invalidation_cause::published);
+
+  // Garbage on the channel is counted, not delivered.
+  (void)server.command("PUBLISH %s %s", "test:inv", "nonsense");
+  REQUIRE(eventually([&] { return b.stats().decode_errors == 1; }));
+  CHECK(at_b.events().size() == 2);
+  const auto s = b.stats();
+  CHECK(s.received == 1);
+  CHECK(s.subscribed);
+  CHECK(s.subscribers == 1);
+  CHECK(s.gaps == 0);
+  fmt::print("{}\n", s);
+}
+
+TEST_CASE("two tiered_caches sharing Redis never read stale after the invalidation arrives",
+          "[redis_invalidation][integration]") {
+  outgrow_test::redis_server server;
+  map_store store;
+  instance a(server, store);
+  instance b(server, store);
+  REQUIRE(a.bus.wait_subscribed(10s));
+  REQUIRE(b.bus.wait_subscribed(10s));
+
+  int stale = 0;
+  for (int round = 0; round < 50; ++round) {
+    const std::string key = fmt::format("product:{}", round % 5);
+    // Both instances hold the current value in their L1.
+    const auto old_value = a.cache.get(key);
+    CHECK(b.cache.get(key) == old_value);
+    instance& writer = round % 2 == 0 ? a : b;
+    instance& reader = round % 2 == 0 ? b : a;
+    const std::string value = fmt::format("v{}", round);
+    const auto received = reader.bus.stats().received;
+    REQUIRE(writer.cache.put(key, value));
+    REQUIRE(eventually([&] { return reader.bus.stats().received > received; }));
+    if (reader.cache.get(key) != value) ++stale;
+  }
+  CHECK(stale == 0);
+  CHECK(a.bus.stats().publish_failures == 0);
+  // Invalidations dropped L1 copies, the shared L2 stayed and served the other instance.
+  CHECK(a.cache.tier_stats<1>().hits + b.cache.tier_stats<1>().hits > 0);
+}
+
+TEST_CASE("redis_invalidation_bus reports a gap after a restart and the cache clears L1",
+          "[redis_invalidation][integration]") {
+  outgrow_test::redis_server server;
+  map_store store;
+  instance a(server, store);
+  instance b(server, store);
+  REQUIRE(a.bus.wait_subscribed(10s));
+  REQUIRE(b.bus.wait_subscribed(10s));
+  for (int i = 0; i < 20; ++i) REQUIRE(a.cache.put(fmt::format("k{}", i), "v"));
+  // Let a's invalidations reach b before b fills its L1 (they would drop the copies).
+  REQUIRE(eventually([&] { return b.bus.stats().received == 20; }));
+  for (int i = 0; i < 20; ++i) REQUIRE(b.cache.get(fmt::format("k{}", i)) == "v");
+  REQUIRE(b.l1.size() == 20);
+
+  server.kill();
+  // A write on a while Redis is down: its invalidation cannot be sent and is kept.
+  store.store("k0", "changed-during-outage");
+  CHECK_FALSE(a.bus.publish("k0"));
+  CHECK(a.bus.stats().pending == 1);
+  // b keeps serving its L1 meanwhile.
+  CHECK(b.cache.get("k1") == "v");
+
+  server.restart();
+  // b re-subscribes and reports the gap: its L1 is cleared (the shared L2 is not).
+  REQUIRE(eventually([&] { return b.bus.stats().gaps == 1; }));
+  CHECK(b.l1.size() == 0);
+  // a's subscriber thread re-sends the pending invalidation once Redis is back. b may
+  // miss it (if b re-subscribed after it was sent), but then b's gap covered it: either
+  // way b does not serve the old value.
+  REQUIRE(eventually([&] { return a.bus.stats().pending == 0; }));
+  CHECK(b.cache.get("k0") == "changed-during-outage");
+  const auto s = b.bus.stats();
+  CHECK(s.subscribes == 2);
+  CHECK(s.subscribed);
+  fmt::print("after restart: {}\n", a.bus.stats());
+}
+
+TEST_CASE("redis_invalidation_bus re-sends unsent messages and overflows into one clear",
+          "[redis_invalidation][integration]") {
+  outgrow_test::redis_server server;
+  auto config = bus_config(server);
+  config.max_pending = 3;
+  bus_type a(config);  // not started: only flush_pending() and publish() re-send
+  bus_type b(bus_config(server));
+  recorder at_b;
+  auto sub = b.subscribe(at_b.handler());
+  b.start();
+  REQUIRE(b.wait_subscribed(10s));
+
+  // Kept, then re-sent in order once Redis is back (and b has re-subscribed).
+  server.kill();
+  CHECK_FALSE(a.publish("k0"));
+  CHECK_FALSE(a.publish("k1"));
+  CHECK(a.stats().pending == 2);
+  server.restart();
+  REQUIRE(eventually([&] { return b.stats().gaps == 1; }));
+  REQUIRE(eventually([&] { return a.flush_pending(); }));
+  CHECK(a.stats().pending == 0);
+  REQUIRE(at_b.wait_for_count(3));  // the gap, k0, k1
+  auto events = at_b.events();
+  CHECK(events[0].cause == outgrow::invalidation_cause::gap);
+  CHECK(events[1].key == "k0");
+  CHECK(events[2].key == "k1");
+
+  // More than max_pending: one clear replaces them.
+  server.kill();
+  for (int i = 0; i < 5; ++i) CHECK_FALSE(a.publish(fmt::format("x{}", i)));
+  const auto s = a.stats();
+  CHECK(s.pending == 1);
+  CHECK(s.pending_overflows == 1);
+  server.restart();
+  REQUIRE(eventually([&] { return b.stats().gaps == 2; }));
+  REQUIRE(eventually([&] { return a.flush_pending(); }));
+  REQUIRE(at_b.wait_for_count(5));  // the second gap, then the clear from a
+  events = at_b.events();
+  CHECK(events[3].cause == outgrow::invalidation_cause::gap);
+  CHECK(events[4].kind == outgrow::invalidation_kind::clear);
+  CHECK(events[4].cause == outgrow::invalidation_cause::published);
+  CHECK(at_b.events().size() == 5);
+}
+
+TEST_CASE("redis_invalidation_bus stops promptly and can start again",
+          "[redis_invalidation][integration]") {
+  outgrow_test::redis_server server;
+  bus_type bus(bus_config(server));
+  bus.start();
+  bus.start();  // idempotent
+  REQUIRE(bus.wait_subscribed(10s));
+  bus.stop();
+  CHECK_FALSE(bus.stats().subscribed);
+  bus.stop();  // idempotent
+  bus.start();
+  REQUIRE(bus.wait_subscribed(10s));
+  CHECK(bus.stats().subscribes == 2);
+  // Messages sent while stopped were lost: the second subscription is a gap.
+  REQUIRE(eventually([&] { return bus.stats().gaps == 1; }));
+
+  // A bus that cannot reach Redis: start/stop still work, publishes are kept.
+  bus_type lost({.port = 1, .connect_timeout = 100ms, .poll_interval = 5ms});
+  lost.start();
+  CHECK_FALSE(lost.wait_subscribed(50ms));
+  CHECK_FALSE(lost.publish("k"));
+  lost.stop();
+  CHECK(lost.stats().connect_failures >= 1);
+  CHECK_THROWS_AS(bus_type({.channel = ""}), outgrow::config_error);
+  CHECK_THROWS_AS(bus_type({.poll_interval = 0ms}), outgrow::config_error);
+}
