@@ -6,9 +6,16 @@
 // Each benchmark runs 2 or 4 threads on one shared queue (capacity 1024): the first half
 // push, the second half pop, the same number of items each. items_per_second counts
 // items popped (consumer threads only); UseRealTime.
+//
+// BM_work_queue_noop_jobs/<workers>: end to end through a work_queue<int> — one producer
+// (the benchmark thread) submits batches of 1000 no-op jobs (block policy) and waits
+// until the workers have completed them; items_per_second = jobs completed per second of
+// real time, everything included (submit, hand-off, handler call, metrics, wake-ups).
 #include <outgrow/queue/bounded_queue.hpp>
+#include <outgrow/queue/work_queue.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -105,11 +112,31 @@ void BM_moodycamel_queue_payload(benchmark::State& s) {
   run<moodycamel_queue_payload, payload>(s, make_payload);
 }
 
+void BM_work_queue_noop_jobs(benchmark::State& state) {
+  const auto workers = static_cast<std::size_t>(state.range(0));
+  std::atomic<std::uint64_t> done{0};
+  outgrow::work_queue<int> q({.capacity = kCapacity, .workers = workers}, [&done](int&) {
+    done.fetch_add(1, std::memory_order_release);
+  });
+  constexpr std::uint64_t batch = 1000;
+  std::uint64_t sent = 0;
+  for (auto _ : state) {
+    for (std::uint64_t i = 0; i < batch; ++i) {
+      if (!q.submit(static_cast<int>(i))) state.SkipWithError("submit refused");
+    }
+    sent += batch;
+    while (done.load(std::memory_order_acquire) < sent) std::this_thread::yield();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(sent));
+  (void)q.stop(std::chrono::seconds{1});
+}
+
 // threads:2 = 1P1C, threads:4 = 2P2C.
 BENCHMARK(BM_bounded_queue_int)->Threads(2)->Threads(4)->UseRealTime();
 BENCHMARK(BM_boost_lockfree_queue_int)->Threads(2)->Threads(4)->UseRealTime();
 BENCHMARK(BM_moodycamel_queue_int)->Threads(2)->Threads(4)->UseRealTime();
 BENCHMARK(BM_bounded_queue_payload)->Threads(2)->Threads(4)->UseRealTime();
 BENCHMARK(BM_moodycamel_queue_payload)->Threads(2)->Threads(4)->UseRealTime();
+BENCHMARK(BM_work_queue_noop_jobs)->Arg(1)->Arg(2)->Arg(4)->UseRealTime();
 
 }  // namespace

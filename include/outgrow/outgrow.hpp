@@ -38,6 +38,8 @@
 
 // queue
 #include <outgrow/queue/bounded_queue.hpp>
+#include <outgrow/queue/dead_letter_queue.hpp>
+#include <outgrow/queue/work_queue.hpp>
 
 // cache
 #include <outgrow/cache/cache.hpp>

@@ -126,6 +126,13 @@ class bounded_queue {
   [[nodiscard]] std::optional<T> pop_until(std::chrono::steady_clock::time_point deadline) {
     return pop_waiting(deadline, std::stop_token{});
   }
+  /// Waits for an item until the deadline or a stop request, whichever comes first
+  /// (nullopt then, or when closed and empty). A work_queue worker waits this way so
+  /// that retiring it wakes it at once.
+  [[nodiscard]] std::optional<T> pop_until(std::chrono::steady_clock::time_point deadline,
+                                           std::stop_token stop) {
+    return pop_waiting(deadline, std::move(stop));
+  }
   /// Waits for an item until one arrives, the queue is closed and empty, or a stop is
   /// requested (nullopt for the last two).
   [[nodiscard]] std::optional<T> pop(std::stop_token stop) {
