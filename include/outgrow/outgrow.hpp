@@ -42,6 +42,10 @@
 #include <outgrow/queue/work_queue.hpp>
 
 // cache
+#include <outgrow/autoscale/autoscaler.hpp>
+#include <outgrow/autoscale/scaling_policy.hpp>
+#include <outgrow/autoscale/simulator.hpp>
+
 #include <outgrow/cache/cache.hpp>
 #include <outgrow/cache/concurrent_cache.hpp>
 #include <outgrow/cache/eviction.hpp>

@@ -14,9 +14,10 @@
 //   struct users_db {                        // a backing_store
 //     using key_type = std::string;
 //     using mapped_type = user;
-//     std::optional<user> load(const std::string& id);  // nullopt = not found; throw =
-//     failure void store(const std::string& id, const user& u); // throw = failure void
-//     erase(const std::string& id);
+//     // load: nullopt = not found. Any of the three may throw = failure.
+//     std::optional<user> load(const std::string& id);
+//     void store(const std::string& id, const user& u);
+//     void erase(const std::string& id);
 //   };
 //   outgrow::cache<std::string, user> l1({.capacity = 10'000});
 //   outgrow::concurrent_cache<std::string, user> l2({.capacity = 1'000'000});

@@ -9,9 +9,9 @@
 // dead-lettered, or handed back by stop(). set_workers(n) is the actuator an autoscaler
 // drives; metrics() has what it scales on (backlog per worker, oldest age, latency).
 //
+//   // The handler: a throw (or returning false) is a failed attempt.
 //   outgrow::work_queue<order> q({.capacity = 10'000, .workers = 4},
-//                                [&](order& o) { payments.charge(o); });  // throw =
-//                                failure
+//                                [&](order& o) { payments.charge(o); });
 //   if (!q.submit(std::move(o))) shed(o);             // full: blocks ≤ block_timeout, then
 //                                                     // timed_out (o is left untouched)
 //   q.submit(std::move(o2), "order-42");              // idempotency key: runs at most once

@@ -1,0 +1,1361 @@
+// outgrow/autoscale/scaling_policy.hpp — how many replicas a service needs, by policy.
+//
+// The policies an `outgrow::autoscaler` (autoscale/autoscaler.hpp) consults on every
+// evaluation. Each reads the metric samples the autoscaler holds and answers with a
+// `recommendation`: a replica count and the reason (metric, rule, which limit held it
+// back), "no opinion", or "missing data".
+//
+//   target_tracking — the Kubernetes HPA algorithm: desired = ceil(current × value /
+//     target) per metric, the largest wins; tolerance 0.1; scale-up stabilization 0 s
+//     and scale-down 300 s; rate limits per period (+100 % or +4 replicas per 15 s,
+//     whichever is more; −100 % per 15 s); not-ready replicas and replicas without a
+//     sample handled as the HPA documents (see target_tracking below).
+//   step_scaling — ordered rules "metric op threshold for duration → ±n" with per-
+//     direction cooldowns. Default: the textbook's "CPU > 70 % for 5 min → +2;
+//     CPU < 30 % for 10 min → −1", cooldowns 300 s up / 600 s down.
+//   backlog_scaling — desired = ceil(backlog / target_per_replica), scale to zero
+//     after `cooldown` without work, wake from zero when the backlog passes the
+//     activation threshold (KEDA's activationThreshold / cooldownPeriod).
+//   predictive_scaling — learns a recurring load shape (daily by default, 5-minute
+//     buckets) and provisions for the forecast `startup_time + margin` ahead; falls
+//     back to reactive target tracking while the forecast error is large.
+//
+//   outgrow::autoscaler<> scaler({.min_replicas = 2, .max_replicas = 50});
+//   scaler.add_policy(outgrow::target_tracking({.metrics = {{"cpu", 70.0}}}));
+//   scaler.add_policy(outgrow::step_scaling());  // the textbook's rules
+//   scaler.add_policy(outgrow::backlog_scaling({.metric = "queue",
+//                                               .target_per_replica = 20}));
+//
+// Your own policy: any movable type with `recommendation recommend(const
+// scaling_context&)` satisfies `scaling_policy`. The smallest one:
+//
+//   struct always_three {
+//     outgrow::recommendation recommend(const outgrow::scaling_context&) {
+//       return outgrow::recommendation::propose(3, "always three");
+//     }
+//   };
+//
+// Optional members the autoscaler uses when present: `std::string_view name() const`
+// (shown in decisions) and `std::chrono::nanoseconds history_needed() const` (how much
+// replica history the policy reads; checked against autoscaler_config::history).
+//
+// Thread-safety: a policy is used by one autoscaler, under that autoscaler's lock.
+// Complexity: recommend() is O(metrics + samples since the last call + stabilization
+// window entries); predictive_scaling also O(buckets in its look-ahead). No allocation
+// in steady state (histories live in ring buffers that only grow to their peak size).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <outgrow/core/error.hpp>
+
+namespace outgrow {
+
+/// Time as every autoscale type sees it (the time_point of both provided clocks).
+using scaling_time_point = std::chrono::steady_clock::time_point;
+
+namespace detail {
+
+/// A string of at most N bytes stored inline (no allocation); longer text is cut.
+template <std::size_t N>
+class inline_text {
+ public:
+  constexpr inline_text() noexcept = default;
+  inline_text(std::string_view s) noexcept { assign(s); }    // NOLINT: implicit on purpose
+  inline_text(const char* s) noexcept { assign(s); }         // NOLINT
+  inline_text(const std::string& s) noexcept { assign(s); }  // NOLINT
+
+  void assign(std::string_view s) noexcept {
+    size_ = std::min(s.size(), N);
+    if (size_ != 0) std::memcpy(data_, s.data(), size_);
+  }
+  /// Formats into the buffer (cut at N bytes); allocation-free.
+  template <class... Args>
+  void format(fmt::format_string<Args...> f, Args&&... args) {
+    const auto r = fmt::format_to_n(data_, N, f, std::forward<Args>(args)...);
+    size_ = std::min<std::size_t>(r.size, N);
+  }
+  [[nodiscard]] std::string_view view() const noexcept { return {data_, size_}; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  friend bool operator==(const inline_text& a, std::string_view b) noexcept {
+    return a.view() == b;
+  }
+
+ private:
+  char data_[N]{};
+  std::size_t size_ = 0;
+};
+
+/// A FIFO ring buffer that grows (doubling) when full and never shrinks, so pushing
+/// and popping allocate nothing once it reached its peak size.
+template <class T>
+class growing_ring {
+ public:
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  /// i = 0 is the oldest element.
+  [[nodiscard]] const T& operator[](std::size_t i) const noexcept {
+    return buf_[(head_ + i) & (buf_.size() - 1)];
+  }
+  [[nodiscard]] T& operator[](std::size_t i) noexcept {
+    return buf_[(head_ + i) & (buf_.size() - 1)];
+  }
+  [[nodiscard]] const T& front() const noexcept { return (*this)[0]; }
+  [[nodiscard]] const T& back() const noexcept { return (*this)[size_ - 1]; }
+  void push_back(const T& v) {
+    if (size_ == buf_.size()) grow();
+    buf_[(head_ + size_) & (buf_.size() - 1)] = v;
+    ++size_;
+  }
+  void pop_front() noexcept {
+    head_ = (head_ + 1) & (buf_.size() - 1);
+    --size_;
+  }
+  void clear() noexcept { head_ = size_ = 0; }
+
+ private:
+  void grow() {
+    std::vector<T> next(std::max<std::size_t>(16, buf_.size() * 2));
+    for (std::size_t i = 0; i < size_; ++i) next[i] = (*this)[i];
+    buf_.swap(next);
+    head_ = 0;
+  }
+  std::vector<T> buf_;
+  std::size_t head_ = 0;
+  std::size_t size_ = 0;
+};
+
+/// ceil(x) as a replica count, clamped to [0, 1e9] (NaN counts as 0).
+[[nodiscard]] inline int ceil_replicas(double x) noexcept {
+  if (!(x > 0.0)) return 0;
+  if (x >= 1e9) return 1'000'000'000;
+  return static_cast<int>(std::ceil(x));
+}
+
+inline void validate_duration(std::string_view primitive, std::string_view field,
+                              std::chrono::nanoseconds d, std::chrono::nanoseconds lo,
+                              std::chrono::nanoseconds hi) {
+  require_in_range(primitive, field, d, lo, hi);
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------
+// Metric samples and the context policies read
+// ---------------------------------------------------------------------------------
+
+/// One observation of a metric.
+struct metric_sample {
+  scaling_time_point at{};
+  double value = 0.0;
+  /// For per-replica averages: how many ready replicas the average covers; -1 = all
+  /// of them. Fewer = the rest sent no sample (HPA's "missing metrics" pods).
+  int reporting = -1;
+};
+
+/// The recent samples of one named metric, oldest first.
+class metric_series {
+ public:
+  explicit metric_series(std::string name) : name_(std::move(name)) {}
+
+  [[nodiscard]] std::string_view name() const noexcept { return name_; }
+  [[nodiscard]] std::size_t size() const noexcept { return samples_.size(); }
+  /// The newest sample, or nullptr when none is kept.
+  [[nodiscard]] const metric_sample* latest() const noexcept {
+    return samples_.empty() ? nullptr : &samples_.back();
+  }
+  /// Calls f(sample) for every kept sample taken strictly after `after`, oldest first.
+  template <class F>
+  void for_each_after(scaling_time_point after, F&& f) const {
+    std::size_t i = samples_.size();
+    while (i > 0 && samples_[i - 1].at > after) --i;
+    for (; i < samples_.size(); ++i) f(samples_[i]);
+  }
+
+  /// Appends a sample; false (ignored) when older than the newest one kept.
+  bool push(const metric_sample& s) {
+    if (!samples_.empty() && s.at < samples_.back().at) return false;
+    samples_.push_back(s);
+    return true;
+  }
+  /// Drops samples taken before `cutoff`, always keeping the newest one.
+  void prune(scaling_time_point cutoff) noexcept {
+    while (samples_.size() > 1 && samples_.front().at < cutoff) samples_.pop_front();
+  }
+
+ private:
+  std::string name_;
+  detail::growing_ring<metric_sample> samples_;
+};
+
+/// The replica count over time: every change, with the time it was made.
+class replica_history {
+ public:
+  explicit replica_history(int initial = 0) : base_(initial), current_(initial) {}
+
+  [[nodiscard]] int current() const noexcept { return current_; }
+  /// Starts over from `replicas` with no recorded changes (a baseline, not a scale).
+  void reset(int replicas) noexcept {
+    base_ = current_ = replicas;
+    changes_.clear();
+  }
+  /// Records that the replica count became `replicas` at `at` (no-op if unchanged).
+  void record(scaling_time_point at, int replicas) {
+    if (replicas == current_) return;
+    if (replicas > current_)
+      last_up_ = at;
+    else
+      last_down_ = at;
+    changes_.push_back({at, replicas});
+    current_ = replicas;
+  }
+  /// The count in force at time t (after every change made at or before t).
+  [[nodiscard]] int at(scaling_time_point t) const noexcept {
+    for (std::size_t i = changes_.size(); i > 0; --i) {
+      if (changes_[i - 1].at <= t) return changes_[i - 1].replicas;
+    }
+    return base_;
+  }
+  [[nodiscard]] std::optional<scaling_time_point> last_scale_up() const noexcept {
+    return last_up_;
+  }
+  [[nodiscard]] std::optional<scaling_time_point> last_scale_down() const noexcept {
+    return last_down_;
+  }
+  /// Forgets changes made before `cutoff` (their effect stays in the base count).
+  void prune(scaling_time_point cutoff) noexcept {
+    while (!changes_.empty() && changes_.front().at < cutoff) {
+      base_ = changes_.front().replicas;
+      changes_.pop_front();
+    }
+  }
+
+ private:
+  struct change {
+    scaling_time_point at{};
+    int replicas = 0;
+  };
+  int base_;
+  int current_;
+  detail::growing_ring<change> changes_;
+  std::optional<scaling_time_point> last_up_;
+  std::optional<scaling_time_point> last_down_;
+};
+
+/// What a policy sees when asked for a recommendation.
+struct scaling_context {
+  scaling_time_point now{};
+  int current = 0;    ///< replicas provisioned (ready + starting)
+  int not_ready = 0;  ///< of those, still starting
+  int min_replicas = 0;
+  int max_replicas = 0;
+  /// A sample older than this counts as missing.
+  std::chrono::nanoseconds stale_after{std::chrono::seconds{60}};
+  const std::vector<metric_series>* metrics = nullptr;
+  const replica_history* replicas = nullptr;
+
+  [[nodiscard]] int ready() const noexcept { return current - not_ready; }
+  [[nodiscard]] const metric_series* series(std::string_view name) const noexcept {
+    if (metrics == nullptr) return nullptr;
+    for (const metric_series& s : *metrics) {
+      if (s.name() == name) return &s;
+    }
+    return nullptr;
+  }
+  /// The newest sample of `name` if it is fresh (taken within stale_after of now).
+  [[nodiscard]] const metric_sample* fresh(std::string_view name) const noexcept {
+    const metric_series* s = series(name);
+    if (s == nullptr) return nullptr;
+    const metric_sample* last = s->latest();
+    if (last == nullptr || now - last->at > stale_after) return nullptr;
+    return last;
+  }
+  /// The replica count in force at time t (now: `current`).
+  [[nodiscard]] int replicas_at(scaling_time_point t) const noexcept {
+    return replicas == nullptr || t >= now ? current : replicas->at(t);
+  }
+  [[nodiscard]] std::optional<scaling_time_point> last_scale_up() const noexcept {
+    return replicas == nullptr ? std::nullopt : replicas->last_scale_up();
+  }
+  [[nodiscard]] std::optional<scaling_time_point> last_scale_down() const noexcept {
+    return replicas == nullptr ? std::nullopt : replicas->last_scale_down();
+  }
+};
+
+/// What held a replica count back from what the metrics alone asked for.
+enum class scale_limit : std::uint8_t {
+  none = 0,
+  tolerance,        ///< the metric/target ratio was within the tolerance band
+  stabilization,    ///< a stabilization window kept a recent higher/lower count
+  scale_up_rate,    ///< a scale-up rate limit (per period)
+  scale_down_rate,  ///< a scale-down rate limit (per period)
+  cooldown,         ///< a step-scaling cooldown
+  activation,       ///< backlog below the activation threshold (stays at zero)
+  min_replicas,
+  max_replicas,
+  missing_metrics,  ///< held: a metric had no fresh sample (never scale down blind)
+};
+
+[[nodiscard]] constexpr std::string_view to_string(scale_limit l) noexcept {
+  switch (l) {
+    case scale_limit::none:
+      return "none";
+    case scale_limit::tolerance:
+      return "tolerance";
+    case scale_limit::stabilization:
+      return "stabilization";
+    case scale_limit::scale_up_rate:
+      return "scale_up_rate";
+    case scale_limit::scale_down_rate:
+      return "scale_down_rate";
+    case scale_limit::cooldown:
+      return "cooldown";
+    case scale_limit::activation:
+      return "activation";
+    case scale_limit::min_replicas:
+      return "min_replicas";
+    case scale_limit::max_replicas:
+      return "max_replicas";
+    case scale_limit::missing_metrics:
+      return "missing_metrics";
+  }
+  return "unknown";
+}
+
+enum class recommendation_kind : std::uint8_t {
+  replicas,      ///< a replica count (which may equal the current one: "hold")
+  no_opinion,    ///< nothing triggered; left out of the max over policies
+  missing_data,  ///< could not decide: the autoscaler never scales down on this
+};
+
+/// A policy's answer. Text fields are stored inline (cut at their size).
+struct recommendation {
+  recommendation_kind kind = recommendation_kind::no_opinion;
+  int replicas = 0;
+  scale_limit limited_by = scale_limit::none;
+  detail::inline_text<32> metric;                            ///< the metric that decided
+  detail::inline_text<120> reason;                           ///< the rule and the numbers
+  double value = std::numeric_limits<double>::quiet_NaN();   ///< metric value used
+  double target = std::numeric_limits<double>::quiet_NaN();  ///< its target/threshold
+  /// Some input had no fresh sample (always true for missing_data; a replicas
+  /// proposal may still go ahead when it is a scale-up).
+  bool missing_data = false;
+
+  [[nodiscard]] static recommendation propose(int replicas, std::string_view reason,
+                                              std::string_view metric = {}) {
+    recommendation r;
+    r.kind = recommendation_kind::replicas;
+    r.replicas = replicas;
+    r.reason = reason;
+    r.metric = metric;
+    return r;
+  }
+  [[nodiscard]] static recommendation none(std::string_view reason) {
+    recommendation r;
+    r.reason = reason;
+    return r;
+  }
+  [[nodiscard]] static recommendation missing(std::string_view metric,
+                                              std::string_view reason) {
+    recommendation r;
+    r.kind = recommendation_kind::missing_data;
+    r.missing_data = true;
+    r.metric = metric;
+    r.reason = reason;
+    r.limited_by = scale_limit::missing_metrics;
+    return r;
+  }
+};
+
+/// A replica-count policy the autoscaler can consult (see the header comment).
+template <class P>
+concept scaling_policy = std::move_constructible<P> &&
+    requires(P& p, const scaling_context& ctx) {
+  { p.recommend(ctx) } -> std::same_as<recommendation>;
+};
+
+// ---------------------------------------------------------------------------------
+// HPA behavior: stabilization windows and rate limits
+// ---------------------------------------------------------------------------------
+
+enum class rate_limit_type : std::uint8_t {
+  pods,     ///< at most `value` replicas per period
+  percent,  ///< at most `value` % of the replicas at the start of the period
+};
+
+/// "At most `value` replicas (or %) per `period`" — an HPA scaling policy.
+struct rate_limit {
+  rate_limit_type type = rate_limit_type::percent;
+  int value = 100;
+  std::chrono::nanoseconds period = std::chrono::seconds{15};
+};
+
+/// How several rate limits combine (HPA selectPolicy).
+enum class select_policy : std::uint8_t {
+  max,       ///< the limit allowing the largest change (HPA default)
+  min,       ///< the limit allowing the smallest change
+  disabled,  ///< no scaling in this direction at all
+};
+
+/// One direction of HPA `behavior`.
+struct scaling_rules {
+  /// Recommendations within this window are considered: the lowest for scale-up, the
+  /// highest for scale-down. [0, 1 h] (HPA's range).
+  std::chrono::nanoseconds stabilization_window{0};
+  select_policy select = select_policy::max;
+  /// Empty = no rate limit. Periods in (0, 30 min] (HPA's range), values >= 1.
+  std::vector<rate_limit> policies{};
+};
+
+/// HPA `behavior`, with its defaults: scale up at once by max(+100 %, +4) per 15 s;
+/// scale down after a 300 s stabilization window by up to 100 % per 15 s.
+struct scaling_behavior {
+  scaling_rules scale_up{
+      .stabilization_window = std::chrono::seconds{0},
+      .select = select_policy::max,
+      .policies = {{rate_limit_type::percent, 100, std::chrono::seconds{15}},
+                   {rate_limit_type::pods, 4, std::chrono::seconds{15}}}};
+  scaling_rules scale_down{
+      .stabilization_window = std::chrono::seconds{300},
+      .select = select_policy::max,
+      .policies = {{rate_limit_type::percent, 100, std::chrono::seconds{15}}}};
+};
+
+namespace detail {
+
+inline void validate_rules(std::string_view primitive, std::string_view prefix,
+                           const scaling_rules& r) {
+  using namespace std::chrono;
+  validate_duration(primitive, fmt::format("{}.stabilization_window", prefix),
+                    r.stabilization_window, nanoseconds{0}, hours{1});
+  for (const rate_limit& p : r.policies) {
+    require_at_least(primitive, fmt::format("{}.policies.value", prefix), p.value, 1);
+    if (p.type == rate_limit_type::percent) {
+      require_in_range(primitive, fmt::format("{}.policies.value (percent)", prefix),
+                       p.value, 1, 1'000'000);
+    }
+    validate_duration(primitive, fmt::format("{}.policies.period", prefix), p.period,
+                      nanoseconds{1}, minutes{30});
+  }
+}
+
+inline std::chrono::nanoseconds longest_period(const scaling_behavior& b) {
+  std::chrono::nanoseconds longest{0};
+  for (const rate_limit& p : b.scale_up.policies) longest = std::max(longest, p.period);
+  for (const rate_limit& p : b.scale_down.policies) longest = std::max(longest, p.period);
+  return longest;
+}
+
+/// The HPA normalization after the metric proposal: stabilization over recent raw
+/// recommendations, then the rate limits of the direction taken.
+class hpa_behavior {
+ public:
+  explicit hpa_behavior(scaling_behavior b) : behavior_(std::move(b)) {}
+
+  struct outcome {
+    int replicas;
+    scale_limit limited_by;
+  };
+
+  /// `raw` = the metrics' proposal; returns the count after stabilization and rate
+  /// limits (not yet clamped to min/max replicas) and records `raw`.
+  outcome apply(const scaling_context& ctx, int raw) {
+    if (!initialized_) {
+      // As the HPA does on first sight: the current count counts as a recent
+      // recommendation, so nothing scales down within the first window.
+      history_.push_back({ctx.now, ctx.current});
+      initialized_ = true;
+    }
+    const auto up_cut = ctx.now - behavior_.scale_up.stabilization_window;
+    const auto down_cut = ctx.now - behavior_.scale_down.stabilization_window;
+    const auto keep_cut = ctx.now - std::max(behavior_.scale_up.stabilization_window,
+                                             behavior_.scale_down.stabilization_window);
+    while (!history_.empty() && history_.front().at <= keep_cut) history_.pop_front();
+
+    int up_rec = raw;
+    int down_rec = raw;
+    for (std::size_t i = 0; i < history_.size(); ++i) {
+      const entry& e = history_[i];
+      if (e.at > up_cut) up_rec = std::min(up_rec, e.replicas);
+      if (e.at > down_cut) down_rec = std::max(down_rec, e.replicas);
+    }
+    history_.push_back({ctx.now, raw});
+
+    int stabilized = ctx.current;
+    if (stabilized < up_rec) stabilized = up_rec;
+    if (stabilized > down_rec) stabilized = down_rec;
+    scale_limit limit = stabilized != raw ? scale_limit::stabilization : scale_limit::none;
+
+    int result = stabilized;
+    if (stabilized > ctx.current) {
+      const int up_limit = std::max(scale_up_limit(ctx), ctx.current);
+      if (result > up_limit) {
+        result = up_limit;
+        limit = scale_limit::scale_up_rate;
+      }
+    } else if (stabilized < ctx.current) {
+      const int down_limit = std::min(scale_down_limit(ctx), ctx.current);
+      if (result < down_limit) {
+        result = down_limit;
+        limit = scale_limit::scale_down_rate;
+      }
+    }
+    return {result, limit};
+  }
+
+  [[nodiscard]] const scaling_behavior& behavior() const noexcept { return behavior_; }
+
+ private:
+  struct entry {
+    scaling_time_point at{};
+    int replicas = 0;
+  };
+
+  int scale_up_limit(const scaling_context& ctx) const {
+    const scaling_rules& r = behavior_.scale_up;
+    if (r.select == select_policy::disabled) return ctx.current;
+    if (r.policies.empty()) return std::numeric_limits<int>::max();
+    const bool pick_max = r.select == select_policy::max;
+    int best = pick_max ? std::numeric_limits<int>::min() : std::numeric_limits<int>::max();
+    for (const rate_limit& p : r.policies) {
+      // Replicas at the start of the period: net changes since then undone.
+      const int start = ctx.replicas_at(ctx.now - p.period);
+      const double allowed =
+          p.type == rate_limit_type::pods
+              ? static_cast<double>(start) + p.value
+              : std::ceil(static_cast<double>(start) * (1.0 + p.value / 100.0));
+      const int proposed = static_cast<int>(std::min(allowed, 1e9));
+      best = pick_max ? std::max(best, proposed) : std::min(best, proposed);
+    }
+    return best;
+  }
+
+  int scale_down_limit(const scaling_context& ctx) const {
+    const scaling_rules& r = behavior_.scale_down;
+    if (r.select == select_policy::disabled) return ctx.current;
+    if (r.policies.empty()) return std::numeric_limits<int>::min();
+    const bool pick_max_change = r.select == select_policy::max;
+    int best =
+        pick_max_change ? std::numeric_limits<int>::max() : std::numeric_limits<int>::min();
+    for (const rate_limit& p : r.policies) {
+      const int start = ctx.replicas_at(ctx.now - p.period);
+      const double allowed =
+          p.type == rate_limit_type::pods
+              ? static_cast<double>(start) - p.value
+              : std::trunc(static_cast<double>(start) * (1.0 - p.value / 100.0));
+      const int proposed = static_cast<int>(std::max(allowed, -1e9));
+      best = pick_max_change ? std::min(best, proposed) : std::max(best, proposed);
+    }
+    return best;
+  }
+
+  scaling_behavior behavior_;
+  growing_ring<entry> history_;
+  bool initialized_ = false;
+};
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------
+// target_tracking — the Kubernetes HPA algorithm
+// ---------------------------------------------------------------------------------
+
+/// How a metric's samples relate to the replica count (HPA target types).
+enum class metric_target_type : std::uint8_t {
+  /// The sample is an average over ready replicas (CPU %, requests/s per replica):
+  /// HPA Utilization / AverageValue of Pods metrics. desired = ceil(value / target ×
+  /// ready), with not-ready and missing replicas handled as the HPA does.
+  per_replica,
+  /// The sample is a total for the service (requests/s, queue length): HPA
+  /// AverageValue of External metrics. desired = ceil(value / target).
+  total,
+  /// The sample is one service-wide value that falls as replicas are added (a
+  /// latency percentile): HPA Value of Object metrics. desired = ceil(value / target
+  /// × ready).
+  value,
+};
+
+struct metric_target {
+  std::string metric;
+  double target = 0.0;  ///< > 0: per-replica average, per-replica share or value
+  metric_target_type type = metric_target_type::per_replica;
+};
+
+struct target_tracking_config {
+  /// The metrics to track; the largest proposal wins. Default: CPU at 70 % (the
+  /// textbook's scale-up threshold as a target).
+  std::vector<metric_target> metrics = {{"cpu", 70.0, metric_target_type::per_replica}};
+  /// No scaling while |value / target − 1| <= tolerance: 0.1 as the HPA. [0, 10]
+  double tolerance = 0.1;
+  /// Stabilization windows and rate limits: the HPA defaults.
+  scaling_behavior behavior{};
+};
+
+namespace detail {
+
+struct hpa_proposal {
+  int replicas = 0;
+  bool within_tolerance = false;  ///< held: the (adjusted) ratio is within tolerance
+  double ratio = 0.0;             ///< the usage ratio that decided (after adjustments)
+  bool reversed = false;  ///< held: counting not-ready/missing replicas flips direction
+};
+
+/// HPA replica calculation for an average over ready replicas, including its
+/// documented handling of not-ready replicas (0 % on scale-up) and replicas without
+/// a sample (0 % on scale-up, 100 % of target on scale-down).
+inline hpa_proposal hpa_per_replica(double value, double target, int reporting, int ready,
+                                    int not_ready, int current, double tolerance) {
+  const double ratio = value / target;
+  const int missing = std::max(0, ready - reporting);
+  const bool scale_up_with_unready = not_ready > 0 && ratio > 1.0;
+  if (!scale_up_with_unready && missing == 0) {
+    if (std::abs(1.0 - ratio) <= tolerance) return {current, true, ratio};
+    return {ceil_replicas(ratio * reporting), false, ratio};
+  }
+  double sum = value * reporting;
+  int count = reporting;
+  if (missing > 0) {
+    if (ratio < 1.0) {
+      sum += target * missing;  // missing replicas assumed at the target on scale-down
+      count += missing;
+    } else if (ratio > 1.0) {
+      count += missing;  // ... and at 0 on scale-up
+    }
+  }
+  if (scale_up_with_unready) count += not_ready;  // not-ready replicas at 0 on scale-up
+  const double new_ratio = count == 0 ? ratio : sum / (target * count);
+  if (std::abs(1.0 - new_ratio) <= tolerance) return {current, true, new_ratio};
+  if ((ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0)) {
+    return {current, false, new_ratio, true};
+  }
+  const int proposed = ceil_replicas(new_ratio * count);
+  if ((new_ratio < 1.0 && proposed > current) || (new_ratio > 1.0 && proposed < current)) {
+    return {current, false, new_ratio, true};
+  }
+  return {proposed, false, new_ratio};
+}
+
+}  // namespace detail
+
+/// The Kubernetes HPA algorithm over one or more metrics. Per metric:
+///   per_replica: ratio = value / target over the ready replicas that reported;
+///     within tolerance → hold; else ceil(ratio × reporting). With not-ready replicas
+///     on a scale-up, they count as 0 % and the ratio is recomputed; replicas with no
+///     sample count as 0 % on scale-up and 100 % of target on scale-down; if the
+///     adjusted ratio is within tolerance or reverses the direction → hold.
+///   total: ratio = value / (target × current); within tolerance → hold; else
+///     ceil(value / target).
+///   value: ratio = value / target; within tolerance → hold; else ceil(ratio × ready).
+/// The largest proposal wins. A metric with no fresh sample: if the others propose a
+/// scale-down (or all are missing) → missing_data (hold); a scale-up still goes ahead.
+/// Then the HPA behavior: stabilization (scale-up: lowest recommendation in its
+/// window; scale-down: highest in its window) and rate limits per period, counted
+/// from the replicas at the start of the period.
+class target_tracking {
+ public:
+  explicit target_tracking(target_tracking_config config = {})
+      : config_(validated(std::move(config))), behavior_(config_.behavior) {}
+
+  [[nodiscard]] std::string_view name() const noexcept { return "target_tracking"; }
+  [[nodiscard]] const target_tracking_config& config() const noexcept { return config_; }
+  [[nodiscard]] std::chrono::nanoseconds history_needed() const {
+    return detail::longest_period(config_.behavior);
+  }
+
+  recommendation recommend(const scaling_context& ctx) {
+    int best = -1;
+    const metric_target* best_metric = nullptr;
+    detail::hpa_proposal best_proposal{};
+    double best_value = 0.0;
+    int invalid = 0;
+    const metric_target* first_invalid = nullptr;
+    for (const metric_target& m : config_.metrics) {
+      const metric_sample* s = ctx.fresh(m.metric);
+      if (s == nullptr || (m.type != metric_target_type::total && ctx.ready() <= 0)) {
+        if (invalid++ == 0) first_invalid = &m;
+        continue;
+      }
+      const detail::hpa_proposal p = propose(ctx, m, *s);
+      if (p.replicas > best) {
+        best = p.replicas;
+        best_metric = &m;
+        best_proposal = p;
+        best_value = s->value;
+      }
+    }
+    const auto n = static_cast<int>(config_.metrics.size());
+    if (invalid == n || (invalid > 0 && best < ctx.current)) {
+      recommendation r = recommendation::missing(first_invalid->metric, {});
+      r.reason.format("no fresh {} sample ({} of {} metrics missing): hold",
+                      first_invalid->metric, invalid, n);
+      return r;
+    }
+    const auto out = behavior_.apply(ctx, best);
+    recommendation r;
+    r.kind = recommendation_kind::replicas;
+    r.replicas = out.replicas;
+    r.metric = best_metric->metric;
+    r.value = best_value;
+    r.target = best_metric->target;
+    r.missing_data = invalid > 0;
+    r.limited_by = out.limited_by == scale_limit::none && best_proposal.within_tolerance
+                       ? scale_limit::tolerance
+                       : out.limited_by;
+    if (best_proposal.reversed) {
+      r.reason.format(
+          "{} {:.4g}/{:.4g}: ratio {:.3f} with not-ready/missing replicas "
+          "reverses direction: hold",
+          best_metric->metric, best_value, best_metric->target, best_proposal.ratio);
+    } else if (best_proposal.within_tolerance) {
+      r.reason.format("{} {:.4g}/{:.4g}: ratio {:.3f} within tolerance {:.2f}",
+                      best_metric->metric, best_value, best_metric->target,
+                      best_proposal.ratio, config_.tolerance);
+    } else {
+      r.reason.format("{} {:.4g}/{:.4g}: ratio {:.3f} -> {} replicas", best_metric->metric,
+                      best_value, best_metric->target, best_proposal.ratio, best);
+    }
+    return r;
+  }
+
+ private:
+  static target_tracking_config validated(target_tracking_config c) {
+    constexpr std::string_view me = "target_tracking";
+    require(!c.metrics.empty(), me, "metrics", "non-empty", "an empty list");
+    for (const metric_target& m : c.metrics) {
+      require(!m.metric.empty(), me, "metrics.metric", "a non-empty name", "\"\"");
+      require(std::isfinite(m.target) && m.target > 0.0, me, "metrics.target",
+              "> 0 and finite", m.target);
+    }
+    require_in_range(me, "tolerance", c.tolerance, 0.0, 10.0);
+    detail::validate_rules(me, "behavior.scale_up", c.behavior.scale_up);
+    detail::validate_rules(me, "behavior.scale_down", c.behavior.scale_down);
+    return c;
+  }
+
+  detail::hpa_proposal propose(const scaling_context& ctx, const metric_target& m,
+                               const metric_sample& s) const {
+    const int ready = ctx.ready();
+    switch (m.type) {
+      case metric_target_type::per_replica: {
+        const int reporting = s.reporting < 0 ? ready : std::min(s.reporting, ready);
+        if (reporting == 0) return {ctx.current, true, 1.0};
+        return detail::hpa_per_replica(s.value, m.target, reporting, ready, ctx.not_ready,
+                                       ctx.current, config_.tolerance);
+      }
+      case metric_target_type::total: {
+        if (ctx.current == 0)
+          return {detail::ceil_replicas(s.value / m.target), false, 0.0};
+        const double ratio = s.value / (m.target * ctx.current);
+        if (std::abs(1.0 - ratio) <= config_.tolerance) return {ctx.current, true, ratio};
+        return {detail::ceil_replicas(s.value / m.target), false, ratio};
+      }
+      case metric_target_type::value: {
+        const double ratio = s.value / m.target;
+        if (std::abs(1.0 - ratio) <= config_.tolerance) return {ctx.current, true, ratio};
+        return {detail::ceil_replicas(ratio * ready), false, ratio};
+      }
+    }
+    return {ctx.current, true, 1.0};
+  }
+
+  target_tracking_config config_;
+  detail::hpa_behavior behavior_;
+};
+
+// ---------------------------------------------------------------------------------
+// step_scaling — "metric op threshold for duration → ±n", with cooldowns
+// ---------------------------------------------------------------------------------
+
+enum class comparison : std::uint8_t { greater, greater_equal, less, less_equal };
+
+[[nodiscard]] constexpr std::string_view to_string(comparison c) noexcept {
+  switch (c) {
+    case comparison::greater:
+      return ">";
+    case comparison::greater_equal:
+      return ">=";
+    case comparison::less:
+      return "<";
+    case comparison::less_equal:
+      return "<=";
+  }
+  return "?";
+}
+
+enum class adjustment_type : std::uint8_t {
+  change_in_capacity,  ///< current + adjustment
+  percent_change,      ///< current + adjustment % of current (at least 1 either way)
+  exact_capacity,      ///< adjustment itself
+};
+
+/// "metric op threshold for for_at_least → adjustment".
+struct step_rule {
+  std::string metric;
+  comparison op = comparison::greater;
+  double threshold = 0.0;
+  std::chrono::nanoseconds for_at_least{0};
+  int adjustment = 0;
+  adjustment_type type = adjustment_type::change_in_capacity;
+};
+
+struct step_scaling_config {
+  /// Checked in order; the first rule that holds decides. Default: the textbook's
+  /// "CPU > 70 % for 5 min → +2; CPU < 30 % for 10 min → −1".
+  std::vector<step_rule> rules = {
+      {"cpu", comparison::greater, 70.0, std::chrono::minutes{5}, +2,
+       adjustment_type::change_in_capacity},
+      {"cpu", comparison::less, 30.0, std::chrono::minutes{10}, -1,
+       adjustment_type::change_in_capacity}};
+  /// No scale-up within this time of the last scale-up: 300 s (the textbook's).
+  /// [0, 24 h]
+  std::chrono::nanoseconds scale_up_cooldown = std::chrono::seconds{300};
+  /// No scale-down within this time of the last scaling in either direction: 600 s
+  /// (the textbook's; scale up fast, down slowly). [0, 24 h]
+  std::chrono::nanoseconds scale_down_cooldown = std::chrono::seconds{600};
+};
+
+/// Step (alarm) scaling. A rule holds when every sample of its metric for at least
+/// `for_at_least` satisfied the comparison: the run starts at the first satisfying
+/// sample, a failing sample or a gap longer than the autoscaler's stale_after between
+/// samples restarts it, and the newest sample must be fresh. The first holding rule
+/// decides (put bigger steps first); while its direction cools down it holds the
+/// current count (limited_by = cooldown). A rule keeps holding after it fired (an
+/// alarm stays in alarm), so it fires again once the cooldown is over. No rule
+/// holding → no opinion; a rule metric without fresh samples → missing data.
+class step_scaling {
+ public:
+  explicit step_scaling(step_scaling_config config = {})
+      : config_(validated(std::move(config))), runs_(config_.rules.size()) {
+    for (const step_rule& r : config_.rules) {
+      labels_.emplace_back(fmt::format(
+          "{} {} {:.4g} for {} -> {}{}{}", r.metric, to_string(r.op), r.threshold,
+          detail::describe_duration(r.for_at_least), adjustment_prefix(r), r.adjustment,
+          r.type == adjustment_type::percent_change ? "%" : ""));
+    }
+  }
+
+  [[nodiscard]] std::string_view name() const noexcept { return "step_scaling"; }
+  [[nodiscard]] const step_scaling_config& config() const noexcept { return config_; }
+  /// The rule as text, e.g. "cpu > 70 for 5min -> +2".
+  [[nodiscard]] std::string_view rule_text(std::size_t i) const { return labels_.at(i); }
+
+  recommendation recommend(const scaling_context& ctx) {
+    const step_rule* missing_rule = nullptr;
+    for (std::size_t i = 0; i < config_.rules.size(); ++i) {
+      const step_rule& rule = config_.rules[i];
+      run& state = runs_[i];
+      if (const metric_series* s = ctx.series(rule.metric)) {
+        s->for_each_after(state.last_seen, [&](const metric_sample& sample) {
+          if (holds(rule, sample.value)) {
+            if (!state.active || sample.at - state.last_seen > ctx.stale_after) {
+              state.since = sample.at;
+            }
+            state.active = true;
+          } else {
+            state.active = false;
+          }
+          state.last_seen = sample.at;
+        });
+      }
+      if (ctx.fresh(rule.metric) == nullptr) {
+        if (missing_rule == nullptr) missing_rule = &rule;
+        continue;
+      }
+      if (!state.active || ctx.now - state.since < rule.for_at_least) continue;
+      return fire(ctx, i);
+    }
+    if (missing_rule != nullptr) {
+      recommendation r = recommendation::missing(missing_rule->metric, {});
+      r.reason.format("no fresh {} sample: hold", missing_rule->metric);
+      return r;
+    }
+    return recommendation::none("no rule holds");
+  }
+
+ private:
+  struct run {
+    bool active = false;
+    scaling_time_point since{};
+    scaling_time_point last_seen{scaling_time_point::min()};
+  };
+
+  static std::string_view adjustment_prefix(const step_rule& r) {
+    return r.type != adjustment_type::exact_capacity && r.adjustment >= 0 ? "+" : "";
+  }
+
+  static bool holds(const step_rule& r, double v) noexcept {
+    switch (r.op) {
+      case comparison::greater:
+        return v > r.threshold;
+      case comparison::greater_equal:
+        return v >= r.threshold;
+      case comparison::less:
+        return v < r.threshold;
+      case comparison::less_equal:
+        return v <= r.threshold;
+    }
+    return false;
+  }
+
+  static int apply(const step_rule& r, int current) noexcept {
+    switch (r.type) {
+      case adjustment_type::change_in_capacity:
+        return std::max(0, current + r.adjustment);
+      case adjustment_type::percent_change: {
+        const double delta = current * (r.adjustment / 100.0);
+        int step = static_cast<int>(std::trunc(delta));
+        if (step == 0) step = r.adjustment > 0 ? 1 : -1;
+        return std::max(0, current + step);
+      }
+      case adjustment_type::exact_capacity:
+        return r.adjustment;
+    }
+    return current;
+  }
+
+  recommendation fire(const scaling_context& ctx, std::size_t i) const {
+    const step_rule& rule = config_.rules[i];
+    const metric_sample* s = ctx.fresh(rule.metric);
+    recommendation r;
+    r.kind = recommendation_kind::replicas;
+    r.metric = rule.metric;
+    r.value = s->value;
+    r.target = rule.threshold;
+    const int target = apply(rule, ctx.current);
+    std::optional<scaling_time_point> until;
+    if (target > ctx.current) {
+      if (auto up = ctx.last_scale_up(); up && ctx.now - *up < config_.scale_up_cooldown) {
+        until = *up + config_.scale_up_cooldown;
+      }
+    } else if (target < ctx.current) {
+      std::optional<scaling_time_point> last = ctx.last_scale_up();
+      if (auto down = ctx.last_scale_down(); down && (!last || *down > *last)) last = down;
+      if (last && ctx.now - *last < config_.scale_down_cooldown) {
+        until = *last + config_.scale_down_cooldown;
+      }
+    }
+    if (until) {
+      r.replicas = ctx.current;
+      r.limited_by = scale_limit::cooldown;
+      r.reason.format("{} ({}={:.4g}): cooling down for {}s more", labels_[i], rule.metric,
+                      s->value,
+                      std::chrono::ceil<std::chrono::seconds>(*until - ctx.now).count());
+    } else {
+      r.replicas = target;
+      r.reason.format("{} ({}={:.4g})", labels_[i], rule.metric, s->value);
+    }
+    return r;
+  }
+
+  static step_scaling_config validated(step_scaling_config c) {
+    constexpr std::string_view me = "step_scaling";
+    require(!c.rules.empty(), me, "rules", "non-empty", "an empty list");
+    for (const step_rule& r : c.rules) {
+      require(!r.metric.empty(), me, "rules.metric", "a non-empty name", "\"\"");
+      require(std::isfinite(r.threshold), me, "rules.threshold", "finite", r.threshold);
+      detail::validate_duration(me, "rules.for_at_least", r.for_at_least,
+                                std::chrono::nanoseconds{0}, std::chrono::hours{24 * 7});
+      if (r.type == adjustment_type::exact_capacity) {
+        require_in_range(me, "rules.adjustment (exact)", r.adjustment, 0, 1'000'000);
+      } else {
+        require(r.adjustment != 0, me, "rules.adjustment", "non-zero", r.adjustment);
+      }
+    }
+    detail::validate_duration(me, "scale_up_cooldown", c.scale_up_cooldown,
+                              std::chrono::nanoseconds{0}, std::chrono::hours{24});
+    detail::validate_duration(me, "scale_down_cooldown", c.scale_down_cooldown,
+                              std::chrono::nanoseconds{0}, std::chrono::hours{24});
+    return c;
+  }
+
+  step_scaling_config config_;
+  std::vector<run> runs_;
+  std::vector<std::string> labels_;
+};
+
+// ---------------------------------------------------------------------------------
+// backlog_scaling — queue backlog per replica, scale to zero (KEDA)
+// ---------------------------------------------------------------------------------
+
+struct backlog_scaling_config {
+  /// A total for the service: messages waiting, jobs in flight.
+  std::string metric = "backlog";
+  /// Backlog one replica should carry: 5, as KEDA's aws-sqs-queue scaler. > 0
+  double target_per_replica = 5.0;
+  /// Active (woken from zero / kept above zero) while backlog > this: 0 as KEDA's
+  /// activationThreshold default. >= 0
+  double activation_threshold = 0.0;
+  /// Inactive this long → scale to zero: 300 s as KEDA's cooldownPeriod. [0, 24 h]
+  std::chrono::nanoseconds cooldown = std::chrono::seconds{300};
+  /// As target_tracking (KEDA hands the non-zero range to the HPA).
+  double tolerance = 0.1;
+  scaling_behavior behavior{};
+};
+
+/// KEDA-style backlog scaling. Active (backlog > activation_threshold): desired =
+/// ceil(backlog / target_per_replica), at least 1, through the HPA tolerance,
+/// stabilization and rate limits; from zero it always allows 0 → 1. Inactive for
+/// `cooldown` → 0 (the autoscaler's min_replicas must be 0 for that to take effect);
+/// inactive at zero → stays at zero (limited_by = activation).
+class backlog_scaling {
+ public:
+  explicit backlog_scaling(backlog_scaling_config config = {})
+      : config_(validated(std::move(config))), behavior_(config_.behavior) {}
+
+  [[nodiscard]] std::string_view name() const noexcept { return "backlog"; }
+  [[nodiscard]] const backlog_scaling_config& config() const noexcept { return config_; }
+  [[nodiscard]] std::chrono::nanoseconds history_needed() const {
+    return detail::longest_period(config_.behavior);
+  }
+
+  recommendation recommend(const scaling_context& ctx) {
+    const metric_sample* s = ctx.fresh(config_.metric);
+    if (s == nullptr) {
+      recommendation r = recommendation::missing(config_.metric, {});
+      r.reason.format("no fresh {} sample: hold", config_.metric);
+      return r;
+    }
+    if (!last_active_) last_active_ = ctx.now;  // a fresh start counts as active
+    const bool active = s->value > config_.activation_threshold;
+    if (active) last_active_ = ctx.now;
+
+    recommendation r;
+    r.kind = recommendation_kind::replicas;
+    r.metric = config_.metric;
+    r.value = s->value;
+    r.target = config_.target_per_replica;
+    if (!active && ctx.current == 0) {
+      r.replicas = 0;
+      r.limited_by = scale_limit::activation;
+      r.reason.format("{} {:.4g} <= activation {:.4g}: stay at zero", config_.metric,
+                      s->value, config_.activation_threshold);
+      return r;
+    }
+    if (!active && ctx.now - *last_active_ >= config_.cooldown) {
+      r.replicas = 0;
+      r.reason.format("{} {:.4g} <= activation {:.4g} for {}: scale to zero",
+                      config_.metric, s->value, config_.activation_threshold,
+                      detail::describe_duration(config_.cooldown));
+      return r;
+    }
+    int raw = detail::ceil_replicas(s->value / config_.target_per_replica);
+    bool within = false;
+    if (ctx.current > 0) {
+      const double ratio = s->value / (config_.target_per_replica * ctx.current);
+      within = std::abs(1.0 - ratio) <= config_.tolerance;
+      if (within) raw = ctx.current;
+    }
+    raw = std::max(raw, 1);
+    auto out = behavior_.apply(ctx, raw);
+    if (ctx.current == 0) out.replicas = std::max(out.replicas, 1);  // activation 0 → 1
+    r.replicas = out.replicas;
+    r.limited_by = out.limited_by == scale_limit::none && within ? scale_limit::tolerance
+                                                                 : out.limited_by;
+    r.reason.format("{} {:.4g} / {:.4g} per replica -> {}", config_.metric, s->value,
+                    config_.target_per_replica, raw);
+    return r;
+  }
+
+ private:
+  static backlog_scaling_config validated(backlog_scaling_config c) {
+    constexpr std::string_view me = "backlog_scaling";
+    require(!c.metric.empty(), me, "metric", "a non-empty name", "\"\"");
+    require(std::isfinite(c.target_per_replica) && c.target_per_replica > 0.0, me,
+            "target_per_replica", "> 0 and finite", c.target_per_replica);
+    require(std::isfinite(c.activation_threshold) && c.activation_threshold >= 0.0, me,
+            "activation_threshold", ">= 0 and finite", c.activation_threshold);
+    detail::validate_duration(me, "cooldown", c.cooldown, std::chrono::nanoseconds{0},
+                              std::chrono::hours{24});
+    require_in_range(me, "tolerance", c.tolerance, 0.0, 10.0);
+    detail::validate_rules(me, "behavior.scale_up", c.behavior.scale_up);
+    detail::validate_rules(me, "behavior.scale_down", c.behavior.scale_down);
+    return c;
+  }
+
+  backlog_scaling_config config_;
+  detail::hpa_behavior behavior_;
+  std::optional<scaling_time_point> last_active_;
+};
+
+// ---------------------------------------------------------------------------------
+// predictive_scaling — learn a recurring shape, provision ahead of it
+// ---------------------------------------------------------------------------------
+
+struct predictive_scaling_config {
+  /// A total load metric for the service (e.g. requests/s).
+  std::string metric = "rps";
+  /// Load one replica should carry (the reactive target too). > 0
+  double target_per_replica = 1.0;
+  /// The recurring cycle: daily. [bucket, 366 days]
+  std::chrono::nanoseconds period = std::chrono::hours{24};
+  /// Resolution of the learned shape: 5 min. (0, period]; period / bucket <= 1e6
+  std::chrono::nanoseconds bucket = std::chrono::minutes{5};
+  /// Replica start-up time: the policy provisions for the forecast this far ahead,
+  /// plus `margin` for the evaluation period and rate limits. [0, period]
+  std::chrono::nanoseconds startup_time = std::chrono::seconds{60};
+  std::chrono::nanoseconds margin = std::chrono::seconds{60};
+  /// History needed before forecasts are used: one period (AWS wants 24 h too).
+  std::chrono::nanoseconds min_history = std::chrono::hours{24};
+  /// Weight of the newest cycle in a bucket's forecast (EWMA across cycles). (0, 1]
+  double learning_rate = 0.5;
+  /// Forecast error (EWMA of |observed − forecast| / max of both, per sample) above
+  /// which the policy falls back to reactive scaling. (0, 1]
+  double max_error = 0.3;
+  /// Weight of each sample in the error average. (0, 1]
+  double error_smoothing = 0.2;
+  /// Reactive part: HPA tolerance and behavior, as target_tracking.
+  double tolerance = 0.1;
+  scaling_behavior behavior{};
+};
+
+/// Predictive scaling: a per-bucket forecast of `metric` over a recurring period,
+/// learned from the samples it sees (and from learn() for older history). While the
+/// forecast is trusted (min_history seen, error <= max_error) the proposal is
+/// max(reactive, ceil(max forecast over [now, now + startup_time + margin] /
+/// target_per_replica)) — replicas are started before the load arrives, and an
+/// unforecast surge is still met reactively. Otherwise: reactive only (the reason
+/// says "reactive"). Both go through the HPA stabilization and rate limits. Buckets
+/// are aligned to the clock's epoch (time_since_epoch modulo period).
+class predictive_scaling {
+ public:
+  explicit predictive_scaling(predictive_scaling_config config = {})
+      : config_(validated(std::move(config))),
+        behavior_(config_.behavior),
+        buckets_(static_cast<std::size_t>(config_.period / config_.bucket)) {}
+
+  [[nodiscard]] std::string_view name() const noexcept { return "predictive"; }
+  [[nodiscard]] const predictive_scaling_config& config() const noexcept { return config_; }
+  [[nodiscard]] std::chrono::nanoseconds history_needed() const {
+    return detail::longest_period(config_.behavior);
+  }
+
+  /// Feeds one historical (or live) sample into the model. Samples must come in time
+  /// order; older ones are ignored.
+  void learn(scaling_time_point at, double value) {
+    if (!std::isfinite(value) || (seen_any_ && at < last_learned_)) return;
+    if (!seen_any_) {
+      first_ = at;
+      seen_any_ = true;
+    }
+    last_learned_ = at;
+    const std::int64_t slot = slot_of(at);
+    if (slot != open_slot_) {
+      close_open_slot();
+      open_slot_ = slot;
+    }
+    bucket& b = buckets_[bucket_index(slot)];
+    if (b.learned) {
+      const double f = b.forecast;
+      const double denom = std::max({std::abs(value), std::abs(f), 1e-9});
+      const double err = std::abs(value - f) / denom;
+      error_ = errors_seen_ == 0 ? err : error_ + config_.error_smoothing * (err - error_);
+      ++errors_seen_;
+    }
+    open_sum_ += value;
+    ++open_count_;
+  }
+
+  /// The learned load for time t, if its bucket was seen in an earlier cycle.
+  [[nodiscard]] std::optional<double> forecast(scaling_time_point t) const {
+    const bucket& b = buckets_[bucket_index(slot_of(t))];
+    if (!b.learned) return std::nullopt;
+    return b.forecast;
+  }
+  /// The forecast error average (0 until a forecast could be checked).
+  [[nodiscard]] double forecast_error() const noexcept { return error_; }
+  /// True when forecasts are used (enough history and a small error).
+  [[nodiscard]] bool trusted(scaling_time_point now) const noexcept {
+    return seen_any_ && now - first_ >= config_.min_history && error_ <= config_.max_error;
+  }
+
+  recommendation recommend(const scaling_context& ctx) {
+    if (const metric_series* series = ctx.series(config_.metric)) {
+      series->for_each_after(last_learned_or_min(),
+                             [&](const metric_sample& s) { learn(s.at, s.value); });
+    }
+    const metric_sample* s = ctx.fresh(config_.metric);
+    if (s == nullptr) {
+      recommendation r = recommendation::missing(config_.metric, {});
+      r.reason.format("no fresh {} sample: hold", config_.metric);
+      return r;
+    }
+    // Reactive: HPA AverageValue over the total.
+    int reactive = detail::ceil_replicas(s->value / config_.target_per_replica);
+    bool within = false;
+    if (ctx.current > 0) {
+      const double ratio = s->value / (config_.target_per_replica * ctx.current);
+      within = std::abs(1.0 - ratio) <= config_.tolerance;
+      if (within) reactive = ctx.current;
+    }
+    int raw = reactive;
+    std::optional<double> ahead;
+    const bool use_forecast = trusted(ctx.now);
+    if (use_forecast) {
+      ahead = peak_forecast(ctx.now, ctx.now + config_.startup_time + config_.margin);
+      if (ahead)
+        raw = std::max(raw, detail::ceil_replicas(*ahead / config_.target_per_replica));
+    }
+    const auto out = behavior_.apply(ctx, raw);
+    recommendation r;
+    r.kind = recommendation_kind::replicas;
+    r.replicas = out.replicas;
+    r.metric = config_.metric;
+    r.value = s->value;
+    r.target = config_.target_per_replica;
+    r.limited_by = out.limited_by == scale_limit::none && within && raw == reactive
+                       ? scale_limit::tolerance
+                       : out.limited_by;
+    if (use_forecast && ahead) {
+      r.reason.format("forecast {:.4g} {} ahead (error {:.2f}) -> {}; reactive {}", *ahead,
+                      config_.metric, error_, raw, reactive);
+    } else if (!seen_any_ || ctx.now - first_ < config_.min_history) {
+      r.reason.format(
+          "reactive {:.4g} -> {} (learning: {} of history)", s->value, reactive,
+          detail::describe_duration(
+              std::chrono::duration_cast<std::chrono::seconds>(ctx.now - first_)));
+    } else {
+      r.reason.format("reactive {:.4g} -> {} (forecast error {:.2f} > {:.2f})", s->value,
+                      reactive, error_, config_.max_error);
+    }
+    return r;
+  }
+
+ private:
+  struct bucket {
+    double forecast = 0.0;
+    bool learned = false;
+  };
+
+  scaling_time_point last_learned_or_min() const noexcept {
+    return seen_any_ ? last_learned_ : scaling_time_point::min();
+  }
+  /// Absolute bucket number since the epoch (distinguishes cycles).
+  std::int64_t slot_of(scaling_time_point t) const noexcept {
+    const auto since = t.time_since_epoch();
+    auto slot = since / config_.bucket;
+    if (since.count() < 0 && since % config_.bucket != std::chrono::nanoseconds{0}) --slot;
+    return static_cast<std::int64_t>(slot);
+  }
+  std::size_t bucket_index(std::int64_t slot) const noexcept {
+    const auto n = static_cast<std::int64_t>(buckets_.size());
+    return static_cast<std::size_t>(((slot % n) + n) % n);
+  }
+  void close_open_slot() {
+    if (open_count_ == 0) return;
+    bucket& b = buckets_[bucket_index(open_slot_)];
+    const double mean = open_sum_ / static_cast<double>(open_count_);
+    b.forecast =
+        b.learned ? b.forecast + config_.learning_rate * (mean - b.forecast) : mean;
+    b.learned = true;
+    open_sum_ = 0.0;
+    open_count_ = 0;
+  }
+  std::optional<double> peak_forecast(scaling_time_point from,
+                                      scaling_time_point to) const {
+    std::optional<double> peak;
+    const std::int64_t first = slot_of(from);
+    const std::int64_t last = slot_of(to);
+    for (std::int64_t slot = first; slot <= last; ++slot) {
+      const bucket& b = buckets_[bucket_index(slot)];
+      // The open bucket of the current cycle is not learned yet for this cycle; its
+      // forecast (from earlier cycles) still applies.
+      if (b.learned) peak = peak ? std::max(*peak, b.forecast) : b.forecast;
+    }
+    return peak;
+  }
+
+  static predictive_scaling_config validated(predictive_scaling_config c) {
+    using namespace std::chrono;
+    constexpr std::string_view me = "predictive_scaling";
+    require(!c.metric.empty(), me, "metric", "a non-empty name", "\"\"");
+    require(std::isfinite(c.target_per_replica) && c.target_per_replica > 0.0, me,
+            "target_per_replica", "> 0 and finite", c.target_per_replica);
+    detail::validate_duration(me, "bucket", c.bucket, nanoseconds{1}, hours{24 * 366});
+    detail::validate_duration(me, "period", c.period, c.bucket, hours{24 * 366});
+    require(c.period / c.bucket <= 1'000'000, me, "period / bucket", "<= 1000000",
+            c.period / c.bucket);
+    detail::validate_duration(me, "startup_time", c.startup_time, nanoseconds{0}, c.period);
+    detail::validate_duration(me, "margin", c.margin, nanoseconds{0}, c.period);
+    detail::validate_duration(me, "min_history", c.min_history, nanoseconds{0},
+                              hours{24 * 366});
+    require(c.learning_rate > 0.0 && c.learning_rate <= 1.0, me, "learning_rate",
+            "in (0, 1]", c.learning_rate);
+    require(c.max_error > 0.0 && c.max_error <= 1.0, me, "max_error", "in (0, 1]",
+            c.max_error);
+    require(c.error_smoothing > 0.0 && c.error_smoothing <= 1.0, me, "error_smoothing",
+            "in (0, 1]", c.error_smoothing);
+    require_in_range(me, "tolerance", c.tolerance, 0.0, 10.0);
+    detail::validate_rules(me, "behavior.scale_up", c.behavior.scale_up);
+    detail::validate_rules(me, "behavior.scale_down", c.behavior.scale_down);
+    return c;
+  }
+
+  predictive_scaling_config config_;
+  detail::hpa_behavior behavior_;
+  std::vector<bucket> buckets_;
+  bool seen_any_ = false;
+  scaling_time_point first_{};
+  scaling_time_point last_learned_{};
+  std::int64_t open_slot_ = std::numeric_limits<std::int64_t>::min();
+  double open_sum_ = 0.0;
+  std::size_t open_count_ = 0;
+  double error_ = 0.0;
+  std::uint64_t errors_seen_ = 0;
+};
+
+static_assert(scaling_policy<target_tracking>);
+static_assert(scaling_policy<step_scaling>);
+static_assert(scaling_policy<backlog_scaling>);
+static_assert(scaling_policy<predictive_scaling>);
+
+}  // namespace outgrow
+
+template <std::size_t N>
+struct fmt::formatter<outgrow::detail::inline_text<N>> : fmt::formatter<std::string_view> {
+  template <class FormatContext>
+  auto format(const outgrow::detail::inline_text<N>& t, FormatContext& ctx) const
+      -> decltype(ctx.out()) {
+    return fmt::formatter<std::string_view>::format(t.view(), ctx);
+  }
+};
+
+template <>
+struct fmt::formatter<outgrow::scale_limit> : fmt::formatter<std::string_view> {
+  template <class FormatContext>
+  auto format(outgrow::scale_limit l, FormatContext& ctx) const -> decltype(ctx.out()) {
+    return fmt::formatter<std::string_view>::format(outgrow::to_string(l), ctx);
+  }
+};
+
+template <>
+struct fmt::formatter<outgrow::metric_sample> {
+  constexpr auto parse(fmt::format_parse_context& ctx) -> decltype(ctx.begin()) {
+    return ctx.begin();
+  }
+  template <class FormatContext>
+  auto format(const outgrow::metric_sample& s, FormatContext& ctx) const
+      -> decltype(ctx.out()) {
+    const auto at =
+        std::chrono::duration_cast<std::chrono::milliseconds>(s.at.time_since_epoch());
+    if (s.reporting >= 0) {
+      return fmt::format_to(ctx.out(), "metric_sample{{at={}, value={:.4g}, reporting={}}}",
+                            at, s.value, s.reporting);
+    }
+    return fmt::format_to(ctx.out(), "metric_sample{{at={}, value={:.4g}}}", at, s.value);
+  }
+};
