@@ -24,9 +24,12 @@
 #include <outgrow/routing/concurrent_placement.hpp>
 #include <outgrow/routing/hash_ring.hpp>
 #include <outgrow/routing/hot_keys.hpp>
+#include <outgrow/routing/hybrid_logical_clock.hpp>
 #include <outgrow/routing/jump_hash.hpp>
+#include <outgrow/routing/load_balancer.hpp>
 #include <outgrow/routing/maglev.hpp>
 #include <outgrow/routing/placement.hpp>
+#include <outgrow/routing/read_write_splitter.hpp>
 #include <outgrow/routing/redis_cluster_slots.hpp>
 #include <outgrow/routing/rendezvous.hpp>
 #include <outgrow/routing/shard_router.hpp>

@@ -1,0 +1,543 @@
+#include <outgrow/routing/load_balancer.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <queue>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <boost/asio/io_context.hpp>
+
+#include "catch.hpp"
+
+using namespace std::chrono_literals;
+using outgrow::endpoint_status;
+using outgrow::manual_clock;
+
+namespace {
+
+template <class Policy, class Clock = manual_clock>
+using lb = outgrow::load_balancer<std::string, Policy, Clock>;
+
+/// Picks `n` times (success each) and counts picks per endpoint.
+template <class B>
+std::map<std::string, int> spread(B& b, int n) {
+  std::map<std::string, int> counts;
+  for (int i = 0; i < n; ++i) {
+    auto l = b.pick();
+    REQUIRE(l);
+    ++counts[*l];
+    l.success();
+  }
+  return counts;
+}
+
+/// Picks until `target` was picked `failures` times, failing only `target`.
+template <class B>
+void fail_endpoint(B& b, const std::string& target, int failures) {
+  int failed = 0;
+  for (int guard = 0; failed < failures && guard < 10'000; ++guard) {
+    auto l = b.pick();
+    REQUIRE(l);
+    if (*l == target) {
+      l.failure();
+      ++failed;
+    } else {
+      l.success();
+    }
+  }
+  REQUIRE(failed == failures);
+}
+
+}  // namespace
+
+static_assert(outgrow::balancing_policy<outgrow::round_robin>);
+static_assert(outgrow::balancing_policy<outgrow::ip_hash>);
+static_assert(!outgrow::balancing_policy<int>);
+static_assert(outgrow::metrics_snapshot<outgrow::lb_metrics>);
+static_assert(outgrow::metrics_snapshot<outgrow::endpoint_stats<std::string>>);
+static_assert(outgrow::load_balancer_config{}.consecutive_failures == 5);
+static_assert(outgrow::load_balancer_config{}.max_ejection_fraction == 0.1);
+static_assert(outgrow::load_balancer_config{}.panic_threshold == 0.5);
+
+TEST_CASE("smooth weighted round robin gives nginx's exact sequence", "[load_balancer]") {
+  lb<outgrow::weighted_round_robin> b({{"a", 5.0}, {"b", 1.0}, {"c", 1.0}});
+  std::string seq;
+  for (int i = 0; i < 21; ++i) {
+    auto l = b.pick();
+    REQUIRE(l);
+    seq += *l;
+    l.success();
+  }
+  CHECK(seq ==
+        "aabacaa"
+        "aabacaa"
+        "aabacaa");
+
+  // Fractional weights keep their ratio: {2.5, 0.5, 0.5} is the same sequence.
+  lb<outgrow::weighted_round_robin> f({{"a", 2.5}, {"b", 0.5}, {"c", 0.5}});
+  std::string seq2;
+  for (int i = 0; i < 7; ++i) seq2 += *f.pick();
+  CHECK(seq2 == "aabacaa");
+}
+
+TEST_CASE("round robin visits every endpoint in turn", "[load_balancer]") {
+  lb<outgrow::round_robin> b({"a", "b", "c"});
+  std::string seq;
+  for (int i = 0; i < 6; ++i) seq += *b.pick();
+  CHECK(seq == "abcabc");
+}
+
+TEST_CASE("weighted shares stay within one percent over 100k picks", "[load_balancer]") {
+  const std::vector<outgrow::weighted_node<std::string>> nodes = {
+      {"a", 1.0}, {"b", 2.0}, {"c", 3.0}, {"d", 4.0}};
+  const auto check_weighted = [](const std::map<std::string, int>& counts) {
+    const std::map<std::string, double> want = {
+        {"a", 0.1}, {"b", 0.2}, {"c", 0.3}, {"d", 0.4}};
+    for (const auto& [name, share] : want) {
+      const double got = counts.count(name) ? counts.at(name) / 100'000.0 : 0.0;
+      INFO(name << " share " << got << " want " << share);
+      CHECK(std::abs(got - share) <= 0.01);
+    }
+  };
+  const auto check_even = [](const std::map<std::string, int>& counts) {
+    REQUIRE(counts.size() == 4);
+    for (const auto& [name, c] : counts) {
+      INFO(name << " " << c);
+      CHECK(std::abs(c / 100'000.0 - 0.25) <= 0.01);
+    }
+  };
+  SECTION("weighted round robin") {
+    lb<outgrow::weighted_round_robin> b(nodes);
+    check_weighted(spread(b, 100'000));
+  }
+  SECTION("weighted random") {
+    lb<outgrow::weighted_random> b(nodes, {.seed = 42});
+    check_weighted(spread(b, 100'000));
+  }
+  SECTION("round robin random and power of two choices are even") {
+    lb<outgrow::round_robin> rr(nodes);
+    check_even(spread(rr, 100'000));
+    lb<outgrow::random_choice> rnd(nodes, {.seed = 7});
+    check_even(spread(rnd, 100'000));
+    lb<outgrow::power_of_two_choices> p2c({"a", "b", "c", "d"}, {.seed = 7});
+    check_even(spread(p2c, 100'000));
+  }
+}
+
+TEST_CASE("least connections and p2c avoid busy endpoints", "[load_balancer]") {
+  lb<outgrow::least_connections> lc({"a", "b", "c"});
+  auto held1 = lc.pick();
+  auto held2 = lc.pick();
+  REQUIRE(*held1 != *held2);
+  auto l = lc.pick();
+  CHECK(*l != *held1);
+  CHECK(*l != *held2);
+  CHECK(lc.in_flight(*held1) == 1);
+
+  lb<outgrow::power_of_two_choices> p2c({"a", "b"}, {.seed = 3});
+  std::vector<decltype(p2c.pick())> busy;
+  for (int i = 0; i < 5; ++i)
+    busy.push_back(p2c.pick_if([](const std::string& e) { return e == "a"; }));
+  CHECK(p2c.in_flight("a") == 5);
+  for (int i = 0; i < 50; ++i) CHECK(*p2c.pick() == "b");  // each lease released at once
+}
+
+TEST_CASE("least response time sends a ten times slower endpoint at most 15 percent",
+          "[load_balancer]") {
+  manual_clock clock;
+  lb<outgrow::least_response_time> b({"fast-1", "fast-2", "slow"}, {.seed = 11}, clock);
+  struct done {
+    manual_clock::time_point at;
+    std::size_t slot;
+    bool operator>(const done& o) const { return at > o.at; }
+  };
+  std::priority_queue<done, std::vector<done>, std::greater<>> events;
+  std::vector<decltype(b.pick())> leases;
+  std::vector<std::size_t> free_slots;
+  std::map<std::string, int> counts;
+  std::mt19937_64 rng(5);
+  constexpr int total = 20'000, concurrency = 8;
+  int started = 0;
+  while (started < total || !events.empty()) {
+    if (started < total && events.size() < concurrency) {
+      auto l = b.pick();
+      REQUIRE(l);
+      ++counts[*l];
+      const auto base = *l == "slow" ? 10ms : 1ms;
+      const auto latency = base + std::chrono::microseconds(rng() % 200);
+      std::size_t slot;
+      if (free_slots.empty()) {
+        slot = leases.size();
+        leases.push_back(std::move(l));
+      } else {
+        slot = free_slots.back();
+        free_slots.pop_back();
+        leases[slot] = std::move(l);
+      }
+      events.push({clock.now() + latency, slot});
+      ++started;
+      continue;
+    }
+    const done d = events.top();
+    events.pop();
+    clock.set(d.at);
+    leases[d.slot].success();  // latency measured by the balancer's clock
+    free_slots.push_back(d.slot);
+  }
+  const double slow_share = counts["slow"] / static_cast<double>(total);
+  INFO("slow endpoint share " << slow_share);
+  CHECK(slow_share <= 0.15);
+  CHECK(counts["slow"] > 0);  // it was probed
+  const auto stats = b.endpoints();
+  REQUIRE(stats.size() == 3);
+  CHECK(stats[2].latency_ewma > 5 * stats[0].latency_ewma);
+}
+
+TEST_CASE("key hash is consistent and moves only the keys of an endpoint that leaves",
+          "[load_balancer]") {
+  lb<outgrow::key_hash> b({"a", "b", "c", "d"});
+  std::map<int, std::string> owner;
+  for (int k = 0; k < 2000; ++k) {
+    auto l = b.pick(fmt::format("user:{}", k));
+    REQUIRE(l);
+    owner[k] = *l;
+    CHECK(*b.pick(fmt::format("user:{}", k)) == *l);  // stable
+  }
+  std::set<std::string> owners;
+  for (const auto& [k, o] : owner) owners.insert(o);
+  CHECK(owners.size() == 4);
+  b.drain("c");
+  int moved = 0;
+  for (int k = 0; k < 2000; ++k) {
+    const std::string now = *b.pick(fmt::format("user:{}", k));
+    if (owner[k] == "c") {
+      CHECK(now != "c");
+    } else {
+      moved += now != owner[k] ? 1 : 0;
+    }
+  }
+  CHECK(moved == 0);
+  b.undrain("c");
+  for (int k = 0; k < 2000; ++k) CHECK(*b.pick(fmt::format("user:{}", k)) == owner[k]);
+}
+
+TEST_CASE("passive ejection and return with manual_clock", "[load_balancer]") {
+  manual_clock clock;
+  lb<outgrow::round_robin> b({"a", "b", "c"},
+                             {.consecutive_failures = 5,
+                              .base_ejection_time = 30s,
+                              .max_ejection_time = 75s,
+                              .max_ejection_fraction = 0.5},
+                             clock);
+  // Four failures and a success: no ejection (the run resets).
+  fail_endpoint(b, "a", 4);
+  {
+    auto l = b.pick_if([](const std::string& e) { return e == "a"; });
+    l.success();
+  }
+  fail_endpoint(b, "a", 4);
+  CHECK(b.status("a") == endpoint_status::available);
+  fail_endpoint(b, "a", 1);
+  CHECK(b.status("a") == endpoint_status::ejected);
+  CHECK(b.metrics().ejections == 1);
+
+  const auto ejected_for = [&](std::chrono::seconds expected) {
+    // Still out one second before the end, back at the end (noticed by a pick).
+    clock.advance(expected - 1s);
+    auto counts = spread(b, 30);
+    CHECK(counts.count("a") == 0);
+    clock.advance(1s);
+    counts = spread(b, 30);
+    CHECK(counts["a"] == 10);
+    CHECK(b.status("a") == endpoint_status::available);
+  };
+  ejected_for(30s);
+  CHECK(b.metrics().returns == 1);
+  fail_endpoint(b, "a", 5);  // second ejection soon after: 2 × 30 s
+  ejected_for(60s);
+  fail_endpoint(b, "a", 5);  // third: 90 s, capped at 75 s
+  ejected_for(75s);
+  const auto m = b.metrics();
+  CHECK(m.ejections == 3);
+  CHECK(m.returns == 3);
+  // After a long healthy spell the multiplier decays: back to 30 s.
+  clock.advance(10min);
+  fail_endpoint(b, "a", 5);
+  ejected_for(30s);
+}
+
+TEST_CASE("max ejected fraction caps ejections", "[load_balancer]") {
+  manual_clock clock;
+  std::vector<std::string> names;
+  for (int i = 0; i < 10; ++i) names.push_back(fmt::format("e{}", i));
+  lb<outgrow::round_robin> b(names, {.max_ejection_fraction = 0.1}, clock);
+  fail_endpoint(b, "e1", 5);
+  fail_endpoint(b, "e2", 5);
+  CHECK(b.status("e1") == endpoint_status::ejected);
+  CHECK(b.status("e2") == endpoint_status::available);  // 10 % of 10 = 1 at a time
+  auto m = b.metrics();
+  CHECK(m.ejected == 1);
+  CHECK(m.ejections_overflow >= 1);
+  // Once e1 returns, e2's next failure is ejected.
+  clock.advance(30s);
+  b.refresh();
+  fail_endpoint(b, "e2", 1);
+  CHECK(b.status("e2") == endpoint_status::ejected);
+
+  // Small pools may always eject one (Envoy's rule), even at 10 % of 3.
+  lb<outgrow::round_robin> small({"a", "b", "c"}, {}, clock);
+  fail_endpoint(small, "a", 5);
+  fail_endpoint(small, "b", 5);
+  CHECK(small.status("a") == endpoint_status::ejected);
+  CHECK(small.status("b") == endpoint_status::available);
+}
+
+TEST_CASE("panic mode balances across all endpoints when too few are healthy",
+          "[load_balancer]") {
+  manual_clock clock;
+  lb<outgrow::round_robin> b({"a", "b", "c", "d"}, {.unhealthy_threshold = 2}, clock);
+  for (const char* e : {"a", "b"}) {
+    b.report_health(e, false);
+    b.report_health(e, false);
+  }
+  // 2 of 4 healthy = 50 %: not below the threshold, so only c and d serve.
+  auto counts = spread(b, 40);
+  CHECK(counts.size() == 2);
+  CHECK_FALSE(b.metrics().panic);
+  b.report_health("c", false);
+  b.report_health("c", false);
+  // 1 of 4 healthy: panic, all four serve.
+  counts = spread(b, 40);
+  CHECK(counts.size() == 4);
+  auto m = b.metrics();
+  CHECK(m.panic);
+  CHECK(m.unhealthy == 3);
+  CHECK(m.panic_picks == 40);
+  // Two passing checks bring c back: out of panic.
+  b.report_health("c", true);
+  CHECK(b.status("c") == endpoint_status::unhealthy);
+  b.report_health("c", true);
+  CHECK(b.status("c") == endpoint_status::available);
+  counts = spread(b, 40);
+  CHECK(counts.size() == 2);
+  CHECK_FALSE(b.metrics().panic);
+
+  // panic_threshold 0: nothing healthy means nothing to pick.
+  lb<outgrow::round_robin> strict({"a"}, {.unhealthy_threshold = 1, .panic_threshold = 0.0},
+                                  clock);
+  strict.report_health("a", false);
+  CHECK_FALSE(strict.pick());
+  CHECK(strict.metrics().no_endpoint == 1);
+}
+
+TEST_CASE("active health checks run on an asio timer", "[load_balancer]") {
+  boost::asio::io_context io;
+  lb<outgrow::round_robin, outgrow::steady_clock_source> b(
+      {"a", "b"},
+      {.health_check_interval = 1ms, .healthy_threshold = 2, .unhealthy_threshold = 3});
+  std::atomic<int> rounds{0};
+  std::atomic<bool> b_up{false};
+  b.start_health_checks(io.get_executor(), [&](const std::string& e) {
+    if (e == "a") rounds.fetch_add(1);
+    return e == "a" || b_up.load();
+  });
+  while (rounds.load() < 3) io.run_one();
+  CHECK(b.status("b") == endpoint_status::unhealthy);
+  CHECK(b.status("a") == endpoint_status::available);
+  b_up = true;
+  while (rounds.load() < 5) io.run_one();
+  CHECK(b.status("b") == endpoint_status::available);
+  b.stop_health_checks();
+  const int after = rounds.load();
+  io.poll();
+  CHECK(rounds.load() == after);  // nothing runs after stop
+
+  // run_health_checks: one synchronous round; a throwing check counts as failed.
+  lb<outgrow::round_robin> c({"x"}, {.unhealthy_threshold = 1});
+  c.run_health_checks([](const std::string&) -> bool { throw std::runtime_error("down"); });
+  CHECK(c.status("x") == endpoint_status::unhealthy);
+}
+
+TEST_CASE("slow start ramps a new endpoint's weight", "[load_balancer]") {
+  manual_clock clock;
+  lb<outgrow::weighted_round_robin> b(
+      {"a", "b"},
+      {.slow_start_window = 10s, .slow_start_min_weight = 0.1, .slow_start_steps = 10},
+      clock);
+  b.add("c");
+  CHECK(b.status("c") == endpoint_status::slow_start);
+  auto counts = spread(b, 2100);  // weights 10 : 10 : 1
+  CHECK(counts["c"] == 100);
+  clock.advance(5s);
+  counts = spread(b, 2500);  // 10 : 10 : 5
+  CHECK(counts["c"] == 500);
+  CHECK(b.endpoints()[2].effective_weight == Approx(0.5));
+  clock.advance(5s);
+  counts = spread(b, 3000);
+  CHECK(counts["c"] == 1000);
+  CHECK(b.status("c") == endpoint_status::available);
+
+  // A returning (previously ejected) endpoint ramps too.
+  lb<outgrow::weighted_round_robin> r(
+      {"a", "b"}, {.max_ejection_fraction = 0.5, .slow_start_window = 10s}, clock);
+  fail_endpoint(r, "a", 5);
+  clock.advance(30s);
+  r.refresh();
+  CHECK(r.status("a") == endpoint_status::slow_start);
+  CHECK(r.endpoints()[0].effective_weight == Approx(0.1));
+}
+
+TEST_CASE("lease outcomes and abandoned leases are counted", "[load_balancer]") {
+  lb<outgrow::round_robin> b({"a", "b"});
+  {
+    auto l = b.pick();
+    l.success();
+  }
+  {
+    auto l = b.pick();
+    l.failure();
+  }
+  { auto l = b.pick(); }  // dropped: abandoned
+  auto held = b.pick();
+  auto m = b.metrics();
+  CHECK(m.picks == 4);
+  CHECK(m.successes == 1);
+  CHECK(m.failures == 1);
+  CHECK(m.abandoned == 1);
+  CHECK(m.in_flight == 1);
+  auto moved = std::move(held);
+  CHECK_FALSE(held);
+  moved.success(3ms);
+  m = b.metrics();
+  CHECK(m.successes == 2);
+  CHECK(m.in_flight == 0);
+  // An explicit latency feeds the EWMA.
+  CHECK(b.endpoints()[1].latency_ewma == 3ms);
+}
+
+TEST_CASE("drain and remove while leases are in flight", "[load_balancer]") {
+  lb<outgrow::round_robin> b({"a", "b"});
+  auto held = b.pick_if([](const std::string& e) { return e == "a"; });
+  b.drain("a");
+  CHECK(b.status("a") == endpoint_status::draining);
+  for (int i = 0; i < 10; ++i) CHECK(*b.pick() == "b");
+  CHECK(b.in_flight("a") == 1);
+  b.remove("a");  // the lease stays valid
+  CHECK_FALSE(b.contains("a"));
+  CHECK(*held == "a");
+  held.success();
+  b.add("a", 2.0);
+  CHECK(b.size() == 2);
+  b.remove("a");
+  b.remove("b");
+  CHECK_FALSE(b.pick());  // empty at run time: no endpoint, no throw
+  CHECK(b.metrics().no_endpoint == 1);
+}
+
+TEST_CASE("bad balancer input throws config_error", "[load_balancer]") {
+  using outgrow::config_error;
+  const std::vector<std::string> none;
+  CHECK_THROWS_AS(lb<outgrow::round_robin>(none), config_error);
+  CHECK_THROWS_WITH(lb<outgrow::round_robin>(none),
+                    "load_balancer: endpoints must be a non-empty list, got none");
+  CHECK_THROWS_AS(lb<outgrow::weighted_round_robin>({{"a", 0.0}}), config_error);
+  CHECK_THROWS_AS(lb<outgrow::weighted_round_robin>({{"a", -1.0}}), config_error);
+  CHECK_THROWS_WITH(lb<outgrow::round_robin>({"a", "b", "a"}),
+                    "load_balancer: add(node) must be a node not already present, got a");
+  CHECK_THROWS_AS(lb<outgrow::round_robin>({"a"}, {.max_ejection_fraction = 1.5}),
+                  config_error);
+  CHECK_THROWS_AS(lb<outgrow::round_robin>({"a"}, {.panic_threshold = -0.1}), config_error);
+  CHECK_THROWS_AS(lb<outgrow::round_robin>({"a"}, {.base_ejection_time = 0s}),
+                  config_error);
+  CHECK_THROWS_AS(lb<outgrow::round_robin>({"a"}, {.healthy_threshold = 0}), config_error);
+  CHECK_THROWS_AS(lb<outgrow::round_robin>({"a"}, {.ewma_weight = 0.0}), config_error);
+  lb<outgrow::round_robin> b({"a"});
+  CHECK_THROWS_AS(b.add("a"), config_error);
+  CHECK_THROWS_AS(b.add("z", 0.0), config_error);
+  CHECK_THROWS_AS(b.remove("z"), config_error);
+  CHECK_THROWS_AS(b.drain("z"), config_error);
+  CHECK(b.size() == 1);  // failed changes publish nothing
+}
+
+TEST_CASE("balancer metrics print with fmt", "[load_balancer]") {
+  lb<outgrow::round_robin> b({"a"});
+  {
+    auto l = b.pick();
+    l.success();
+  }
+  const std::string m = fmt::format("{}", b.metrics());
+  CHECK(m.rfind("lb_metrics{picks=1, successes=1,", 0) == 0);
+  const std::string e = fmt::format("{}", b.endpoints()[0]);
+  CHECK(e.rfind("endpoint_stats{endpoint=a, status=available,", 0) == 0);
+  CHECK(fmt::format("{}", endpoint_status::ejected) == "ejected");
+}
+
+namespace {
+template <class Policy>
+void membership_stress() {
+  outgrow::load_balancer<std::string, Policy> b({"s0", "s1", "s2"}, {.seed = 9});
+  std::atomic<bool> stop{false};
+  std::atomic<int> ready{0};
+  constexpr int pickers = 3;
+  std::vector<int> bad(pickers, 0), picked(pickers, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < pickers; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t));
+      while (!stop.load(std::memory_order_relaxed)) {
+        auto l = b.pick();
+        if (!l) continue;
+        if (++picked[static_cast<std::size_t>(t)] == 1) ready.fetch_add(1);
+        const std::string& e = *l;
+        if (e.size() != 2 || (e[0] != 's' && e[0] != 'd'))
+          ++bad[static_cast<std::size_t>(t)];
+        switch (rng() % 4) {
+          case 0:
+            l.failure();
+            break;
+          case 1:
+            break;  // abandoned
+          default:
+            l.success();
+            break;
+        }
+      }
+    });
+  }
+  while (ready.load() < pickers) std::this_thread::yield();
+  for (int round = 0; round < 300; ++round) {
+    const std::string d = fmt::format("d{}", round % 10);
+    b.add(d, 1.0 + round % 3);
+    if (round % 3 == 0) b.drain("s1");
+    if (round % 3 == 1) b.undrain("s1");
+    b.report_health("s2", round % 2 == 0);
+    b.set_weight("s0", 1.0 + round % 5);
+    b.remove(d);
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  for (int t = 0; t < pickers; ++t) {
+    CHECK(bad[static_cast<std::size_t>(t)] == 0);
+    CHECK(picked[static_cast<std::size_t>(t)] > 0);
+  }
+  const auto m = b.metrics();
+  CHECK(m.in_flight == 0);
+  CHECK(m.endpoints == 3);
+}
+}  // namespace
+
+TEST_CASE("membership changes during concurrent picks are safe", "[load_balancer]") {
+  membership_stress<outgrow::round_robin>();
+  membership_stress<outgrow::power_of_two_choices>();
+  membership_stress<outgrow::weighted_round_robin>();
+  membership_stress<outgrow::key_hash>();
+  membership_stress<outgrow::least_response_time>();
+}
