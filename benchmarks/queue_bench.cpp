@@ -132,11 +132,25 @@ void BM_work_queue_noop_jobs(benchmark::State& state) {
 }
 
 // threads:2 = 1P1C, threads:4 = 2P2C.
-BENCHMARK(BM_bounded_queue_int)->Threads(2)->Threads(4)->UseRealTime();
-BENCHMARK(BM_boost_lockfree_queue_int)->Threads(2)->Threads(4)->UseRealTime();
-BENCHMARK(BM_moodycamel_queue_int)->Threads(2)->Threads(4)->UseRealTime();
-BENCHMARK(BM_bounded_queue_payload)->Threads(2)->Threads(4)->UseRealTime();
-BENCHMARK(BM_moodycamel_queue_payload)->Threads(2)->Threads(4)->UseRealTime();
+// Registered under the names: <queue>_1p1c/<payload> (2 threads) and
+// <queue>_2p2c/<payload> (4 threads).
+void register_pair(benchmark::internal::Function* fn, const std::string& queue,
+                   const std::string& item) {
+  benchmark::RegisterBenchmark((queue + "_1p1c/" + item).c_str(), fn)
+      ->Threads(2)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark((queue + "_2p2c/" + item).c_str(), fn)
+      ->Threads(4)
+      ->UseRealTime();
+}
+const int registered = [] {
+  register_pair(BM_bounded_queue_int, "BM_bounded_queue", "int");
+  register_pair(BM_boost_lockfree_queue_int, "BM_boost_lockfree_queue", "int");
+  register_pair(BM_moodycamel_queue_int, "BM_moodycamel_queue", "int");
+  register_pair(BM_bounded_queue_payload, "BM_bounded_queue", "payload");
+  register_pair(BM_moodycamel_queue_payload, "BM_moodycamel_queue", "payload");
+  return 0;
+}();
 BENCHMARK(BM_work_queue_noop_jobs)->Arg(1)->Arg(2)->Arg(4)->UseRealTime();
 
 }  // namespace

@@ -7,27 +7,45 @@
 // tests/examples/black_friday_test.cpp asserts.
 //
 // Sections (each one a pattern from the library):
+//   app tier   a load balancer (least response time) across app replicas that an
+//              autoscaler (HPA-style target tracking on CPU) adds and removes; a
+//              replica takes 60 s to start; one replica is on a noisy host (3x slower);
 //   catalogue  product pages through L1 (outgrow::cache, W-TinyLFU) -> L2 (a shared
 //              concurrent_cache, as a Redis tier would be) -> database: cache-aside
 //              for pages, refresh-ahead for prices, write-through for inventory,
 //              write-behind for view counters;
-//   orders     sharded by user over 4 shards, then a dry-run reshard to 5;
-//   payments   behind a circuit breaker while the provider fails for a while.
+//   orders     sharded by user over 4 shards, then a dry-run reshard to 5; "my orders"
+//              reads through a read/write splitter with two replicas, one of which
+//              lags badly at the peak, in read-your-writes mode (and, for comparison,
+//              what eventual consistency would have served);
+//   payments   behind a circuit breaker while the provider fails for a while;
+//   fulfilment orders through a work_queue (2 worker threads): a flaky warehouse API
+//              (retried), poison orders with an unknown address (dead-lettered, then
+//              replayed once the address book is fixed).
 #pragma once
 
+#include <outgrow/autoscale/autoscaler.hpp>
+#include <outgrow/autoscale/scaling_policy.hpp>
+#include <outgrow/autoscale/simulator.hpp>
 #include <outgrow/cache/cache.hpp>
 #include <outgrow/cache/concurrent_cache.hpp>
 #include <outgrow/cache/tiered_cache.hpp>
+#include <outgrow/core/backoff.hpp>
 #include <outgrow/core/clock.hpp>
+#include <outgrow/queue/work_queue.hpp>
 #include <outgrow/resilience/circuit_breaker.hpp>
 #include <outgrow/routing/hash_ring.hpp>
+#include <outgrow/routing/load_balancer.hpp>
+#include <outgrow/routing/read_write_splitter.hpp>
 #include <outgrow/routing/shard_router.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -45,6 +63,7 @@ using clock_type = outgrow::manual_clock;
 
 /// How big a run is. The default takes a few seconds; `quick` (tests) is ~10x smaller.
 struct options {
+  std::string svg_path;  ///< where to write the replica chart; empty = no file
   bool quick = false;
   std::uint64_t seed = 42;
   /// Simulated minutes: 10 quiet, 10 ramping up to 10x, 10 at the peak, 10 back down.
@@ -168,6 +187,22 @@ struct cache_figures {
 
 struct report {
   options opts;
+  // app tier
+  std::uint64_t slo_violations = 0;  // requests answered slower than 500 ms
+  int min_replicas = 0, peak_replicas = 0, scale_ups = 0, scale_downs = 0;
+  std::vector<std::string> scaling_log;   // the first scaling decisions, with reasons
+  std::vector<double> replica_series;     // replicas (ready + starting), per 15 s
+  std::vector<double> demand_series;      // replicas the load needed at 100 %, per 15 s
+  std::uint64_t lb_picks = 0;
+  double slow_replica_share = 0.0;        // share of traffic the slow replica got
+  double slow_replica_fair_share = 0.0;   // its share under round robin
+  outgrow::simulation_result chart;       // for the SVG
+  // replicas
+  std::uint64_t my_order_reads = 0, reads_on_replicas = 0, reads_on_primary = 0;
+  std::uint64_t stale_reads = 0;           // read_your_writes: must stay 0
+  std::uint64_t stale_reads_eventual = 0;  // what eventual consistency would have served
+  std::uint64_t lag_exclusions = 0;
+  std::uint64_t fallbacks_session_ahead = 0;
   std::uint64_t requests = 0;
   std::uint64_t page_views = 0, purchases = 0;
   std::vector<cache_figures> caches;
@@ -181,6 +216,19 @@ struct report {
   std::uint64_t orders = 0, paid = 0, payment_deferred = 0, provider_calls = 0;
   std::uint64_t rejected_by_breaker = 0;
   std::vector<std::string> breaker_timeline;
+  // fulfilment
+  std::uint64_t fulfilled_first_pass = 0, retried = 0, dead_lettered = 0;
+  std::uint64_t replayed = 0, fulfilled = 0, handed_back = 0, fulfilment_attempts = 0;
+  std::vector<std::string> dead_letter_samples;
+};
+
+/// An order for the fulfilment queue.
+struct order {
+  std::uint64_t id = 0;
+  std::uint64_t product = 0;
+  bool poison = false;  // an address the warehouse does not know
+  bool flaky = false;   // the warehouse API times out on the first attempt
+  int attempts = 0;
 };
 
 // ---- the run ----------------------------------------------------------------------
@@ -251,6 +299,143 @@ inline report run(options o) {
         std::chrono::duration<double>(t.at.time_since_epoch()).count(), t.from, t.to));
   });
 
+  // Fulfilment: 2 worker threads; retries after 1 ms, 2 ms (a service would keep the
+  // default full-jitter 100 ms .. 10 s; the demo runs in compressed time).
+  std::atomic<bool> address_book_fixed{false};
+  std::atomic<std::uint64_t> fulfilled{0}, attempts{0};
+  outgrow::work_queue<order, outgrow::steady_clock_source, outgrow::exponential_backoff>
+      fulfilment({.capacity = 4096, .workers = 2, .max_attempts = 3},
+                 [&](order& job) {
+                   ++attempts;
+                   ++job.attempts;
+                   if (job.poison && !address_book_fixed.load()) {
+                     throw std::invalid_argument(
+                         fmt::format("order {}: unknown delivery address", job.id));
+                   }
+                   if (job.flaky && job.attempts == 1) {
+                     throw std::runtime_error("warehouse API timed out");
+                   }
+                   ++fulfilled;
+                 },
+                 {}, outgrow::exponential_backoff{1ms, 10ms});
+
+  // ---- app tier: replicas behind a load balancer, sized by an autoscaler ----------
+  // A replica serves 50 requests/s (20 ms each); app 2 runs on a noisy host: 3x slower.
+  constexpr double capacity = 50.0;
+  constexpr auto service_time = 20ms;
+  constexpr auto startup = 60s;
+  struct app {
+    bool slow = false;
+    bool running = false;     // started (ready or still starting)
+    bool ready = false;       // in the balancer
+    clock_type::time_point ready_at{};
+    double served_this_second = 0.0;
+  };
+  std::vector<app> apps(1);  // index = endpoint id; 0 unused
+  auto start_app = [&](bool ready_now) {
+    app a;
+    a.slow = apps.size() == 2;
+    a.running = true;
+    a.ready = ready_now;
+    a.ready_at = clock.now() + (ready_now ? 0s : startup);
+    apps.push_back(a);
+    return static_cast<int>(apps.size() - 1);
+  };
+  std::vector<int> initial;
+  for (int i = 0; i < 3; ++i) initial.push_back(start_app(true));
+  // Least response time (p2c over latency EWMA): the noisy host gets less traffic.
+  // New replicas ramp up over 30 s (slow start) instead of taking a full share cold.
+  using balancer = outgrow::load_balancer<int, outgrow::least_response_time, clock_type>;
+  balancer lb(initial, {.slow_start_window = 30s, .seed = o.seed}, clock);
+  // Target tracking on requests/s per replica: 35, i.e. 70 % of a replica's capacity
+  // (the HPA's usual CPU target), with the HPA's default behaviour.
+  outgrow::autoscaler<clock_type> scaler({.min_replicas = 3, .max_replicas = 60}, clock);
+  scaler.add_policy(outgrow::target_tracking({.metrics = {{"rps_per_replica", 35.0}}}));
+  auto running_apps = [&] {
+    int running = 0, starting = 0;
+    for (const app& a : apps) {
+      running += a.running ? 1 : 0;
+      starting += a.running && !a.ready ? 1 : 0;
+    }
+    return std::pair{running, starting};
+  };
+  scaler.on_scale([&](const outgrow::scaling_decision& d) {
+    if (r.scaling_log.size() < 6) r.scaling_log.push_back(fmt::format("{}", d));
+    if (d.desired > d.current) {
+      ++r.scale_ups;
+      for (int i = d.current; i < d.desired; ++i) (void)start_app(false);
+    } else {
+      ++r.scale_downs;
+      // Stop the newest replicas first: drain them from the balancer.
+      int to_stop = d.current - d.desired;
+      for (std::size_t id = apps.size() - 1; id > 0 && to_stop > 0; --id) {
+        if (!apps[id].running) continue;
+        if (apps[id].ready) lb.remove(static_cast<int>(id));
+        apps[id].running = apps[id].ready = false;
+        --to_stop;
+      }
+    }
+  });
+  scaler.set_replicas(3, 0);
+  r.min_replicas = r.peak_replicas = 3;
+  r.chart.report.policy = "target tracking (35 rps per replica)";
+  r.chart.capacity_per_replica = capacity;
+  double served_window = 0.0;  // requests in the current 15 s evaluation period
+  double fair_share_sum = 0.0;
+  std::uint64_t slow_picks = 0;
+
+  // ---- replicas: "my orders" through a read/write splitter -------------------------
+  // The primary's commit position grows with every order; replica 1 applies it 300 ms
+  // later, replica 2 1 s later, but 12 s later around the peak (minutes 19-31 of 40).
+  using splitter = outgrow::read_write_splitter<std::string, outgrow::least_connections,
+                                                clock_type>;
+  const std::vector<outgrow::replica_spec<std::string>> db_replicas = {{"db-replica-1"},
+                                                                       {"db-replica-2"}};
+  splitter ryw("db-primary", db_replicas,
+               {.default_consistency = outgrow::consistency::read_your_writes,
+                .max_replication_lag = 5s},
+               clock);
+  splitter eventual("db-primary", db_replicas,
+                    {.default_consistency = outgrow::consistency::eventual,
+                     .max_replication_lag = 5s},
+                    clock);
+  std::vector<outgrow::session_token> ryw_sessions(o.users), eventual_sessions(o.users);
+  std::vector<std::pair<clock_type::time_point, std::uint64_t>> commits;  // (time, pos)
+  const auto lag_from = std::chrono::seconds(o.minutes * 60 * 19 / 40);
+  const auto lag_to = std::chrono::seconds(o.minutes * 60 * 31 / 40);
+  auto replica_lag = [&](const std::string& replica) -> std::chrono::nanoseconds {
+    if (replica == "db-replica-1") return 300ms;
+    const auto t = clock.elapsed();
+    return t >= lag_from && t < lag_to ? 12s : 1s;
+  };
+  // What a replica has really applied now (the ground truth the splitter never sees).
+  auto applied = [&](const std::string& replica) -> std::uint64_t {
+    const auto horizon = clock.now() - replica_lag(replica);
+    const auto it = std::upper_bound(
+        commits.begin(), commits.end(), horizon,
+        [](clock_type::time_point t, const auto& c) { return t < c.first; });
+    return it == commits.begin() ? 0 : std::prev(it)->second;
+  };
+  auto read_my_orders = [&](std::uint64_t user) {
+    ++r.my_order_reads;
+    if (auto read = ryw.read(ryw_sessions[user])) {
+      if (*read == "db-primary") {
+        ++r.reads_on_primary;
+      } else {
+        ++r.reads_on_replicas;
+        if (applied(*read) < ryw_sessions[user].last_write_position) ++r.stale_reads;
+      }
+      read.success();
+    }
+    if (auto read = eventual.read(eventual_sessions[user])) {
+      if (*read != "db-primary" &&
+          applied(*read) < eventual_sessions[user].last_write_position) {
+        ++r.stale_reads_eventual;
+      }
+      read.success();
+    }
+  };
+
   const zipf popular(o.products, 0.9);
   std::uniform_real_distribution<double> coin(0.0, 1.0);
   std::uniform_int_distribution<std::uint64_t> any_user(0, o.users - 1);
@@ -267,8 +452,26 @@ inline report run(options o) {
     for (std::uint64_t i = 0; i < n; ++i) {
       clock.advance(step);
       ++r.requests;
+      // The balancer picks an app replica; its latency grows with its load.
+      if (auto lease = lb.pick()) {
+        ++r.lb_picks;
+        app& a = apps[static_cast<std::size_t>(*lease)];
+        const double cap = a.slow ? capacity / 3.0 : capacity;
+        const double load = ++a.served_this_second / cap;
+        const auto base = a.slow ? 3 * service_time : service_time;
+        const auto latency =
+            load < 1.0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             base / (1.0 - std::min(load, 0.96)))
+                       : std::chrono::nanoseconds(1s);  // over capacity: queued
+        if (latency > 500ms) ++r.slo_violations;
+        if (a.slow) ++slow_picks;
+        fair_share_sum += 1.0 / static_cast<double>(running_apps().first -
+                                                    running_apps().second);
+        lease.success(latency);
+      }
       const std::uint64_t product = popular(rng);
       const std::uint64_t user = any_user(rng);
+      if (coin(rng) < 0.10) read_my_orders(user);  // 10 % look at their orders
       // Every request shows a product page: cache-aside, spelled out.
       ++r.page_views;
       ++page_reads;
@@ -289,6 +492,15 @@ inline report run(options o) {
         ++stock_writes;
         ++r.orders;
         (void)orders.route(fmt::format("user:{}", user));
+        // The order row is written on the primary; its commit position goes into the
+        // user's session, and the confirmation page reads "my orders" right away.
+        if (auto write = ryw.write(ryw_sessions[user])) {
+          const std::uint64_t position = commits.size() + 1;
+          commits.emplace_back(clock.now(), position);
+          write.success(position);
+          if (auto w = eventual.write(eventual_sessions[user])) w.success(position);
+        }
+        read_my_orders(user);
         const bool provider_down =
             clock.elapsed() >= outage_from && clock.elapsed() < outage_to;
         const bool charged = breaker.call(
@@ -299,10 +511,51 @@ inline report run(options o) {
             },
             [&](std::exception_ptr) { return false; });
         (charged ? r.paid : r.payment_deferred)++;
+        // Every accepted order is fulfilled (a deferred charge is settled later).
+        order job{r.orders, product, r.orders % 500 == 7, r.orders % 40 == 3, 0};
+        if (!fulfilment.submit(std::move(job), fmt::format("order-{}", r.orders))) {
+          throw std::runtime_error("fulfilment queue refused an order");
+        }
       }
     }
     clock.advance(std::chrono::nanoseconds(1s) - step * static_cast<std::int64_t>(n));
-    // Once a simulated second: merchants reprice a product, and background work runs.
+    // Once a simulated second: replicas report replication state, replicas finish
+    // starting, and every 15 s the autoscaler evaluates.
+    const std::uint64_t primary_position = commits.size();
+    for (splitter* sp : {&ryw, &eventual}) {
+      sp->report_primary_position(primary_position);
+      for (const auto& rep : db_replicas) {
+        sp->report_applied(rep.connection, applied(rep.connection));
+        sp->report_lag(rep.connection, replica_lag(rep.connection));
+      }
+    }
+    for (std::size_t id = 1; id < apps.size(); ++id) {
+      app& a = apps[id];
+      served_window += a.served_this_second;
+      a.served_this_second = 0.0;
+      if (a.running && !a.ready && clock.now() >= a.ready_at) {
+        a.ready = true;
+        lb.add(static_cast<int>(id));
+      }
+    }
+    if ((t + 1) % 15 == 0) {
+      const auto [running, starting] = running_apps();
+      const int ready = running - starting;
+      scaler.observe("rps_per_replica", served_window / 15.0 / ready);
+      scaler.set_replicas(running, starting);
+      r.chart.timeline.push_back({.t = std::chrono::seconds(t + 1),
+                                  .load = served_window / 15.0,
+                                  .replicas = running,
+                                  .ready = ready});
+      r.replica_series.push_back(running);
+      r.demand_series.push_back(served_window / 15.0 / capacity);
+      served_window = 0.0;
+      scaler.tick();
+      const int now_running = running_apps().first;
+      r.peak_replicas = std::max(r.peak_replicas, now_running);
+      r.min_replicas = std::min(r.min_replicas, now_running);
+    }
+    // Merchants reprice a product, and background work runs.
     const std::uint64_t repriced = popular(rng);
     db.price_cents[repriced] -= 1;
     ++db.writes;
@@ -312,6 +565,25 @@ inline report run(options o) {
   }
   views.shutdown();
   prices.shutdown();
+
+  // Fulfilment: let the workers finish, show the dead letters, fix the cause, replay.
+  if (!fulfilment.wait_until_idle(60s)) throw std::runtime_error("fulfilment stuck");
+  r.fulfilled_first_pass = fulfilled.load();
+  const auto m = fulfilment.metrics();
+  r.retried = m.retried;
+  r.dead_lettered = m.dead_lettered;
+  fulfilment.dead_letters().for_each([&](const auto& e) {
+    if (r.dead_letter_samples.size() < 3) {
+      r.dead_letter_samples.push_back(fmt::format("{} ({}, {} attempts)", e.error,
+                                                  e.error_type, e.attempts));
+    }
+  });
+  address_book_fixed = true;
+  r.replayed = fulfilment.dead_letters().replay_all(fulfilment).replayed;
+  if (!fulfilment.wait_until_idle(60s)) throw std::runtime_error("fulfilment stuck");
+  r.handed_back = fulfilment.stop(1s).size();
+  r.fulfilled = fulfilled.load();
+  r.fulfilment_attempts = attempts.load();
   io.restart();
   io.poll();
 
@@ -353,6 +625,15 @@ inline report run(options o) {
   outgrow::shard_router<std::string, outgrow::hash_mod<>> by_mod(outgrow::hash_mod<>(4));
   r.reshard_moved_fraction_mod = by_mod.plan(outgrow::hash_mod<>(5)).moved_fraction;
   r.rejected_by_breaker = breaker.metrics().rejected;
+  r.slow_replica_share = static_cast<double>(slow_picks) / static_cast<double>(r.lb_picks);
+  r.slow_replica_fair_share = fair_share_sum / static_cast<double>(r.lb_picks);
+  const auto split = ryw.metrics();
+  r.lag_exclusions = split.lag_exclusions;
+  r.fallbacks_session_ahead = split.session_ahead;
+  if (!o.svg_path.empty()) {
+    outgrow::write_svg_file(o.svg_path, std::span(&r.chart, 1),
+                            {.title = "Black Friday: app replicas over time"});
+  }
   return r;
 }
 
@@ -376,6 +657,19 @@ inline std::vector<std::string> check(const report& r) {
                        c.l2_hits + c.l2_misses, c.l1_misses));
   }
   expect(r.paid + r.payment_deferred == r.orders, "orders = paid + deferred");
+  expect(r.lb_picks == r.requests,
+         fmt::format("every request got a replica ({} of {})", r.lb_picks, r.requests));
+  expect(r.reads_on_replicas + r.reads_on_primary == r.my_order_reads,
+         fmt::format("my-orders reads ({}) = on replicas ({}) + on the primary ({})",
+                     r.my_order_reads, r.reads_on_replicas, r.reads_on_primary));
+  expect(r.stale_reads == 0,
+         fmt::format("read-your-writes served {} stale reads", r.stale_reads));
+  expect(r.fulfilled_first_pass + r.dead_lettered == r.orders,
+         fmt::format("orders ({}) = fulfilled ({}) + dead-lettered ({})", r.orders,
+                     r.fulfilled_first_pass, r.dead_lettered));
+  expect(r.replayed == r.dead_lettered && r.fulfilled == r.orders && r.handed_back == 0,
+         fmt::format("after the replay every order is fulfilled ({} of {})", r.fulfilled,
+                     r.orders));
   return failed;
 }
 

@@ -68,13 +68,13 @@
 // Measured (benchmarks/cache_bench.cpp, uint64 keys and values, 100k keys cached in a
 // 200k cache, one run on a shared 2-core AMD EPYC VM, GCC 12 -O2, medians of 3):
 //                        1 thread        2 threads (total)
-//   get hit             21.7 ns  46.0M/s  68.5M/s   (x1.49)
-//   unordered_map find  11.6 ns  86.0M/s  105M/s    (x1.23, not thread-safe)
-//   mutex LRU get       73.9 ns  13.5M/s  11.7M/s   (x0.87)
-//   compute baseline    13.2 ns  76.0M/s  151M/s    (x1.98)
-//   get miss 13.1 ns; put 162 ns (steady-state eviction); get hit, string value 166 ns.
-//   Hit = 1.87x unordered_map find; at 2 threads 5.9x the mutex LRU (measured while
-//   other builds shared the 2 cores; see README for a quiet run).
+//   get hit             21.3 ns  46.9M/s  79.9M/s   (x1.70)
+//   unordered_map find  11.4 ns  88.0M/s  176M/s    (x2.00, not thread-safe)
+//   mutex LRU get       85.6 ns  11.7M/s  3.1M/s    (x0.27)
+//   compute baseline    13.2 ns  75.9M/s  150M/s    (x1.97)
+//   get miss 14.4 ns; put 147 ns (steady-state eviction); get hit, string value 126 ns.
+//   Hit = 1.87x unordered_map find; speed-up 0.86x the compute baseline's; at 2 threads
+//   25.6x the mutex LRU.
 //
 // Thread-safety: every member function may be called from any thread at any time.
 // stats() and size() sum relaxed counters: each count is exact, but the sum is not one

@@ -18,7 +18,10 @@
 // allocation, FIFO (linearizable). Chosen over boost::lockfree::queue (a linked list
 // over a free-list, trivially-copyable T only) and measured against it and against
 // moodycamel::ConcurrentQueue (not FIFO across producers) in
-// benchmarks/queue_bench.cpp; the README has the table.
+// benchmarks/queue_bench.cpp (medians of 9, 2 cores, capacity 1024): int items 119M/s
+// at 1 producer + 1 consumer and 74M/s at 2 + 2, against 15.9M / 7.5M for boost and
+// 35.5M / 16.8M for moodycamel; a std::unique_ptr<std::string> payload 14.5M / 9.1M
+// against moodycamel's 10.0M / 10.5M (that row varies between runs). README has more.
 //
 // Blocking forms (push/pop with a timeout, deadline or std::stop_token) spin briefly
 // and then sleep on a condition variable; producers and consumers only touch it when
