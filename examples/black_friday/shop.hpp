@@ -46,10 +46,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -177,26 +179,27 @@ struct cache_figures {
   std::uint64_t requests = 0;  // reads asked of the cache
   std::uint64_t l1_hits = 0, l1_misses = 0;
   std::uint64_t l2_hits = 0, l2_misses = 0;
-  std::uint64_t db_loads = 0;   // loads that reached the database
-  std::uint64_t writes = 0;     // puts acknowledged
-  std::uint64_t db_writes = 0;  // rows the database received for this cache
-  std::uint64_t db_write_calls = 0;
+  std::uint64_t db_loads = 0;     // loads that reached the database
+  std::uint64_t writes = 0;       // puts acknowledged
   std::uint64_t refreshes = 0;    // refresh-ahead background reloads
   std::uint64_t buffer_hits = 0;  // write-behind: answered from the write buffer
+  // write-behind: writes acknowledged, superseded in the buffer, stored, batch calls
+  std::uint64_t acknowledged = 0, coalesced = 0, flushed = 0, batches = 0;
 };
 
 struct report {
   options opts;
+  std::string l2_name;
   // app tier
   std::uint64_t slo_violations = 0;  // requests answered slower than 500 ms
   int min_replicas = 0, peak_replicas = 0, scale_ups = 0, scale_downs = 0;
-  std::vector<std::string> scaling_log;   // the first scaling decisions, with reasons
-  std::vector<double> replica_series;     // replicas (ready + starting), per 15 s
-  std::vector<double> demand_series;      // replicas the load needed at 100 %, per 15 s
+  std::vector<std::string> scaling_log;  // the first scaling decisions, with reasons
+  std::vector<double> replica_series;    // replicas (ready + starting), per 15 s
+  std::vector<double> demand_series;     // replicas the load needed at 100 %, per 15 s
   std::uint64_t lb_picks = 0;
-  double slow_replica_share = 0.0;        // share of traffic the slow replica got
-  double slow_replica_fair_share = 0.0;   // its share under round robin
-  outgrow::simulation_result chart;       // for the SVG
+  double slow_replica_share = 0.0;       // share of traffic the slow replica got
+  double slow_replica_fair_share = 0.0;  // its share under round robin
+  outgrow::simulation_result chart;      // for the SVG
   // replicas
   std::uint64_t my_order_reads = 0, reads_on_replicas = 0, reads_on_primary = 0;
   std::uint64_t stale_reads = 0;           // read_your_writes: must stay 0
@@ -208,6 +211,8 @@ struct report {
   std::vector<cache_figures> caches;
   std::uint64_t db_reads = 0;
   std::uint64_t db_reads_without_cache = 0;  // what the reads would have cost uncached
+  std::uint64_t view_total_in_db = 0;        // sum of the view counters after shutdown
+  std::uint64_t stock_sold_in_db = 0;        // units the database's stock went down by
   // orders
   std::vector<std::uint64_t> orders_per_shard;
   double reshard_moved_fraction = 0.0;      // consistent 4 -> 5
@@ -233,13 +238,29 @@ struct order {
 
 // ---- the run ----------------------------------------------------------------------
 
-inline report run(options o) {
+/// The default L2: an in-process concurrent_cache standing in for a shared cache
+/// (redis_l2.hpp has the Redis one). make<V>(name, capacity, clock) builds one tier.
+struct local_l2 {
+  template <class V>
+  using tier = outgrow::concurrent_cache<std::uint64_t, V, clock_type>;
+  static constexpr std::string_view name = "in-process concurrent_cache";
+  template <class V>
+  std::unique_ptr<tier<V>> make(std::string_view, std::size_t capacity,
+                                const clock_type& clock) const {
+    return std::make_unique<tier<V>>(outgrow::concurrent_cache_config{.capacity = capacity},
+                                     clock);
+  }
+};
+
+template <class L2 = local_l2>
+report run(options o, const L2& l2 = {}) {
   if (o.quick) {
     o.base_rate /= 10.0;
     o.products /= 5;
   }
   report r;
   r.opts = o;
+  r.l2_name = L2::name;
   clock_type clock;
   std::mt19937_64 rng(o.seed);
   boost::asio::io_context io;  // refresh-ahead reloads run here
@@ -248,10 +269,10 @@ inline report run(options o) {
   // Catalogue caches: L1 per process (W-TinyLFU), L2 shared (here a concurrent_cache).
   using page_l1 = outgrow::cache<std::uint64_t, std::string, outgrow::w_tiny_lfu,
                                  outgrow::unit_weigher, clock_type>;
-  using page_l2 = outgrow::concurrent_cache<std::uint64_t, std::string, clock_type>;
+  using page_l2 = typename L2::template tier<std::string>;
   using num_l1 = outgrow::cache<std::uint64_t, std::int64_t, outgrow::w_tiny_lfu,
                                 outgrow::unit_weigher, clock_type>;
-  using num_l2 = outgrow::concurrent_cache<std::uint64_t, std::int64_t, clock_type>;
+  using num_l2 = typename L2::template tier<std::int64_t>;
   const std::size_t l1_size = std::max<std::size_t>(64, o.products / 20);  // 5 %
   const std::size_t l2_size = o.products;  // the whole catalogue fits in L2
 
@@ -260,25 +281,30 @@ inline report run(options o) {
   column_store<&database::stock> stock_db{&db};
   column_store<&database::views> views_db{&db};
   page_l1 pages_l1({.capacity = l1_size}, clock);
-  page_l2 pages_l2({.capacity = l2_size}, clock);
+  const std::unique_ptr<page_l2> pages_l2 =
+      l2.template make<std::string>("pages", l2_size, clock);
   num_l1 prices_l1({.capacity = l1_size}, clock), stock_l1({.capacity = l1_size}, clock),
       views_l1({.capacity = l1_size}, clock);
-  num_l2 prices_l2({.capacity = l2_size}, clock), stock_l2({.capacity = l2_size}, clock),
-      views_l2({.capacity = l2_size}, clock);
+  const std::unique_ptr<num_l2> prices_l2 =
+      l2.template make<std::int64_t>("prices", l2_size, clock);
+  const std::unique_ptr<num_l2> stock_l2 =
+      l2.template make<std::int64_t>("stock", l2_size, clock);
+  const std::unique_ptr<num_l2> views_l2 =
+      l2.template make<std::int64_t>("views", l2_size, clock);
 
   outgrow::tiered_cache<outgrow::tiers<page_l1, page_l2>, page_store, outgrow::cache_aside,
                         clock_type>
-      pages(pages_db, std::tie(pages_l1, pages_l2), {.ttl = 10min}, {}, clock);
+      pages(pages_db, std::tie(pages_l1, *pages_l2), {.ttl = 10min}, {}, clock);
   outgrow::tiered_cache<outgrow::tiers<num_l1, num_l2>, decltype(prices_db),
                         outgrow::refresh_ahead, clock_type>
-      prices(prices_db, std::tie(prices_l1, prices_l2), {.ttl = 60s},
+      prices(prices_db, std::tie(prices_l1, *prices_l2), {.ttl = 60s},
              outgrow::refresh_ahead({.refresh_fraction = 0.8}), clock);
   outgrow::tiered_cache<outgrow::tiers<num_l1, num_l2>, decltype(stock_db),
                         outgrow::write_through, clock_type>
-      stock(stock_db, std::tie(stock_l1, stock_l2), {.ttl = 5min}, {}, clock);
+      stock(stock_db, std::tie(stock_l1, *stock_l2), {.ttl = 5min}, {}, clock);
   outgrow::tiered_cache<outgrow::tiers<num_l1, num_l2>, decltype(views_db),
                         outgrow::write_behind, clock_type>
-      views(views_db, std::tie(views_l1, views_l2), {.ttl = 30min},
+      views(views_db, std::tie(views_l1, *views_l2), {.ttl = 30min},
             outgrow::write_behind({.max_batch = 500, .max_delay = 5s}), clock);
   prices.start(io.get_executor());
 
@@ -304,30 +330,32 @@ inline report run(options o) {
   std::atomic<bool> address_book_fixed{false};
   std::atomic<std::uint64_t> fulfilled{0}, attempts{0};
   outgrow::work_queue<order, outgrow::steady_clock_source, outgrow::exponential_backoff>
-      fulfilment({.capacity = 4096, .workers = 2, .max_attempts = 3},
-                 [&](order& job) {
-                   ++attempts;
-                   ++job.attempts;
-                   if (job.poison && !address_book_fixed.load()) {
-                     throw std::invalid_argument(
-                         fmt::format("order {}: unknown delivery address", job.id));
-                   }
-                   if (job.flaky && job.attempts == 1) {
-                     throw std::runtime_error("warehouse API timed out");
-                   }
-                   ++fulfilled;
-                 },
-                 {}, outgrow::exponential_backoff{1ms, 10ms});
+      fulfilment(
+          {.capacity = 4096, .workers = 2, .max_attempts = 3},
+          [&](order& job) {
+            ++attempts;
+            ++job.attempts;
+            if (job.poison && !address_book_fixed.load()) {
+              throw std::invalid_argument(
+                  fmt::format("order {}: unknown delivery address", job.id));
+            }
+            if (job.flaky && job.attempts == 1) {
+              throw std::runtime_error("warehouse API timed out");
+            }
+            ++fulfilled;
+          },
+          {}, outgrow::exponential_backoff{1ms, 10ms});
 
   // ---- app tier: replicas behind a load balancer, sized by an autoscaler ----------
-  // A replica serves 50 requests/s (20 ms each); app 2 runs on a noisy host: 3x slower.
-  constexpr double capacity = 50.0;
+  // A replica serves half the quiet-time traffic (50 requests/s in the full run, 20 ms
+  // each); app 2 runs on a noisy host: 3x slower.
+  const double capacity = o.base_rate / 2.0;
   constexpr auto service_time = 20ms;
   constexpr auto startup = 60s;
   struct app {
     bool slow = false;
-    bool running = false;     // started (ready or still starting)
-    bool ready = false;       // in the balancer
+    bool running = false;  // started (ready or still starting)
+    bool ready = false;    // in the balancer
     clock_type::time_point ready_at{};
     double served_this_second = 0.0;
   };
@@ -347,10 +375,11 @@ inline report run(options o) {
   // New replicas ramp up over 30 s (slow start) instead of taking a full share cold.
   using balancer = outgrow::load_balancer<int, outgrow::least_response_time, clock_type>;
   balancer lb(initial, {.slow_start_window = 30s, .seed = o.seed}, clock);
-  // Target tracking on requests/s per replica: 35, i.e. 70 % of a replica's capacity
+  // Target tracking on requests/s per replica: 70 % of a replica's capacity
   // (the HPA's usual CPU target), with the HPA's default behaviour.
   outgrow::autoscaler<clock_type> scaler({.min_replicas = 3, .max_replicas = 60}, clock);
-  scaler.add_policy(outgrow::target_tracking({.metrics = {{"rps_per_replica", 35.0}}}));
+  scaler.add_policy(
+      outgrow::target_tracking({.metrics = {{"rps_per_replica", 0.7 * capacity}}}));
   auto running_apps = [&] {
     int running = 0, starting = 0;
     for (const app& a : apps) {
@@ -360,7 +389,7 @@ inline report run(options o) {
     return std::pair{running, starting};
   };
   scaler.on_scale([&](const outgrow::scaling_decision& d) {
-    if (r.scaling_log.size() < 6) r.scaling_log.push_back(fmt::format("{}", d));
+    if (r.scaling_log.size() < 4) r.scaling_log.push_back(fmt::format("{}", d));
     if (d.desired > d.current) {
       ++r.scale_ups;
       for (int i = d.current; i < d.desired; ++i) (void)start_app(false);
@@ -378,7 +407,7 @@ inline report run(options o) {
   });
   scaler.set_replicas(3, 0);
   r.min_replicas = r.peak_replicas = 3;
-  r.chart.report.policy = "target tracking (35 rps per replica)";
+  r.chart.report.policy = "target tracking (70 % of a replica's capacity)";
   r.chart.capacity_per_replica = capacity;
   double served_window = 0.0;  // requests in the current 15 s evaluation period
   double fair_share_sum = 0.0;
@@ -387,18 +416,18 @@ inline report run(options o) {
   // ---- replicas: "my orders" through a read/write splitter -------------------------
   // The primary's commit position grows with every order; replica 1 applies it 300 ms
   // later, replica 2 1 s later, but 12 s later around the peak (minutes 19-31 of 40).
-  using splitter = outgrow::read_write_splitter<std::string, outgrow::least_connections,
-                                                clock_type>;
+  using splitter =
+      outgrow::read_write_splitter<std::string, outgrow::least_connections, clock_type>;
   const std::vector<outgrow::replica_spec<std::string>> db_replicas = {{"db-replica-1"},
                                                                        {"db-replica-2"}};
   splitter ryw("db-primary", db_replicas,
                {.default_consistency = outgrow::consistency::read_your_writes,
                 .max_replication_lag = 5s},
                clock);
-  splitter eventual("db-primary", db_replicas,
-                    {.default_consistency = outgrow::consistency::eventual,
-                     .max_replication_lag = 5s},
-                    clock);
+  splitter eventual(
+      "db-primary", db_replicas,
+      {.default_consistency = outgrow::consistency::eventual, .max_replication_lag = 5s},
+      clock);
   std::vector<outgrow::session_token> ryw_sessions(o.users), eventual_sessions(o.users);
   std::vector<std::pair<clock_type::time_point, std::uint64_t>> commits;  // (time, pos)
   const auto lag_from = std::chrono::seconds(o.minutes * 60 * 19 / 40);
@@ -459,14 +488,14 @@ inline report run(options o) {
         const double cap = a.slow ? capacity / 3.0 : capacity;
         const double load = ++a.served_this_second / cap;
         const auto base = a.slow ? 3 * service_time : service_time;
-        const auto latency =
-            load < 1.0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             base / (1.0 - std::min(load, 0.96)))
-                       : std::chrono::nanoseconds(1s);  // over capacity: queued
+        const auto latency = load < 1.0
+                                 ? std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       base / (1.0 - std::min(load, 0.96)))
+                                 : std::chrono::nanoseconds(1s);  // over capacity: queued
         if (latency > 500ms) ++r.slo_violations;
         if (a.slow) ++slow_picks;
-        fair_share_sum += 1.0 / static_cast<double>(running_apps().first -
-                                                    running_apps().second);
+        fair_share_sum +=
+            1.0 / static_cast<double>(running_apps().first - running_apps().second);
         lease.success(latency);
       }
       const std::uint64_t product = popular(rng);
@@ -574,8 +603,8 @@ inline report run(options o) {
   r.dead_lettered = m.dead_lettered;
   fulfilment.dead_letters().for_each([&](const auto& e) {
     if (r.dead_letter_samples.size() < 3) {
-      r.dead_letter_samples.push_back(fmt::format("{} ({}, {} attempts)", e.error,
-                                                  e.error_type, e.attempts));
+      r.dead_letter_samples.push_back(
+          fmt::format("{} ({}, {} attempts)", e.error, e.error_type, e.attempts));
     }
   });
   address_book_fixed = true;
@@ -593,17 +622,21 @@ inline report run(options o) {
     f.name = std::move(name);
     f.policy = std::move(policy);
     const auto s = c.stats();
-    const outgrow::cache_stats l1 = c.template tier_stats<0>();
-    const outgrow::cache_stats l2 = c.template tier_stats<1>();
+    const outgrow::cache_stats top = c.template tier_stats<0>();
+    const outgrow::cache_stats shared = c.template tier_stats<1>();
     f.requests = reads;
-    f.l1_hits = l1.hits;
-    f.l1_misses = l1.misses;
-    f.l2_hits = l2.hits;
-    f.l2_misses = l2.misses;
+    f.l1_hits = top.hits;
+    f.l1_misses = top.misses;
+    f.l2_hits = shared.hits;
+    f.l2_misses = shared.misses;
     f.db_loads = s.load_successes + s.load_failures;
     f.writes = writes;
     f.refreshes = s.refreshes;
     f.buffer_hits = s.buffer_hits;
+    f.acknowledged = s.write_behind.acknowledged;
+    f.coalesced = s.write_behind.coalesced;
+    f.flushed = s.write_behind.flushed;
+    f.batches = s.write_behind.batches;
     return f;
   };
   r.caches.push_back(figures("product pages", "cache-aside", pages, page_reads, 0));
@@ -612,10 +645,12 @@ inline report run(options o) {
   r.caches.push_back(figures("stock", "write-through", stock, stock_reads, stock_writes));
   r.caches.push_back(
       figures("view counters", "write-behind", views, view_reads, view_writes));
-  r.caches.back().db_writes = db.views.empty() ? 0 : 0;
-  std::uint64_t view_rows = 0;
-  for (const std::uint64_t v : db.views) view_rows += v;
-  r.caches.back().db_writes = view_rows;
+  std::uint64_t view_total = 0;  // what the database's counters add up to
+  for (const std::uint64_t v : db.views) view_total += v;
+  r.view_total_in_db = view_total;
+  for (const std::int64_t left : db.stock) {
+    r.stock_sold_in_db += static_cast<std::uint64_t>(1'000'000 - left);
+  }
   r.db_reads = db.reads;
   r.db_reads_without_cache = page_reads + price_reads + stock_reads + view_reads;
 
@@ -657,6 +692,16 @@ inline std::vector<std::string> check(const report& r) {
                        c.l2_hits + c.l2_misses, c.l1_misses));
   }
   expect(r.paid + r.payment_deferred == r.orders, "orders = paid + deferred");
+  const cache_figures& views = r.caches.back();
+  expect(views.acknowledged == views.coalesced + views.flushed,
+         fmt::format("view counter writes acknowledged ({}) = coalesced ({}) + stored ({})",
+                     views.acknowledged, views.coalesced, views.flushed));
+  expect(r.stock_sold_in_db == r.purchases,
+         fmt::format("stock (write-through) went down by every purchase ({} of {})",
+                     r.stock_sold_in_db, r.purchases));
+  expect(r.view_total_in_db == r.page_views,
+         fmt::format("every page view counted in the database ({} of {})",
+                     r.view_total_in_db, r.page_views));
   expect(r.lb_picks == r.requests,
          fmt::format("every request got a replica ({} of {})", r.lb_picks, r.requests));
   expect(r.reads_on_replicas + r.reads_on_primary == r.my_order_reads,

@@ -1,4 +1,4 @@
-// redis_distributed_queue: a work queue on Redis Streams. 2 producer processes enqueue
+// distributed_queue: a work queue on Redis Streams. 2 producer processes enqueue
 // 2,000 jobs (1 % poison), 3 worker processes run them; prints throughput, metrics, dead
 // letters. Uses --redis host:port, or starts redis-server on a free loopback port (none:
 // exit 0).
