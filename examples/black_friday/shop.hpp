@@ -68,8 +68,9 @@ struct options {
   std::string svg_path;  ///< where to write the replica chart; empty = no file
   bool quick = false;
   std::uint64_t seed = 42;
-  /// Simulated minutes: 10 quiet, 10 ramping up to 10x, 10 at the peak, 10 back down.
-  int minutes = 40;
+  /// Simulated minutes, in five equal phases: quiet, ramping up to 10x, the peak,
+  /// ramping back down, quiet again (10 minutes each by default).
+  int minutes = 50;
   double base_rate = 100.0;  ///< requests per simulated second before the spike
   std::size_t products = 5'000;
   std::size_t users = 20'000;
@@ -77,15 +78,19 @@ struct options {
 
 // ---- traffic ----------------------------------------------------------------------
 
-/// Requests per second at second `t` of the Black Friday shape: quiet, a 10-minute
-/// ramp to 10x, a plateau, a ramp back down (each a quarter of the run).
+/// The second at `fraction` of the run.
+inline std::chrono::seconds at_fraction(const options& o, double fraction) {
+  return std::chrono::seconds(static_cast<std::int64_t>(o.minutes * 60 * fraction));
+}
+
+/// Requests per second at second `t` of the Black Friday shape: quiet, a ramp to 10x,
+/// a plateau, a ramp back down, quiet (each a fifth of the run).
 inline double traffic_rate(const options& o, int t) {
-  const double quarter = o.minutes * 60.0 / 4.0;
-  const double x = t / quarter;
+  const double x = t / (o.minutes * 60.0 / 5.0);  // phase, 0 to 5
   double factor = 1.0;
   if (x >= 1.0 && x < 2.0) factor = 1.0 + 9.0 * (x - 1.0);
   if (x >= 2.0 && x < 3.0) factor = 10.0;
-  if (x >= 3.0) factor = 10.0 - 9.0 * std::min(1.0, x - 3.0);
+  if (x >= 3.0 && x < 4.0) factor = 10.0 - 9.0 * (x - 3.0);
   return o.base_rate * factor;
 }
 
@@ -313,12 +318,12 @@ report run(options o, const L2& l2 = {}) {
       outgrow::consistent_shards<outgrow::ring_placement<outgrow::shard_id>>;
   outgrow::shard_router<std::string, ring_shards> orders(ring_shards(4));
 
-  // Payments: the provider times out between 22 and 24 minutes into the run (at the
-  // peak); 5 consecutive failures open the breaker for 30 s.
+  // Payments: the provider times out for 2 minutes at the peak (minutes 24-26 of 50);
+  // 5 consecutive failures open the breaker for 30 s.
   outgrow::circuit_breaker<outgrow::consecutive_failures, clock_type> breaker(
       {.failure_threshold = 5, .open_for = 30s}, clock);
-  const auto outage_from = std::chrono::seconds(o.minutes * 60 * 22 / 40);
-  const auto outage_to = std::chrono::seconds(o.minutes * 60 * 24 / 40);
+  const auto outage_from = at_fraction(o, 0.48);
+  const auto outage_to = at_fraction(o, 0.52);
   breaker.on_transition([&](const outgrow::breaker_transition& t) {
     r.breaker_timeline.push_back(fmt::format(
         "t={:>6.1f}s  {} -> {}",
@@ -415,7 +420,7 @@ report run(options o, const L2& l2 = {}) {
 
   // ---- replicas: "my orders" through a read/write splitter -------------------------
   // The primary's commit position grows with every order; replica 1 applies it 300 ms
-  // later, replica 2 1 s later, but 12 s later around the peak (minutes 19-31 of 40).
+  // later, replica 2 1 s later, but 12 s later around the peak (minutes 19-31 of 50).
   using splitter =
       outgrow::read_write_splitter<std::string, outgrow::least_connections, clock_type>;
   const std::vector<outgrow::replica_spec<std::string>> db_replicas = {{"db-replica-1"},
@@ -430,8 +435,8 @@ report run(options o, const L2& l2 = {}) {
       clock);
   std::vector<outgrow::session_token> ryw_sessions(o.users), eventual_sessions(o.users);
   std::vector<std::pair<clock_type::time_point, std::uint64_t>> commits;  // (time, pos)
-  const auto lag_from = std::chrono::seconds(o.minutes * 60 * 19 / 40);
-  const auto lag_to = std::chrono::seconds(o.minutes * 60 * 31 / 40);
+  const auto lag_from = at_fraction(o, 0.38);
+  const auto lag_to = at_fraction(o, 0.62);
   auto replica_lag = [&](const std::string& replica) -> std::chrono::nanoseconds {
     if (replica == "db-replica-1") return 300ms;
     const auto t = clock.elapsed();
