@@ -156,12 +156,7 @@ class redis_invalidation_bus {
   /// Connects lazily (publisher) and in start() (subscriber). config_error when invalid.
   explicit redis_invalidation_bus(redis_invalidation_config config = {}, Codec codec = {})
       : config_(validated(std::move(config))),
-        endpoint_{config_.host,
-                  config_.port,
-                  config_.password,
-                  config_.database,
-                  config_.connect_timeout,
-                  config_.command_timeout},
+        endpoint_(detail::redis_endpoint::of(config_)),
         codec_(std::move(codec)),
         id_(config_.instance_id != 0 ? config_.instance_id : random_id()),
         publisher_gate_(config_.reconnect_backoff, config_.seed, {}),

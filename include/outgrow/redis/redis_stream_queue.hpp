@@ -554,8 +554,7 @@ template <class Clock>
 class rsq_link {
  public:
   rsq_link(const redis_stream_queue_config& c, Clock clock)
-      : endpoint_{c.host,           c.port, c.password, c.database, c.connect_timeout,
-                  c.command_timeout},
+      : endpoint_(redis_endpoint::of(c)),
         keys_(c),
         gate_(c.reconnect_backoff, c.seed, std::move(clock)) {}
 

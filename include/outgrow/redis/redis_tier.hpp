@@ -330,6 +330,12 @@ struct redis_endpoint {
   int database = 0;
   std::chrono::nanoseconds connect_timeout{};
   std::chrono::nanoseconds command_timeout{};
+
+  /// The connection fields of any config that has them (tier, bus, stream queue).
+  template <class Config>
+  [[nodiscard]] static redis_endpoint of(const Config& c) {
+    return {c.host, c.port, c.password, c.database, c.connect_timeout, c.command_timeout};
+  }
 };
 
 inline void validate_endpoint(std::string_view who, const redis_endpoint& e) {
@@ -758,12 +764,7 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
 
   redis_tier(redis_tier_config config, Breaker* breaker, Codec codec, Clock clock)
       : config_(validated(std::move(config))),
-        endpoint_{config_.host,
-                  config_.port,
-                  config_.password,
-                  config_.database,
-                  config_.connect_timeout,
-                  config_.command_timeout},
+        endpoint_(detail::redis_endpoint::of(config_)),
         default_ttl_(config_.default_ttl),
         pool_wait_(config_.pool_timeout.value_or(config_.command_timeout)),
         codec_(std::move(codec)),
