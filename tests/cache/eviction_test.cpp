@@ -1,5 +1,6 @@
 #include <outgrow/cache/cache.hpp>
 #include <outgrow/cache/eviction.hpp>
+#include <outgrow/core/error.hpp>
 
 #include <array>
 #include <cstddef>
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cache_traces.hpp"
 #include "catch.hpp"
 
 namespace {
@@ -191,7 +193,8 @@ TEST_CASE("s3_fifo sends unused entries from the small queue to the ghost queue"
 
 TEST_CASE("s3_fifo promotes entries hit in the small queue to main",
           "[eviction][s3_fifo]") {
-  outgrow::s3_fifo p(10);
+  // The paper's description: one hit while in small is enough.
+  outgrow::s3_fifo p(10, {.move_to_main_threshold = 1});
   p.reserve(16);
   std::array<outgrow::s3_fifo::hook, 3> e;
   p.on_insert(e[0], h(0), 1);
@@ -202,6 +205,78 @@ TEST_CASE("s3_fifo promotes entries hit in the small queue to main",
   CHECK(e[0].in_main);
   CHECK(e[0].freq == 0);
   CHECK(p.in_ghost(h(1)));
+}
+
+TEST_CASE("s3_fifo moves to main at 2 hits by default as libCacheSim does",
+          "[eviction][s3_fifo]") {
+  outgrow::s3_fifo p(10);
+  CHECK(p.config().move_to_main_threshold == 2);
+  p.reserve(16);
+  std::array<outgrow::s3_fifo::hook, 3> e;
+  p.on_insert(e[0], h(0), 1);
+  p.on_insert(e[1], h(1), 1);
+  p.on_insert(e[2], h(2), 1);
+  p.on_access(e[0], h(0));  // one hit: not enough
+  p.on_access(e[1], h(1));
+  p.on_access(e[1], h(1));  // two hits: moves to main
+  CHECK(p.evict() == &e[0]);
+  CHECK_FALSE(e[0].in_main);
+  CHECK(p.in_ghost(h(0)));
+  CHECK(p.evict() == &e[2]);  // e1 went to main on the way
+  CHECK(e[1].in_main);
+}
+
+TEST_CASE("s3_fifo and w_tiny_lfu reject configurations out of range",
+          "[eviction][config]") {
+  CHECK_THROWS_AS(outgrow::s3_fifo(10, {.move_to_main_threshold = 0}),
+                  outgrow::config_error);
+  CHECK_THROWS_AS(outgrow::s3_fifo(10, {.move_to_main_threshold = 4}),
+                  outgrow::config_error);
+  CHECK_THROWS_AS(outgrow::s3_fifo(10, {.small_percent = 0}), outgrow::config_error);
+  CHECK_THROWS_AS(outgrow::s3_fifo(10, {.small_percent = 51}), outgrow::config_error);
+  CHECK_THROWS_AS(outgrow::s3_fifo(10, {.ghost_percent = 201}), outgrow::config_error);
+  CHECK_THROWS_AS(outgrow::w_tiny_lfu(10, {.window_percent = 0}), outgrow::config_error);
+  CHECK_THROWS_AS(outgrow::w_tiny_lfu(10, {.window_percent = 100}), outgrow::config_error);
+  try {
+    outgrow::s3_fifo(10, {.move_to_main_threshold = 9});
+    FAIL("no config_error");
+  } catch (const outgrow::config_error& e) {
+    const std::string what = e.what();
+    CHECK(what.find("s3_fifo") != std::string::npos);
+    CHECK(what.find("move_to_main_threshold") != std::string::npos);
+    CHECK(what.find('9') != std::string::npos);
+  }
+  // Through the cache: the policy's configuration is its second argument.
+  outgrow::cache<int, int, outgrow::s3_fifo> c({.capacity = 100},
+                                               {.move_to_main_threshold = 1});
+  CHECK(c.policy().config().move_to_main_threshold == 1);
+  CHECK_THROWS_AS((outgrow::cache<int, int, outgrow::s3_fifo>({.capacity = 100},
+                                                              {.small_percent = 60})),
+                  outgrow::config_error);
+}
+
+TEST_CASE("w_tiny_lfu moves its window toward recency when recency pays",
+          "[eviction][w_tiny_lfu]") {
+  // The LRU stack model: recently used keys come back, counts predict little. The
+  // tuner's miniature simulations find a large window better and the cache follows.
+  const auto t = outgrow_test::stack_trace({.requests = 200'000});
+  outgrow::cache<std::uint64_t, int> adaptive({.capacity = 2'000});
+  outgrow::cache<std::uint64_t, int> fixed({.capacity = 2'000}, {.adaptive_window = false});
+  const double a = outgrow_test::simulate(adaptive, t);
+  const double f = outgrow_test::simulate(fixed, t);
+  CHECK(fixed.policy().window_max() == 20);
+  CHECK(adaptive.policy().window_max() >= 1'000);
+  CHECK(a > f + 0.10);
+  // On Zipf (frequency only) it keeps a small window.
+  const auto z =
+      outgrow_test::zipf_trace({.keys = 100'000, .alpha = 0.9, .requests = 300'000});
+  outgrow::cache<std::uint64_t, int> zipf_cache({.capacity = 2'000});
+  outgrow_test::simulate(zipf_cache, z);
+  CHECK(zipf_cache.policy().window_max() <= 500);
+  // Entries keep adding up across the moves.
+  const auto& p = adaptive.policy();
+  CHECK(p.window_weight() + p.probation_weight() + p.protected_weight() == adaptive.size());
+  CHECK(p.protected_weight() <= p.protected_max());
 }
 
 TEST_CASE("s3_fifo main queue reinserts entries while their counter lasts",

@@ -34,6 +34,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -109,6 +110,115 @@ inline trace zipf_trace(const zipf_options& o) {
 inline trace loop_trace(std::size_t keys, std::size_t requests) {
   trace out(requests);
   for (std::size_t i = 0; i < requests; ++i) out[i] = i % keys;
+  return out;
+}
+
+/// A working set that moves: `working_set` keys with Zipf(alpha) popularity; every
+/// `shift_every` requests a fraction `shift_fraction` of them is replaced by keys never
+/// seen before (at random ranks, so popular keys go stale too). Recency-biased: what was
+/// used lately predicts the next requests better than long-run counts.
+struct shifting_options {
+  std::size_t working_set = 5'000;
+  double alpha = 0.8;
+  std::size_t shift_every = 50'000;
+  double shift_fraction = 0.5;
+  std::size_t requests = 1'000'000;
+  std::uint64_t seed = 7;
+};
+
+inline trace shifting_trace(const shifting_options& o) {
+  zipf_generator rank(o.working_set, o.alpha, o.seed);
+  std::mt19937_64 rng(o.seed ^ 0x5a1f7ULL);
+  std::vector<std::uint64_t> key_of_rank(o.working_set);
+  std::uint64_t next_key = 0;
+  for (auto& k : key_of_rank) k = next_key++;
+  trace out(o.requests);
+  for (std::size_t i = 0; i < o.requests; ++i) {
+    if (i != 0 && i % o.shift_every == 0) {
+      const auto replaced =
+          static_cast<std::size_t>(static_cast<double>(o.working_set) * o.shift_fraction);
+      for (std::size_t j = 0; j < replaced; ++j) {
+        key_of_rank[static_cast<std::size_t>(rng() % o.working_set)] = next_key++;
+      }
+    }
+    out[i] = key_of_rank[static_cast<std::size_t>(rank())];
+  }
+  return out;
+}
+
+/// The LRU stack model (Mattson et al. 1970; the classic model of temporal locality):
+/// with probability `p_new` a key never seen before, else the key at depth d of the
+/// recency stack (d = 1: the most recently used), with d log-uniform in [1, max_depth]
+/// — many short reuse distances, a long tail. LRU is the natural policy here; a
+/// frequency filter learns little.
+struct stack_options {
+  double p_new = 0.3;
+  std::size_t max_depth = 20'000;
+  std::size_t requests = 1'000'000;
+  std::uint64_t seed = 11;
+};
+
+inline trace stack_trace(const stack_options& o) {
+  // A Fenwick tree over request times marks each key's last access; the key at depth
+  // d is the one whose mark is the d-th from the newest.
+  const std::size_t n = o.requests;
+  std::vector<int> tree(n + 1, 0);
+  std::vector<std::uint64_t> key_at(n, 0);
+  const auto add = [&](std::size_t pos, int delta) {
+    for (std::size_t i = pos + 1; i <= n; i += i & (~i + 1)) tree[i] += delta;
+  };
+  const auto kth = [&](std::size_t k) {  // position of the k-th mark (1-based k)
+    std::size_t pos = 0;
+    std::size_t step = std::bit_floor(n);
+    for (; step != 0; step >>= 1U) {
+      if (pos + step <= n && static_cast<std::size_t>(tree[pos + step]) < k) {
+        pos += step;
+        k -= static_cast<std::size_t>(tree[pos]);
+      }
+    }
+    return pos;  // 0-based position
+  };
+  std::mt19937_64 rng(o.seed);
+  const auto uniform = [&] { return static_cast<double>(rng() >> 11U) * 0x1.0p-53; };
+  std::size_t live = 0;
+  std::uint64_t next_key = 0;
+  trace out(n);
+  for (std::size_t t = 0; t < n; ++t) {
+    std::uint64_t key;
+    if (live == 0 || uniform() < o.p_new) {
+      key = next_key++;
+      ++live;
+    } else {
+      const double span = std::log(static_cast<double>(std::min(o.max_depth, live)));
+      auto d = static_cast<std::size_t>(std::exp(uniform() * span));
+      d = std::clamp<std::size_t>(d, 1, std::min(o.max_depth, live));
+      const std::size_t pos = kth(live - d + 1);
+      key = key_at[pos];
+      add(pos, -1);
+    }
+    key_at[t] = key;
+    add(t, 1);
+    out[t] = key;
+  }
+  return out;
+}
+
+/// Alternating phases: `phase` requests of Zipf(alpha) over a fixed key space (a
+/// frequency phase), then `phase` requests of the LRU stack model over fresh keys (a
+/// recency phase), and so on — a policy must adapt both ways.
+inline trace phased_trace(std::size_t phases, std::size_t phase, double alpha,
+                          std::uint64_t seed) {
+  zipf_generator zipf(100'000, alpha, seed);
+  const trace recency = stack_trace(
+      {.p_new = 0.2, .max_depth = 10'000, .requests = phases * phase, .seed = seed + 1});
+  constexpr std::uint64_t recency_base = std::uint64_t{1} << 40U;
+  trace out;
+  out.reserve(phases * phase);
+  for (std::size_t p = 0; p < phases; ++p) {
+    for (std::size_t i = 0; i < phase; ++i) {
+      out.push_back(p % 2 == 0 ? zipf() : recency_base + recency[p * phase + i]);
+    }
+  }
   return out;
 }
 
