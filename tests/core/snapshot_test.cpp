@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -69,4 +70,13 @@ TEST_CASE("readers never see a torn or stale-after-version snapshot",
   CHECK(torn.load() == 0);
   CHECK(went_back.load() == 0);
   CHECK(current.local().generation == 2000);
+}
+
+TEST_CASE("a null snapshot is rejected instead of dereferenced later", "[snapshot]") {
+  CHECK_THROWS_WITH(outgrow::published<int>(nullptr),
+                    "published: snapshot must not be null, got nullptr");
+  outgrow::published<int> p(std::make_shared<const int>(7));
+  CHECK_THROWS_AS(p.publish(nullptr), std::invalid_argument);
+  CHECK(p.local() == 7);  // the current snapshot stays
+  CHECK(p.version() == 0);
 }

@@ -10,6 +10,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -117,4 +118,55 @@ TEST_CASE("a user merge hook combines concurrent updates", "[hybrid_logical_cloc
   const v lww = outgrow::resolve(on_a, on_b, outgrow::last_writer_wins{});
   CHECK(lww.value.size() == 2);
   (void)base;
+}
+
+// ---- hostile remote timestamps (untrusted data from the network) ------------------------
+
+TEST_CASE("a remote counter at UINT32_MAX never makes the clock go backwards",
+          "[hybrid_logical_clock][hostile]") {
+  manual_clock t(manual_clock::time_point{100s});
+  outgrow::hybrid_logical_clock<manual_clock> c(1, {}, t);
+  const std::int64_t now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(100s + 1ms).count();
+  const outgrow::hlc_timestamp remote{now_ns, UINT32_MAX, 2};
+  const outgrow::hlc_timestamp got = c.update(remote);
+  CHECK(got > remote);  // the counter carries into the wall component
+  CHECK(got.wall_ns == now_ns + 1);
+  CHECK(got.logical == 0);
+  const auto again = c.try_update(remote);
+  REQUIRE(again);
+  CHECK(*again > got);
+  CHECK(c.now() > *again);
+}
+
+TEST_CASE("a local counter exhausted by many events in one tick carries over",
+          "[hybrid_logical_clock][hostile]") {
+  manual_clock t(manual_clock::time_point{5s});
+  outgrow::hybrid_logical_clock<manual_clock> c(1, {}, t);
+  const std::int64_t wall = std::chrono::nanoseconds{5s}.count();
+  const auto a = c.update({wall, UINT32_MAX - 1, 2});  // counter reaches UINT32_MAX
+  const auto b = c.now();                              // carries
+  CHECK(a.logical == UINT32_MAX);
+  CHECK(b > a);
+  CHECK(b.wall_ns == wall + 1);
+}
+
+TEST_CASE("extreme remote wall times neither overflow nor move the clock",
+          "[hybrid_logical_clock][hostile]") {
+  manual_clock t(manual_clock::time_point{100s});
+  outgrow::hybrid_logical_clock<manual_clock> c(1, {}, t);
+  const auto before = c.now();
+  // INT64_MIN: far behind; accepted, the clock keeps its own time.
+  const auto low = c.try_update({INT64_MIN, UINT32_MAX, 2});
+  REQUIRE(low);
+  CHECK(*low > before);
+  CHECK(low->wall_ns == before.wall_ns);
+  // INT64_MAX: far ahead of max_offset; refused, nothing changes.
+  CHECK_FALSE(c.try_update({INT64_MAX, 0, 2}));
+  CHECK(c.last().wall_ns == before.wall_ns);
+  // update() has no offset check; at the very end of the timestamp space it refuses
+  // with an exception instead of wrapping.
+  CHECK(c.update({INT64_MAX, 7, 2}).wall_ns == INT64_MAX);
+  CHECK_THROWS_AS(c.update({INT64_MAX, UINT32_MAX, 2}), std::overflow_error);
+  CHECK(c.last().wall_ns == INT64_MAX);
 }

@@ -290,6 +290,22 @@ TEST_CASE("bad router input throws config_error", "[shard_router][errors]") {
       "hash, got 8");
 }
 
+TEST_CASE("hostile router input is rejected instead of routing wrongly",
+          "[shard_router][errors]") {
+  // NaN orders nothing: every key would fall into one range.
+  CHECK_THROWS_WITH(outgrow::range_shards<double>({std::nan("")}),
+                    "range_shards: split_points must be numbers (NaN orders nothing), got "
+                    "entry 0 is NaN");
+  CHECK_THROWS_AS(outgrow::range_shards<double>({1.0, std::nan(""), 3.0}),
+                  outgrow::config_error);
+  CHECK(outgrow::range_shards<double>({1.0, 2.0}).shard_count() == 3);
+  // A node id of UINT32_MAX would wrap the shard count to 0.
+  outgrow::ring_placement<shard_id> ring;
+  ring.add(UINT32_MAX, 1.0);
+  CHECK_THROWS_WITH(outgrow::consistent_shards<outgrow::ring_placement<shard_id>>(ring),
+                    "consistent_shards: shards must be in [1, 1000000], got 4294967296");
+}
+
 TEST_CASE("routing runs while the topology changes", "[shard_router][stress]") {
   shard_router<std::uint64_t, outgrow::hash_mod<>> router(outgrow::hash_mod<>(4));
   std::atomic<bool> stop{false};

@@ -66,7 +66,7 @@
 // fixed 1 % window (Caffeine's starting point) it falls 14-26 points below LRU on
 // recency-biased traffic; the adaptive window (at the class) closes that. Costs: 40
 // bytes of hook per entry (sieve 24, lru 16), a sketch of 16-32 bytes per entry of
-// capacity, six miniature simulations of 128-255 entries each (about 60 KB per cache
+// capacity, six miniature simulations of 128-255 entries each (70-115 KB per cache
 // of 256 entries or more, whatever the capacity), and more work per hit (4 sketch
 // counters, list moves, and for 1 in capacity/128 keys the simulations) than SIEVE's
 // single bit — concurrent_cache uses SIEVE for that reason.

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <utility>
 
 namespace outgrow {
@@ -44,12 +45,15 @@ class published {
  public:
   using pointer = std::shared_ptr<const T>;
 
-  explicit published(pointer initial) : current_(std::move(initial)) {}
+  /// Throws std::invalid_argument if `initial` is null (local() returns a reference).
+  explicit published(pointer initial) : current_(checked(std::move(initial))) {}
   published(const published&) = delete;
   published& operator=(const published&) = delete;
 
-  /// Replaces the snapshot. Readers see it on their next local()/load().
+  /// Replaces the snapshot. Readers see it on their next local()/load(). Throws
+  /// std::invalid_argument if `next` is null (and keeps the current snapshot).
   void publish(pointer next) {
+    next = checked(std::move(next));
     pointer retired;
     {
       std::lock_guard lock(mutex_);
@@ -85,6 +89,13 @@ class published {
 
  private:
   static constexpr std::size_t cache_slots = 16;
+
+  static pointer checked(pointer p) {
+    if (p == nullptr) {
+      throw std::invalid_argument("published: snapshot must not be null, got nullptr");
+    }
+    return p;
+  }
   struct cache_entry {
     std::uint64_t id = 0;  // 0 = empty; ids start at 1 and are never reused
     std::uint64_t version = 0;

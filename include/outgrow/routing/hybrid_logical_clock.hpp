@@ -44,8 +44,11 @@
 #include <compare>
 #include <concepts>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -88,6 +91,8 @@ class hybrid_logical_clock {
 
   /// A timestamp for a local event or a message being sent: larger than every
   /// timestamp this clock returned or saw before.
+  /// Throws std::overflow_error only if the clock already stands at the largest
+  /// representable timestamp (wall_ns = INT64_MAX with an exhausted counter).
   [[nodiscard]] hlc_timestamp now() {
     const std::int64_t pt = physical();
     std::lock_guard lock(mutex_);
@@ -95,14 +100,19 @@ class hybrid_logical_clock {
       wall_ = pt;
       logical_ = 0;
     } else {
-      ++logical_;
+      advance(wall_, std::uint64_t{logical_} + 1);
     }
     return {wall_, logical_, node_};
   }
 
   /// Merges a received timestamp (a replicated write) into this clock and returns the
   /// receive event's timestamp, which is larger than both `remote` and everything
-  /// before it here.
+  /// before it here. Never goes backwards: when the logical counter would pass
+  /// UINT32_MAX, the wall component advances by 1 ns and the counter restarts at 0 (the
+  /// HLC paper bounds the counter; a 1 ns step keeps the clock within max_offset of
+  /// physical time in any realistic use). Throws std::overflow_error only when no
+  /// larger timestamp exists (wall_ns = INT64_MAX and the counter exhausted); prefer
+  /// try_update() for timestamps from the network.
   hlc_timestamp update(const hlc_timestamp& remote) {
     const std::int64_t pt = physical();
     std::lock_guard lock(mutex_);
@@ -110,12 +120,25 @@ class hybrid_logical_clock {
   }
 
   /// update(), unless `remote` is more than max_offset ahead of local physical time
-  /// (a misbehaving clock): then nothing changes and the result is empty.
+  /// (a misbehaving clock) or no larger timestamp exists: then nothing changes and the
+  /// result is empty. Any remote value is accepted as input (untrusted data: a wall
+  /// time of INT64_MIN or a counter of UINT32_MAX included); it never throws.
   [[nodiscard]] std::optional<hlc_timestamp> try_update(const hlc_timestamp& remote) {
     const std::int64_t pt = physical();
-    if (remote.wall_ns - pt > config_.max_offset.count()) return std::nullopt;
+    // remote.wall_ns > pt keeps the subtraction in range (pt >= INT64_MIN + 1 there).
+    if (remote.wall_ns > pt && remote.wall_ns - pt > config_.max_offset.count()) {
+      return std::nullopt;
+    }
     std::lock_guard lock(mutex_);
-    return update_locked(remote, pt);
+    const std::int64_t wall = wall_;
+    const std::uint32_t logical = logical_;
+    try {
+      return update_locked(remote, pt);
+    } catch (const std::overflow_error&) {
+      wall_ = wall;
+      logical_ = logical;
+      return std::nullopt;
+    }
   }
 
   /// The last timestamp issued (node id included), without advancing.
@@ -141,17 +164,33 @@ class hybrid_logical_clock {
 
   hlc_timestamp update_locked(const hlc_timestamp& m, std::int64_t pt) {
     const std::int64_t before = wall_;
-    wall_ = std::max({before, m.wall_ns, pt});
-    if (wall_ == before && wall_ == m.wall_ns) {
-      logical_ = std::max(logical_, m.logical) + 1;
-    } else if (wall_ == before) {
-      ++logical_;
-    } else if (wall_ == m.wall_ns) {
-      logical_ = m.logical + 1;
+    const std::int64_t wall = std::max({before, m.wall_ns, pt});
+    if (wall == before && wall == m.wall_ns) {
+      advance(wall, std::uint64_t{std::max(logical_, m.logical)} + 1);
+    } else if (wall == before) {
+      advance(wall, std::uint64_t{logical_} + 1);
+    } else if (wall == m.wall_ns) {
+      advance(wall, std::uint64_t{m.logical} + 1);
     } else {
+      wall_ = wall;
       logical_ = 0;
     }
     return {wall_, logical_, node_};
+  }
+
+  /// Sets (wall, logical), carrying a counter past UINT32_MAX into the wall component.
+  void advance(std::int64_t wall, std::uint64_t logical) {
+    if (logical <= std::numeric_limits<std::uint32_t>::max()) {
+      wall_ = wall;
+      logical_ = static_cast<std::uint32_t>(logical);
+      return;
+    }
+    if (wall == std::numeric_limits<std::int64_t>::max()) {
+      throw std::overflow_error("hybrid_logical_clock: no timestamp after " +
+                                fmt::format("{}.{}", wall, logical - 1));
+    }
+    wall_ = wall + 1;
+    logical_ = 0;
   }
 
   const std::uint32_t node_;

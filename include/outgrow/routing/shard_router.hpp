@@ -241,6 +241,13 @@ class range_shards {
     require(owners_.size() == splits_.size() + 1, "range_shards", "owners.size()",
             fmt::format("split_points.size() + 1 = {}", splits_.size() + 1),
             owners_.size());
+    if constexpr (std::is_floating_point_v<Bound>) {
+      // NaN compares false with everything: every key would land in one range.
+      for (std::size_t i = 0; i < splits_.size(); ++i) {
+        require(!std::isnan(splits_[i]), "range_shards", "split_points",
+                "numbers (NaN orders nothing)", fmt::format("entry {} is NaN", i));
+      }
+    }
     for (std::size_t i = 1; i < splits_.size(); ++i) {
       require(compare_(splits_[i - 1], splits_[i]), "range_shards", "split_points",
               "strictly increasing (sorted, no duplicate or overlapping ranges)",
@@ -609,7 +616,10 @@ class consistent_shards {
     require(placement_.size() > 0, "consistent_shards", "nodes", "at least one shard", 0);
     shard_id max_node = 0;
     for (const auto& wn : placement_.nodes()) max_node = std::max(max_node, wn.node);
-    shard_count_ = max_node + 1;
+    // Shard ids are 0..shard_count()-1: the largest node id bounds the count (checked:
+    // an id of UINT32_MAX would wrap it to 0).
+    shard_count_ =
+        detail::checked_shard_count("consistent_shards", std::uint64_t{max_node} + 1);
   }
 
   template <class Key>
