@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <queue>
 #include <random>
 #include <set>
@@ -63,29 +64,95 @@ static_assert(outgrow::balancing_policy<outgrow::ip_hash>);
 static_assert(!outgrow::balancing_policy<int>);
 static_assert(outgrow::metrics_snapshot<outgrow::lb_metrics>);
 static_assert(outgrow::metrics_snapshot<outgrow::endpoint_stats<std::string>>);
-static_assert(outgrow::load_balancer_config{}.consecutive_failures == 5);
-static_assert(outgrow::load_balancer_config{}.max_ejection_fraction == 0.1);
-static_assert(outgrow::load_balancer_config{}.panic_threshold == 0.5);
 
-TEST_CASE("smooth weighted round robin gives nginx's exact sequence", "[load_balancer]") {
-  lb<outgrow::weighted_round_robin> b({{"a", 5.0}, {"b", 1.0}, {"c", 1.0}});
-  std::string seq;
-  for (int i = 0; i < 21; ++i) {
-    auto l = b.pick();
-    REQUIRE(l);
-    seq += *l;
-    l.success();
+// nginx conformance of the sequences: load_balancer_conformance_test.cpp. These pin how
+// double weights become nginx's integer weights (see "Smooth WRR" in the header).
+TEST_CASE("smooth WRR reads weights as exact integer ratios", "[load_balancer][wrr]") {
+  using outgrow::detail::wrr_binary;
+  using outgrow::detail::wrr_decimal;
+  using outgrow::detail::wrr_rational;
+  using outgrow::detail::wrr_weight;
+  using ints = std::vector<std::int64_t>;
+  const auto integers = [](std::vector<double> weights) {
+    std::vector<wrr_weight> in;
+    for (const double w : weights) in.push_back({w, {1, 1}, 1.0});
+    return outgrow::detail::wrr_integer_weights(in);
+  };
+  const auto same = [](std::optional<wrr_rational> r, std::uint64_t num,
+                       std::uint64_t den) { return r && r->num == num && r->den == den; };
+  // Integers are used as they are (divided by their gcd).
+  CHECK(integers({1, 3}) == ints{1, 3});
+  CHECK(integers({5000, 1000, 1000}) == ints{5, 1, 1});
+  CHECK(integers({1e6, 1}) == ints{1'000'000, 1});
+  // Fractions: the shortest decimal, else the exact binary value.
+  CHECK(same(wrr_decimal(0.1), 1, 10));
+  CHECK(same(wrr_decimal(2.5), 5, 2));
+  CHECK(same(wrr_decimal(1.0 / 3.0), 3333333333333333, 10'000'000'000'000'000));
+  CHECK_FALSE(wrr_decimal(0.1 + 0.2));  // 0.30000000000000004: 17 digits
+  CHECK(same(wrr_binary(0.1 + 0.2), 1351079888211149, std::uint64_t{1} << 52));
+  CHECK(same(wrr_binary(0.5), 1, 2));
+  CHECK_FALSE(wrr_decimal(1e-300));
+  CHECK_FALSE(wrr_binary(1e-300));
+  CHECK(integers({0.1, 0.3}) == ints{1, 3});
+  CHECK(integers({2.5, 0.5, 0.5}) == ints{5, 1, 1});
+  CHECK(integers({1.0 / 3.0, 2.0 / 3.0}) == ints{1, 2});
+  CHECK(integers({1e6, 1e-12}) == ints{1'000'000'000'000'000'000, 1});
+  CHECK(integers({0.1 + 0.2, 0.1}) == ints{6755399441055745, 2251799813685248});
+  // Beyond 2^62 / N in total: rounded at 2^-57 of the largest (N = 2), never below 1.
+  const ints rounded = integers({1e6, 1e-13});
+  CHECK(rounded[0] > (std::int64_t{1} << 56));
+  CHECK(rounded[1] == 1);
+  const ints tiny = integers({1.0, 1e-300});
+  CHECK(tiny[1] == 1);
+  // Slow start multiplies by exactly step / steps.
+  CHECK(outgrow::detail::wrr_integer_weights(
+            {{3.0, {1, 1}, 1.0}, {3.0, {3, 10}, 0.3}, {0.5, {1, 10}, 0.1}}) ==
+        ints{60, 18, 1});
+}
+
+TEST_CASE("smooth WRR with a long period keeps nginx's sequence across threads",
+          "[load_balancer][wrr]") {
+  // 65,537 picks per period: not tabulated, every pick runs nginx's step under a lock,
+  // so whatever the interleaving the picks are exactly the sequence's prefix.
+  lb<outgrow::weighted_round_robin> b({{"a", 65536.0}, {"b", 1.0}});
+  outgrow::detail::smooth_wrr reference({65536, 1});
+  constexpr int per_thread = 40'000, threads = 2;
+  int expected_b = 0;
+  for (int i = 0; i < per_thread * threads; ++i)
+    expected_b += reference.next() == 1 ? 1 : 0;
+  std::atomic<int> got_b{0};
+  std::vector<std::thread> pickers;
+  for (int t = 0; t < threads; ++t) {
+    pickers.emplace_back([&] {
+      for (int i = 0; i < per_thread; ++i) {
+        auto l = b.pick();
+        if (*l == "b") got_b.fetch_add(1);
+        l.success();
+      }
+    });
   }
-  CHECK(seq ==
-        "aabacaa"
-        "aabacaa"
-        "aabacaa");
+  for (auto& t : pickers) t.join();
+  CHECK(got_b.load() == expected_b);
+  CHECK(b.metrics().picks == per_thread * threads);
 
-  // Fractional weights keep their ratio: {2.5, 0.5, 0.5} is the same sequence.
-  lb<outgrow::weighted_round_robin> f({{"a", 2.5}, {"b", 0.5}, {"c", 0.5}});
-  std::string seq2;
-  for (int i = 0; i < 7; ++i) seq2 += *f.pick();
-  CHECK(seq2 == "aabacaa");
+  // Weights switching between tabulated and live periods while threads pick.
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> busy;
+  for (int t = 0; t < threads; ++t) {
+    busy.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        auto l = b.pick();
+        if (!l || (*l != "a" && *l != "b")) bad.fetch_add(1);
+      }
+    });
+  }
+  for (int round = 0; round < 200; ++round) {
+    b.set_weight("a", round % 2 == 0 ? 3.0 : 100'000.0 + round);
+  }
+  stop = true;
+  for (auto& t : busy) t.join();
+  CHECK(bad.load() == 0);
 }
 
 TEST_CASE("round robin visits every endpoint in turn", "[load_balancer]") {
@@ -292,7 +359,8 @@ TEST_CASE("max ejected fraction caps ejections", "[load_balancer]") {
   fail_endpoint(b, "e2", 1);
   CHECK(b.status("e2") == endpoint_status::ejected);
 
-  // Small pools may always eject one (Envoy's rule), even at 10 % of 3.
+  // Small pools may always eject one, even at 10 % of 3 (Envoy with
+  // always_eject_one_host; see load_balancer_conformance_test.cpp).
   lb<outgrow::round_robin> small({"a", "b", "c"}, {}, clock);
   fail_endpoint(small, "a", 5);
   fail_endpoint(small, "b", 5);

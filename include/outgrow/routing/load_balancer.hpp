@@ -20,9 +20,8 @@
 //
 // Policies (the Policy template parameter; concept `balancing_policy`):
 //   round_robin           each routable endpoint in turn (weights ignored)
-//   weighted_round_robin  nginx's smooth WRR: weights {5,1,1} give a a b a c a a. The
-//                         period is precomputed per membership snapshot, so a pick is
-//                         O(1); weights are kept to 1/1000 of the largest weight
+//   weighted_round_robin  nginx's smooth WRR, pick for pick: weights {5,1,1} give
+//                         a a b a c a a, {1,3} b a b b (see "Smooth WRR" below)
 //   least_connections     fewest in-flight leases per unit of weight (O(N) scan, ties
 //                         rotate)
 //   key_hash (ip_hash)    pick(key): a consistent-hash ring (ring_placement from
@@ -40,6 +39,38 @@
 // advanced with relaxed load/store, not a locked add: two racing picks may draw the same
 // slot (the spread stays even); this keeps a pick at two atomic read-modify-writes.
 //
+// Smooth WRR (weighted_round_robin) reproduces nginx's ngx_http_upstream_get_peer: each
+// pick adds every weight to its current weight, takes the largest current weight (the
+// first endpoint on ties, in insertion order) and subtracts the total from it. nginx
+// takes integers; our weights are doubles, so each membership snapshot first turns them
+// into the smallest integers with exactly the same ratios:
+//   - a weight is read as the shortest decimal that denotes it (what printing it shows:
+//     0.1 is 1/10, 2.5 is 5/2, 1.0 / 3 is 3333333333333333/10^16) or, when it has none
+//     with at most 15-16 digits, as its exact binary value m·2^e. Integer weights are
+//     used as they are, so they give nginx's sequence; {2.5, 0.5, 0.5} gives the one of
+//     {5, 1, 1} and {0.1, 0.3} the one of {1, 3}: long-run shares are exact.
+//   - the integers are brought to a common denominator and divided by their gcd. Only if
+//     that needs more than 2^62 / N in total (weights spanning ~60 bits, as {1e6, 1e-13})
+//     are they rounded, at 2^-(61 - 2·log2 N) of the largest weight.
+//   - a slow-start step multiplies a weight by exactly step / steps (or by
+//     slow_start_min_weight, read as above), so ramps keep exact ratios too.
+// The sequence repeats every sum-of-integers picks. Up to 65,536 it is precomputed, and a
+// pick is one table load at a shared cursor (the lock-free path described below). A
+// longer period (weights such as {100000, 1, 1} or {0.00001, 1}, or results of
+// arithmetic such as 0.1 + 0.2, which have no short decimal) is not tabulated: every
+// pick runs nginx's O(N) step on the snapshot's current weights under a spin lock shared
+// by the picks only (about 7 ns plus 1 ns per endpoint, where a table pick costs the
+// same as round_robin).
+// Differences from nginx: (1) nginx's passive health is not modelled: nginx lowers a
+// failed peer's effective_weight by weight / max_fails (raising it by 1 per pick) and
+// skips it after max_fails failures within fail_timeout; here failures do not change
+// the sequence, and consecutive_failures eject the endpoint (Envoy's way, below).
+// endpoint_stats::effective_weight is the slow-start weight, not nginx's. (2) A
+// membership or health change publishes a new snapshot: the sequence continues at the
+// shared cursor (modulo the new period) or, for long periods, restarts from zero current
+// weights, where nginx carries each peer's current_weight over. (3) Concurrent picks
+// from a table may draw the same slot (below); nginx serializes picks.
+//
 // Leases: pick() counts the lease in flight; success()/failure() record the outcome
 // (and the latency: measured with the Clock when config.measure_latency is set or the
 // policy is least_response_time, or passed explicitly as success(latency)). A lease
@@ -48,12 +79,26 @@
 // their endpoint's removal.
 //
 // Health (defaults from Envoy's outlier detection and HAProxy's checks):
-//   passive  `consecutive_failures` (5) failures in a row eject an endpoint for
-//            base_ejection_time (30 s) × its number of ejections, capped at
-//            max_ejection_time (300 s); the count decays by one per base_ejection_time
-//            spent in service. At most max_ejection_fraction (10 %) of the endpoints are
-//            ejected at once, but always at least one may be (Envoy's rule); refused
-//            ejections count as `ejections_overflow`.
+//   passive  `consecutive_failures` (5, Envoy's consecutive_5xx) failures in a row eject
+//            an endpoint for base_ejection_time (30 s) × its number of ejections, capped
+//            at max_ejection_time (300 s); as Envoy's ejectTimeBackoff, the multiplier
+//            grows while multiplier × base < max + base (to 11 with the defaults). A
+//            success, an ejection and a return to service reset the run of failures.
+//            At most max_ejection_fraction (10 %) of the endpoints are ejected at once
+//            (Envoy's 100·(ejected + 1)/N <= max_ejection_percent), but always at least
+//            one; refused ejections count as `ejections_overflow` (Envoy's
+//            ejections_overflow).
+//            Differences from Envoy, deliberate: (1) Envoy ejects at least one host only
+//            with always_eject_one_host (default false since it was added; before, the
+//            docs promised "at least one host regardless"): with fewer than 10
+//            endpoints, Envoy's default 10 % never ejects, which would turn passive
+//            health off for the small pools a client-side balancer usually has. (2) There
+//            is no `interval` sweep (Envoy: 10 s): an endpoint returns exactly when its
+//            ejection ends (noticed by the next pick or refresh()), not at the next sweep,
+//            and the multiplier decays by one per base_ejection_time (30 s) spent in
+//            service instead of one per sweep, so an endpoint that fails again soon after
+//            returning stays out longer than under Envoy. Picks do all the work lazily;
+//            there is no timer to run the sweep on.
 //   active   start_health_checks(executor, check) runs check(endpoint) -> bool for every
 //            endpoint each health_check_interval (2 s) on a steady_timer;
 //            unhealthy_threshold (3) failed checks in a row take it out, healthy_threshold
@@ -61,23 +106,27 @@
 //            result; run_health_checks() runs one round synchronously.
 //   slow start  a returning or newly added endpoint's weight ramps from
 //            slow_start_min_weight (10 %, Envoy's min_weight_percent) to 100 % over
-//            slow_start_window (0 = off, as nginx and Envoy) in slow_start_steps steps.
+//            slow_start_window (0 = off, as nginx and Envoy) in slow_start_steps steps
+//            (Envoy's ramp, aggression 1.0, is continuous: max(10 %, t / window)).
 //            Applies to the load- and weight-driven policies (not to round_robin,
 //            random_choice, or key_hash, whose ring keeps configured weights so keys do
 //            not move during the ramp).
 //   panic    when fewer than panic_threshold (50 %, Envoy) of the endpoints in rotation
-//            are healthy, balance across all of them, ejected and unhealthy included.
+//            are healthy (strictly fewer: 2 of 4 is not panic, as Envoy), balance across
+//            all of them, ejected and unhealthy included.
 // Endpoints taken out by drain() (or set_excluded(), used by read_write_splitter for
 // lagging replicas) leave rotation without counting as unhealthy.
 //
 // Thread-safety: every member function from any thread. Picks read an immutable
-// membership snapshot (core/snapshot.hpp published<T>) and never lock; membership and
+// membership snapshot (core/snapshot.hpp published<T>) and never lock (but for a WRR
+// period too long to tabulate, where picks share a spin lock); membership and
 // health changes build a new snapshot under a writer mutex and publish it. Time-based
 // changes (an ejection ending, a slow-start step) are applied by the first pick that
 // notices them, with try_lock: a pick never waits for a writer.
-// Complexity: pick O(1) for round robin, WRR, p2c, LRT, random and key_hash; O(log N)
-// weighted_random; O(N) least_connections. Membership/health changes O(N) plus the
-// policy's table (WRR period <= 65536 entries, ring 160 × weight points per endpoint).
+// Complexity: pick O(1) for round robin, WRR (O(N) when its period exceeds 65,536),
+// p2c, LRT, random and key_hash; O(log N) weighted_random; O(N) least_connections.
+// Membership/health changes O(N) plus the policy's table (WRR period <= 65536 entries
+// built in O(period × N), ring 160 × weight points per endpoint).
 // No allocation on the pick path in steady state.
 #pragma once
 
@@ -100,6 +149,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -456,43 +506,220 @@ class lb_endpoint {
   bool slow_starting = false;     // as last published
 };
 
-/// Smooth weighted round robin (nginx) over integer weights derived from `weights`
-/// (scaled so the largest is 1000, reduced by their gcd, at most ~65536 in total):
-/// one period of the sequence, as indices into `weights`.
-inline std::vector<std::uint32_t> smooth_wrr_period(const std::vector<double>& weights) {
-  std::vector<std::uint32_t> seq;
-  if (weights.empty()) return seq;
-  const double max_w = *std::max_element(weights.begin(), weights.end());
-  std::vector<std::int64_t> w(weights.size());
-  for (std::size_t i = 0; i < weights.size(); ++i) {
-    w[i] = std::max<std::int64_t>(1, std::llround(weights[i] * 1000.0 / max_w));
+// ---- smooth weighted round robin (nginx's ngx_http_upstream_get_peer) ----------------
+//
+// nginx works on integer weights. Ours are doubles, so a membership snapshot first turns
+// them into integers with exactly the same ratios (wrr_integer_weights), then either
+// precomputes one period of the sequence (at most smooth_wrr_table_limit picks: a pick
+// is a table load) or, for longer periods, runs nginx's step itself on every pick
+// (smooth_wrr_live: O(N) under a spin lock, as nginx does under its upstream zone
+// lock). Both produce nginx's sequence for the same integer weights, pick for pick.
+
+/// One period of a smooth WRR sequence longer than this is not tabulated.
+inline constexpr std::int64_t smooth_wrr_table_limit = 65536;
+
+/// An exact rational num / den (den > 0).
+struct wrr_rational {
+  std::uint64_t num = 0;
+  std::uint64_t den = 1;
+};
+
+[[nodiscard]] inline bool wrr_checked_mul(std::uint64_t a, std::uint64_t b,
+                                          std::uint64_t& out) noexcept {
+  if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return false;
+  out = a * b;
+  return true;
+}
+
+[[nodiscard]] inline wrr_rational wrr_reduced(wrr_rational r) noexcept {
+  const std::uint64_t g = std::gcd(r.num, r.den);
+  return g > 1 ? wrr_rational{r.num / g, r.den / g} : r;
+}
+
+/// The shortest decimal m / 10^k that reads back as `w` (what printing `w` shows: 0.1
+/// is 1/10, 2.5 is 5/2), for m < 2^53; nullopt when there is none (w = 1.0 / 3.0 is
+/// 3333333333333333 / 10^16, 0.1 + 0.2 has no such decimal).
+[[nodiscard]] inline std::optional<wrr_rational> wrr_decimal(double w) noexcept {
+  constexpr double exact_limit = 9007199254740992.0;  // 2^53
+  if (!(w > 0.0) || !std::isfinite(w)) return std::nullopt;
+  double scale = 1.0;     // 10^k: exact as a double up to 10^22
+  std::uint64_t den = 1;  // 10^k
+  for (int k = 0; k <= 19; ++k) {
+    const double scaled = w * scale;
+    if (scaled >= exact_limit) return std::nullopt;
+    const auto m0 = static_cast<std::uint64_t>(std::llround(scaled));
+    // w * 10^k is rounded once, so the decimal is m0 or a neighbour. m / 10^k is then
+    // one correctly rounded division of two exact doubles: what parsing "m e-k" gives.
+    for (const std::uint64_t m : {m0, m0 + 1, m0 - 1}) {
+      if (m == 0 || m > m0 + 1 || static_cast<double>(m) >= exact_limit) continue;
+      if (static_cast<double>(m) / scale == w) return wrr_reduced({m, den});
+    }
+    if (k < 19) {  // 10^19 is the last power of ten a uint64 holds
+      scale *= 10.0;
+      den *= 10;
+    }
   }
+  return std::nullopt;
+}
+
+/// The exact binary value of `w` as a rational (every finite double is m·2^e), or
+/// nullopt when it does not fit 64-bit numerator and denominator.
+[[nodiscard]] inline std::optional<wrr_rational> wrr_binary(double w) noexcept {
+  if (!(w > 0.0) || !std::isfinite(w)) return std::nullopt;
+  int exp = 0;
+  const double frac = std::frexp(w, &exp);  // w = frac · 2^exp, frac in [0.5, 1)
+  auto m = static_cast<std::uint64_t>(std::ldexp(frac, 53));
+  exp -= 53;
+  while ((m & 1U) == 0) {
+    m >>= 1;
+    ++exp;
+  }
+  if (exp >= 0) {
+    if (exp >= 64 || m > (std::numeric_limits<std::uint64_t>::max() >> exp)) {
+      return std::nullopt;
+    }
+    return wrr_rational{m << exp, 1};
+  }
+  if (exp <= -64) return std::nullopt;
+  return wrr_rational{m, std::uint64_t{1} << -exp};
+}
+
+/// `w` as an exact rational: its shortest decimal, else its binary value.
+[[nodiscard]] inline std::optional<wrr_rational> wrr_exact(double w) noexcept {
+  if (auto d = wrr_decimal(w)) return d;
+  return wrr_binary(w);
+}
+
+/// One endpoint's smooth-WRR weight: `weight` × factor_num / factor_den, where the
+/// factor is exact (slow start's step / steps) and `weight` a configured weight.
+struct wrr_weight {
+  double weight = 1.0;
+  wrr_rational factor{1, 1};
+  double factor_value = 1.0;  // factor as a double (for the approximate fallback)
+};
+
+/// The smallest positive integers with exactly the ratios of `weights` (each weight
+/// read by wrr_exact, times its exact factor), their sum at most 2^62 / N so that
+/// nginx's current weights (always within ±N × sum) cannot overflow. When the ratios
+/// need more than that (weights spanning ~60 bits, e.g. {1e6, 1e-13}), each weight is
+/// instead rounded to a multiple of 2^-(61 - 2·bit_width(N)) of the largest one (at
+/// least 1): 2^-57 of it for 2 endpoints, 2^-41 for 1000.
+[[nodiscard]] inline std::vector<std::int64_t> wrr_integer_weights(
+    const std::vector<wrr_weight>& weights) {
+  const std::size_t n = weights.size();
+  std::vector<std::int64_t> out(n, 1);
+  if (n == 0) return out;
+  const std::uint64_t budget =
+      (std::uint64_t{1} << 62) / static_cast<std::uint64_t>(n);  // sum limit
+  // Exact: a common denominator of the rationals.
+  std::vector<wrr_rational> r(n);
+  bool exact = true;
+  std::uint64_t lcm = 1;
+  for (std::size_t i = 0; i < n && exact; ++i) {
+    const auto w = wrr_exact(weights[i].weight);
+    const wrr_rational f = wrr_reduced(weights[i].factor);
+    std::uint64_t num = 0, den = 0;
+    exact = w && f.num != 0 && wrr_checked_mul(w->num, f.num, num) &&
+            wrr_checked_mul(w->den, f.den, den);
+    if (!exact) break;
+    r[i] = wrr_reduced({num, den});
+    exact = wrr_checked_mul(lcm / std::gcd(lcm, r[i].den), r[i].den, lcm);
+  }
+  if (exact) {
+    std::uint64_t g = 0;
+    std::vector<std::uint64_t> ints(n);
+    for (std::size_t i = 0; i < n && exact; ++i) {
+      exact = wrr_checked_mul(r[i].num, lcm / r[i].den, ints[i]);
+      g = std::gcd(g, ints[i]);
+    }
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < n && exact; ++i) {
+      ints[i] /= g;
+      exact = ints[i] <= budget - total;
+      total += exact ? ints[i] : 0;
+    }
+    if (exact) {
+      for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::int64_t>(ints[i]);
+      return out;
+    }
+  }
+  // Approximate: scale by a power of two so the largest weight is 2^bits (exact), round.
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = weights[i].weight * weights[i].factor_value;
+  const double max_w = *std::max_element(v.begin(), v.end());
+  const int bits = std::max(1, 61 - 2 * static_cast<int>(std::bit_width(n)));
+  const int shift = bits - std::ilogb(max_w);
   std::int64_t g = 0;
-  for (const auto x : w) g = std::gcd(g, x);
-  std::int64_t total = 0;
-  for (auto& x : w) total += (x /= g);
-  constexpr std::int64_t max_period = 65536;
-  if (total > max_period) {
-    const double f = static_cast<double>(max_period) / static_cast<double>(total);
-    total = 0;
-    for (auto& x : w) {
-      x = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(x) * f));
-      total += x;
-    }
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i] = std::max<std::int64_t>(1, std::llround(std::ldexp(v[i], shift)));
+    g = std::gcd(g, out[i]);
   }
-  std::vector<std::int64_t> current(w.size(), 0);
-  seq.reserve(static_cast<std::size_t>(total));
-  for (std::int64_t step = 0; step < total; ++step) {
+  for (auto& x : out) x /= g;
+  return out;
+}
+
+/// nginx's smooth weighted round robin over integer weights, step by step: every pick
+/// adds each weight to its current weight, chooses the largest current weight (the
+/// first on ties) and subtracts the total from it (ngx_http_upstream_get_peer with
+/// effective_weight == weight). Weights {5, 1, 1} give 0 0 1 0 2 0 0, repeating.
+class smooth_wrr {
+ public:
+  smooth_wrr() = default;
+  explicit smooth_wrr(std::vector<std::int64_t> weights)
+      : weight_(std::move(weights)), current_(weight_.size(), 0) {
+    for (const auto w : weight_) total_ += w;
+  }
+  /// The next index. Precondition: at least one weight.
+  std::size_t next() noexcept {
     std::size_t best = 0;
-    for (std::size_t i = 0; i < w.size(); ++i) {
-      current[i] += w[i];
-      if (current[i] > current[best]) best = i;
+    for (std::size_t i = 0; i < weight_.size(); ++i) {
+      current_[i] += weight_[i];
+      if (current_[i] > current_[best]) best = i;
     }
-    current[best] -= total;
-    seq.push_back(static_cast<std::uint32_t>(best));
+    current_[best] -= total_;
+    return best;
   }
+  [[nodiscard]] const std::vector<std::int64_t>& weights() const noexcept {
+    return weight_;
+  }
+  [[nodiscard]] const std::vector<std::int64_t>& current() const noexcept {
+    return current_;
+  }
+  /// Length of one period: after `total()` picks every current weight is 0 again.
+  [[nodiscard]] std::int64_t total() const noexcept { return total_; }
+
+ private:
+  std::vector<std::int64_t> weight_;
+  std::vector<std::int64_t> current_;
+  std::int64_t total_ = 0;
+};
+
+/// One period of the sequence, as indices (total() <= smooth_wrr_table_limit).
+inline std::vector<std::uint32_t> smooth_wrr_period(std::vector<std::int64_t> weights) {
+  smooth_wrr wrr(std::move(weights));
+  std::vector<std::uint32_t> seq(static_cast<std::size_t>(wrr.total()));
+  for (auto& s : seq) s = static_cast<std::uint32_t>(wrr.next());
   return seq;
 }
+
+/// smooth_wrr shared by the picks of one snapshot whose period is too long to tabulate:
+/// every pick runs nginx's step under a spin lock (held for the O(N) step only).
+class smooth_wrr_live {
+ public:
+  explicit smooth_wrr_live(std::vector<std::int64_t> weights) : wrr_(std::move(weights)) {}
+  std::size_t next() noexcept {
+    while (busy_.exchange(true, std::memory_order_acquire)) {
+      while (busy_.load(std::memory_order_relaxed)) std::this_thread::yield();
+    }
+    const std::size_t i = wrr_.next();
+    busy_.store(false, std::memory_order_release);
+    return i;
+  }
+
+ private:
+  std::atomic<bool> busy_{false};
+  smooth_wrr wrr_;
+};
 
 /// splitmix64 of seed + n·golden: the n-th draw of a seeded random stream.
 [[nodiscard]] constexpr std::uint64_t lb_draw(std::uint64_t seed,
@@ -537,8 +764,9 @@ class load_balancer {
     std::vector<state*> routable;                 // the set picks choose from
     std::vector<double> inverse_weight;           // 1 / effective weight, per routable
     std::vector<double> cumulative;               // weighted_random
-    std::vector<std::uint32_t> wrr;               // weighted_round_robin period
-    std::optional<detail::lb_ring> ring;          // key_hash
+    std::vector<std::uint32_t> wrr;               // weighted_round_robin period, or
+    std::unique_ptr<detail::smooth_wrr_live> wrr_live;  // its live state (long periods)
+    std::optional<detail::lb_ring> ring;                // key_hash
     std::int64_t next_refresh_ns = no_refresh;
     bool panic = false;
     bool equal_weights = true;  // every routable endpoint has the same effective weight
@@ -999,6 +1227,8 @@ class load_balancer {
     if constexpr (std::same_as<Policy, round_robin>) {
       return static_cast<std::size_t>(next_cursor(n));
     } else if constexpr (std::same_as<Policy, weighted_round_robin>) {
+      if (s.wrr_live) [[unlikely]]
+        return s.wrr_live->next();
       return s.wrr[static_cast<std::size_t>(next_cursor(s.wrr.size()))];
     } else if constexpr (std::same_as<Policy, random_choice>) {
       return static_cast<std::size_t>(hash_to_range(next_random(), n));
@@ -1157,8 +1387,13 @@ class load_balancer {
         served >= s.ejection_multiplier
             ? 0U
             : s.ejection_multiplier - static_cast<std::uint32_t>(served);
-    ++s.ejection_multiplier;
     const std::int64_t cap = std::max(base, config_.max_ejection_time.count());
+    // Envoy's ejectTimeBackoff: it grows while multiplier × base < cap + base, so it
+    // stops one step past the cap (11 with the defaults) and decays from there.
+    if (static_cast<double>(s.ejection_multiplier) * static_cast<double>(base) <
+        static_cast<double>(cap) + static_cast<double>(base)) {
+      ++s.ejection_multiplier;
+    }
     const double length = std::min(static_cast<double>(base) * s.ejection_multiplier,
                                    static_cast<double>(cap));
     s.ejected = true;
@@ -1246,12 +1481,18 @@ class load_balancer {
     return endpoint_status::available;
   }
 
+  struct ramp_result {
+    double factor = 1.0;               // weight share now
+    std::int64_t due = no_refresh;     // when the next step is due
+    detail::wrr_rational exact{1, 1};  // factor exactly (step / steps); num 0: none
+  };
+
   /// Slow-start factor of `s` at `now` (stepped) and when the next step is due.
-  std::pair<double, std::int64_t> ramp(const state& s, std::int64_t now) const {
+  ramp_result ramp(const state& s, std::int64_t now) const {
     const std::int64_t window = config_.slow_start_window.count();
     if (window == 0 || s.ramp_start_ns == std::numeric_limits<std::int64_t>::min() ||
         now - s.ramp_start_ns >= window) {
-      return {1.0, no_refresh};
+      return {};
     }
     const double steps = config_.slow_start_steps;
     const double elapsed = static_cast<double>(now - s.ramp_start_ns);
@@ -1260,7 +1501,13 @@ class load_balancer {
     const auto next = s.ramp_start_ns +
                       static_cast<std::int64_t>(
                           std::ceil((step + 1.0) * static_cast<double>(window) / steps));
-    return {factor, std::max(next, now + 1)};
+    const detail::wrr_rational exact =
+        step / steps >= config_.slow_start_min_weight
+            ? detail::wrr_rational{static_cast<std::uint64_t>(step),
+                                   config_.slow_start_steps}
+            : detail::wrr_exact(config_.slow_start_min_weight)
+                  .value_or(detail::wrr_rational{0, 1});
+    return {factor, std::max(next, now + 1), exact};
   }
 
   /// Applies due time-based changes and publishes a fresh snapshot.
@@ -1288,6 +1535,7 @@ class load_balancer {
     std::vector<double> weights;
     std::vector<std::uint64_t> hashes;
     std::vector<double> ring_weights;
+    std::vector<detail::wrr_weight> wrr_weights;
     for (const auto& s : states_) {
       s->slow_starting = false;
       s->effective_weight = s->weight;
@@ -1295,11 +1543,14 @@ class load_balancer {
       if (!next->panic && (s->ejected || !s->healthy)) continue;
       double w = s->weight;
       if constexpr (is_weighted) {
-        const auto [factor, due] = ramp(*s, now);
-        if (factor < 1.0) {
+        const ramp_result r = ramp(*s, now);
+        if (r.factor < 1.0) {
           s->slow_starting = true;
-          w *= factor;
-          next->next_refresh_ns = std::min(next->next_refresh_ns, due);
+          w *= r.factor;
+          next->next_refresh_ns = std::min(next->next_refresh_ns, r.due);
+        }
+        if constexpr (std::same_as<Policy, weighted_round_robin>) {
+          wrr_weights.push_back({s->weight, r.exact, r.factor});
         }
       }
       s->effective_weight = w;
@@ -1315,7 +1566,16 @@ class load_balancer {
       double sum = 0.0;
       for (const double w : weights) next->cumulative.push_back(sum += w);
     } else if constexpr (std::same_as<Policy, weighted_round_robin>) {
-      next->wrr = detail::smooth_wrr_period(weights);
+      if (!wrr_weights.empty()) {
+        auto ints = detail::wrr_integer_weights(wrr_weights);
+        std::int64_t total = 0;
+        for (const auto w : ints) total += w;
+        if (total <= detail::smooth_wrr_table_limit) {
+          next->wrr = detail::smooth_wrr_period(std::move(ints));
+        } else {
+          next->wrr_live = std::make_unique<detail::smooth_wrr_live>(std::move(ints));
+        }
+      }
     } else if constexpr (is_hashed) {
       std::vector<weighted_node<detail::lb_ring_slot>> slots;
       for (std::size_t i = 0; i < hashes.size(); ++i) {
