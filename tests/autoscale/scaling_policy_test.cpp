@@ -1,8 +1,10 @@
 #include <outgrow/autoscale/scaling_policy.hpp>
 
 #include <chrono>
+#include <limits>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <outgrow/autoscale/autoscaler.hpp>
 #include <outgrow/core/clock.hpp>
@@ -36,7 +38,7 @@ struct rig {
 outgrow::target_tracking cpu_target(double target,
                                     outgrow::scaling_behavior behavior = {}) {
   return outgrow::target_tracking(
-      {.metrics = {{"cpu", target, metric_target_type::per_replica}},
+      {.metrics = {{"cpu", target, metric_target_type::utilization}},
        .behavior = behavior});
 }
 
@@ -292,7 +294,7 @@ TEST_CASE("target_tracking scale-down rate limit of 10 percent per minute", "[hp
 TEST_CASE("target_tracking with several metrics takes the largest proposal", "[hpa]") {
   rig r;
   r.scaler.add_policy(outgrow::target_tracking(
-      {.metrics = {{"cpu", 50.0}, {"rps", 100.0, metric_target_type::per_replica}}}));
+      {.metrics = {{"cpu", 50.0}, {"rps", 100.0, metric_target_type::per_pod}}}));
   r.scaler.set_replicas(6);
   r.observe("cpu", 75.0);   // 9
   r.observe("rps", 200.0);  // 12
@@ -371,7 +373,7 @@ TEST_CASE("target_tracking leaves not-ready replicas out on scale-down", "[hpa]"
 }
 
 TEST_CASE(
-    "target_tracking replicas without samples: 0 on scale-up and target on scale-down",
+    "target_tracking replicas without samples: 0 on scale-up and 100 percent on scale-down",
     "[hpa]") {
   rig r;
   r.scaler.add_policy(cpu_target(70.0, no_down_window()));
@@ -383,9 +385,18 @@ TEST_CASE(
     r.observe("cpu", 280.0, 2);  // 560 / 280 = 2.0: ceil(2 x 4) = 8
     CHECK(r.scaler.evaluate().desired == 8);
   }
-  SECTION("scale-down: missing replicas at the target") {
-    r.observe("cpu", 35.0, 2);  // (70 + 140) / (70 x 4) = 0.75: ceil(3) = 3
+  SECTION("scale-down: missing replicas at 100 percent of their request") {
+    r.observe("cpu", 5.0, 2);  // (2 x 5 + 2 x 100) / (70 x 4) = 0.75: ceil(3) = 3
     CHECK(r.scaler.evaluate().desired == 3);
+    r.observe("cpu", 35.0, 2);  // (70 + 200) / 280 = 0.96: within tolerance
+    CHECK(r.scaler.evaluate().limited_by == scale_limit::tolerance);
+  }
+  SECTION("scale-down: with a target above 100 percent missing replicas count at it") {
+    rig q;
+    q.scaler.add_policy(cpu_target(150.0, no_down_window()));
+    q.scaler.set_replicas(4);
+    q.observe("cpu", 15.0, 2);  // (30 + 2 x 150) / (150 x 4) = 0.55: ceil(2.2) = 3
+    CHECK(q.scaler.evaluate().desired == 3);
   }
 }
 
@@ -408,6 +419,117 @@ TEST_CASE("target_tracking total and value metric types", "[hpa]") {
     r.observe("p99_ms", 300.0);
     CHECK(r.scaler.evaluate().desired == 6);
   }
+}
+
+TEST_CASE("target_tracking applies the not-ready rule to utilization metrics only",
+          "[hpa]") {
+  // 3 replicas, 1 still starting; per-replica samples 50, 10 and 30 (qps), target 15.
+  SECTION("per_pod: the starting replica's sample counts at its value") {
+    rig r;
+    r.scaler.add_policy(outgrow::target_tracking(
+        {.metrics = {{"qps", 15.0, metric_target_type::per_pod}}}));
+    r.scaler.set_replicas(3, 1);
+    r.observe("qps", 30.0);  // -1: all 3 reported; ratio 2: ceil(2 x 3) = 6
+    CHECK(r.scaler.evaluate().desired == 6);
+  }
+  SECTION("per_pod: a starting replica without a sample counts as 0 on a scale-up") {
+    rig r;
+    r.scaler.add_policy(outgrow::target_tracking(
+        {.metrics = {{"qps", 15.0, metric_target_type::per_pod}}}));
+    r.scaler.set_replicas(3, 1);
+    r.observe("qps", 30.0, 2);  // (60 + 0) / (15 x 3) = 1.33: ceil(4) = 4
+    CHECK(r.scaler.evaluate().desired == 4);
+  }
+  SECTION("utilization: not-ready replicas count as 0 percent on a scale-up") {
+    rig r;
+    r.scaler.add_policy(cpu_target(15.0));
+    r.scaler.set_replicas(3, 1);
+    r.observe("cpu", 30.0);  // the 2 ready at 30: (60 + 0) / 45 = 1.33: 4
+    CHECK(r.scaler.evaluate().desired == 4);
+  }
+}
+
+TEST_CASE("target_tracking value metrics with no ready replica are unusable", "[hpa]") {
+  rig r;
+  r.scaler.add_policy(outgrow::target_tracking(
+      {.metrics = {{"p99_ms", 200.0, metric_target_type::value}}}));
+  r.scaler.set_replicas(4, 4);
+  r.observe("p99_ms", 100.0);
+  const auto d = r.scaler.evaluate();
+  CHECK(d.desired == 4);
+  CHECK(d.limited_by == scale_limit::missing_metrics);
+  CHECK(contains(d.reason.view(), "covers no replica"));
+}
+
+// ---------------------------------------------------------------------------------
+// Samples are validated where they enter: metric_series::push
+// ---------------------------------------------------------------------------------
+
+TEST_CASE("metric_series rejects non-finite negative and out-of-order samples",
+          "[samples]") {
+  using outgrow::sample_error;
+  outgrow::metric_series s("cpu");
+  const outgrow::scaling_time_point t0{10s};
+  CHECK(s.push({t0, 50.0}));
+  CHECK_FALSE(s.push({t0, std::numeric_limits<double>::quiet_NaN()}));
+  CHECK(s.last_error() == sample_error::not_finite);
+  CHECK_FALSE(s.push({t0, std::numeric_limits<double>::infinity()}));
+  CHECK_FALSE(s.push({t0, -std::numeric_limits<double>::infinity()}));
+  CHECK_FALSE(s.push({t0, -1.0}));
+  CHECK(s.last_error() == sample_error::negative);
+  CHECK_FALSE(s.push({t0, 1.0, -2}));
+  CHECK(s.last_error() == sample_error::bad_reporting);
+  CHECK_FALSE(s.push({outgrow::scaling_time_point{5s}, 1.0}));
+  CHECK(s.last_error() == sample_error::out_of_order);
+  CHECK(outgrow::to_string(s.last_error()) == "out_of_order");
+  CHECK(s.rejected() == 6);
+  REQUIRE(s.size() == 1);
+  CHECK(s.latest()->value == 50.0);
+  CHECK(s.push({t0, 0.0}));  // zero is a valid value
+  CHECK(s.size() == 2);
+}
+
+TEST_CASE("target_tracking called directly never turns a NaN sample into 0 replicas",
+          "[samples]") {
+  std::vector<outgrow::metric_series> metrics;
+  metrics.emplace_back("cpu");
+  const outgrow::scaling_time_point now{100s};
+  outgrow::scaling_context ctx;
+  ctx.now = now;
+  ctx.current = 4;
+  ctx.min_replicas = 1;
+  ctx.max_replicas = 10;
+  ctx.metrics = &metrics;
+  outgrow::target_tracking policy(
+      {.metrics = {{"cpu", 50.0}, {"p99_ms", 200.0, metric_target_type::value}}});
+  CHECK_FALSE(metrics[0].push({now, std::numeric_limits<double>::quiet_NaN()}));
+  auto r = policy.recommend(ctx);
+  CHECK(r.kind == outgrow::recommendation_kind::missing_data);  // hold, not 0
+  CHECK(contains(r.reason.view(), "no fresh cpu sample"));
+
+  metrics.emplace_back("p99_ms");
+  CHECK(metrics[1].push({now, 200.0}));
+  CHECK_FALSE(metrics[0].push({now, -5.0}));
+  r = policy.recommend(ctx);  // p99 at its target holds 4; cpu has no usable sample
+  CHECK(r.kind == outgrow::recommendation_kind::replicas);
+  CHECK(r.replicas == 4);
+  CHECK(r.missing_data);
+  CHECK(metrics[0].rejected() == 2);
+}
+
+TEST_CASE("backlog_scaling called directly never turns a NaN sample into 0 replicas",
+          "[samples]") {
+  std::vector<outgrow::metric_series> metrics;
+  metrics.emplace_back("jobs");
+  const outgrow::scaling_time_point now{100s};
+  outgrow::scaling_context ctx;
+  ctx.now = now;
+  ctx.current = 4;
+  ctx.metrics = &metrics;  // min_replicas 0: scale to zero allowed
+  outgrow::backlog_scaling policy({.metric = "jobs", .target_per_replica = 10});
+  CHECK_FALSE(metrics[0].push({now, std::numeric_limits<double>::quiet_NaN()}));
+  const auto r = policy.recommend(ctx);
+  CHECK(r.kind == outgrow::recommendation_kind::missing_data);
 }
 
 // ---------------------------------------------------------------------------------
@@ -602,12 +724,15 @@ TEST_CASE("backlog_scaling scales to zero after the cooldown without work", "[ba
   r.scaler.add_policy(
       outgrow::backlog_scaling({.metric = "jobs", .target_per_replica = 5}));
   r.scaler.set_replicas(2);
-  for (auto t = 0s; t <= 285s; t += 15s) {
+  r.at(0s);
+  r.observe("jobs", 10.0);  // active
+  REQUIRE(r.tick().desired == 2);
+  for (auto t = 15s; t <= 285s; t += 15s) {
     r.at(t);
     r.observe("jobs", 0.0);
     REQUIRE(r.tick().desired >= 1);
   }
-  r.at(300s);
+  r.at(300s);  // 300 s since the last activity
   r.observe("jobs", 0.0);
   const auto d = r.tick();
   CHECK(d.desired == 0);
@@ -615,6 +740,49 @@ TEST_CASE("backlog_scaling scales to zero after the cooldown without work", "[ba
   r.at(315s);
   r.observe("jobs", 0.0);
   CHECK(r.tick().limited_by == scale_limit::activation);
+}
+
+TEST_CASE("backlog_scaling never active scales to zero at once unless initial_cooldown",
+          "[backlog]") {
+  SECTION("default: no initial cooldown") {
+    rig r({.min_replicas = 0, .max_replicas = 20});
+    r.scaler.add_policy(
+        outgrow::backlog_scaling({.metric = "jobs", .target_per_replica = 5}));
+    r.scaler.set_replicas(2);
+    r.observe("jobs", 0.0);
+    const auto d = r.tick();
+    CHECK(d.desired == 0);
+    CHECK(contains(d.reason.view(), "never active"));
+  }
+  SECTION("initial_cooldown = cooldown treats a fresh start as activity") {
+    rig r({.min_replicas = 0, .max_replicas = 20});
+    r.scaler.add_policy(outgrow::backlog_scaling(
+        {.metric = "jobs", .target_per_replica = 5, .initial_cooldown = 300s}));
+    r.scaler.set_replicas(2);
+    for (auto t = 0s; t <= 285s; t += 15s) {
+      r.at(t);
+      r.observe("jobs", 0.0);
+      REQUIRE(r.tick().desired >= 1);
+    }
+    r.at(300s);
+    r.observe("jobs", 0.0);
+    CHECK(r.tick().desired == 0);
+  }
+}
+
+TEST_CASE("backlog_scaling ignores activation with a minimum of 1 or more", "[backlog]") {
+  // The issue's case: min 1, activation 50, target 10, 40 queued, 4 replicas.
+  rig r({.min_replicas = 1, .max_replicas = 20});
+  r.scaler.add_policy(outgrow::backlog_scaling(
+      {.metric = "jobs", .target_per_replica = 10, .activation_threshold = 50}));
+  r.scaler.set_replicas(4);
+  for (auto t = 0s; t <= 900s; t += 15s) {
+    r.at(t);
+    r.observe("jobs", 40.0);
+    const auto d = r.tick();
+    REQUIRE(d.desired == 4);  // ceil(40 / 10), never "scale to zero" clamped to 1
+    REQUIRE_FALSE(contains(d.reason.view(), "zero"));
+  }
 }
 
 TEST_CASE("backlog_scaling wakes from zero above the activation threshold", "[backlog]") {

@@ -30,6 +30,14 @@
 // baseline, not a scale event). Unlike the HPA, which counts only its own scale
 // events, changes made by others (an operator, a second controller) count too.
 //
+// Kubernetes conformance (tests/autoscale/*_conformance_test.cpp port the HPA's
+// replica_calculator_test.go / horizontal_test.go cases and KEDA's documented rules):
+// a count below min_replicas or above max_replicas is brought into range at once, a
+// missing metric never lets the count fall, an actuator failure leaves it unchanged,
+// as the HPA controller does. Deliberate difference: a count of 0 with min_replicas > 0
+// is raised to min_replicas, where the HPA reads a target scaled to 0 as "autoscaling
+// disabled" and leaves it at 0 — here pausing is explicit (don't tick, or stop()).
+//
 // Periodic driver: start(executor, period) ticks on a steady_timer on the executor
 // you pass (an io_context's or a thread_pool's); no thread of its own. stop() (also
 // run by the destructor) cancels it and waits for a running tick; the executor's
@@ -134,7 +142,7 @@ struct autoscaler_stats {
   std::uint64_t scale_downs = 0;    ///< evaluations that decided to scale down
   std::uint64_t missing_holds = 0;  ///< evaluations held for missing data
   std::uint64_t samples = 0;
-  std::uint64_t rejected_samples = 0;  ///< out of order, negative or not finite
+  std::uint64_t rejected_samples = 0;  ///< not finite, negative or out of order
   std::uint64_t actuation_failures = 0;
   int current = 0;
   int not_ready = 0;
@@ -236,23 +244,26 @@ class autoscaler {
     return policies_.size();
   }
 
-  /// Records a sample taken now. False when rejected: negative, not finite, or
-  /// older than the newest sample of that metric.
+  /// Records a sample taken now. False when rejected (counted in rejected_samples,
+  /// never seen by a policy): NaN, infinite or negative, or older than the newest
+  /// sample of that metric — see metric_series::push().
   bool observe(std::string_view metric, double value) {
     return observe(metric, value, clock_.now());
   }
   /// Records a sample taken at `at`. For per-replica averages, `reporting` = how many
-  /// ready replicas the average covers (-1 = all ready replicas).
+  /// replicas the average covers (-1 = all of them; which ones count depends on the
+  /// metric's kind, see metric_target_type); below -1 is rejected.
   bool observe(std::string_view metric, double value, scaling_time_point at,
                int reporting = -1) {
+    const metric_sample sample{at, value, reporting};
     std::lock_guard lock(mutex_);
-    if (!std::isfinite(value) || value < 0.0) {
-      ++stats_.rejected_samples;
+    if (metric_series::check(sample) != sample_error::none) {
+      ++stats_.rejected_samples;  // before a series is made for a bad first sample
       return false;
     }
     metric_series* s = find_series(metric);
     if (s == nullptr) s = &metrics_.emplace_back(std::string(metric));
-    if (!s->push({at, value, reporting})) {
+    if (!s->push(sample)) {
       ++stats_.rejected_samples;
       return false;
     }

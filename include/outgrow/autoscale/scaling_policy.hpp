@@ -5,20 +5,35 @@
 // `recommendation`: a replica count and the reason (metric, rule, which limit held it
 // back), "no opinion", or "missing data".
 //
-//   target_tracking — the Kubernetes HPA algorithm: desired = ceil(current × value /
-//     target) per metric, the largest wins; tolerance 0.1; scale-up stabilization 0 s
-//     and scale-down 300 s; rate limits per period (+100 % or +4 replicas per 15 s,
-//     whichever is more; −100 % per 15 s); not-ready replicas and replicas without a
-//     sample handled as the HPA documents (see target_tracking below).
+//   target_tracking — the Kubernetes HPA algorithm (replica_calculator.go, horizontal.go):
+//     desired = ceil(current × value / target) per metric, the largest wins; tolerance
+//     0.1; scale-up stabilization 0 s and scale-down 300 s; rate limits per period
+//     (+100 % or +4 replicas per 15 s, whichever is more; −100 % per 15 s). Each metric
+//     has a kind (metric_target_type) that says which HPA rules apply to replicas that
+//     are not ready or sent no sample: `utilization` (CPU, the default) leaves not-ready
+//     replicas out and counts them as 0 % on a scale-up; `per_pod` (custom per-replica
+//     metrics) counts every replica that reported, starting ones included, as the HPA
+//     does for every metric but CPU; `total` and `value` (external / object metrics)
+//     ignore readiness. See metric_target_type.
 //   step_scaling — ordered rules "metric op threshold for duration → ±n" with per-
 //     direction cooldowns. Default: the textbook's "CPU > 70 % for 5 min → +2;
 //     CPU < 30 % for 10 min → −1", cooldowns 300 s up / 600 s down.
-//   backlog_scaling — desired = ceil(backlog / target_per_replica), scale to zero
-//     after `cooldown` without work, wake from zero when the backlog passes the
-//     activation threshold (KEDA's activationThreshold / cooldownPeriod).
+//   backlog_scaling — desired = ceil(backlog / target_per_replica); KEDA's activation
+//     rules: with the autoscaler's min_replicas at 0 it wakes from zero when the backlog
+//     passes the activation threshold and scales to zero after `cooldown` without
+//     activity (at once if it never saw any); with a minimum of 1 or more the
+//     activation threshold is ignored and it only scales proportionally (KEDA's
+//     activationThreshold / cooldownPeriod / initialCooldownPeriod / minReplicaCount).
 //   predictive_scaling — learns a recurring load shape (daily by default, 5-minute
 //     buckets) and provisions for the forecast `startup_time + margin` ahead; falls
 //     back to reactive target tracking while the forecast error is large.
+//
+// Samples enter through metric_series::push() (autoscaler::observe() uses it). A NaN,
+// an infinite or a negative value, a `reporting` below -1 or a sample older than the
+// newest one is turned away there: push() returns false, the series counts it
+// (rejected(), last_error() says why) and stays as it was. No policy ever sees such a
+// sample, so a metric whose samples were all rejected has no fresh sample: its policy
+// reports missing data (the autoscaler holds), it never proposes 0 replicas.
 //
 //   outgrow::autoscaler<> scaler({.min_replicas = 2, .max_replicas = 50});
 //   scaler.add_policy(outgrow::target_tracking({.metrics = {{"cpu", 70.0}}}));
@@ -140,7 +155,9 @@ class growing_ring {
   std::size_t size_ = 0;
 };
 
-/// ceil(x) as a replica count, clamped to [0, 1e9] (NaN counts as 0).
+/// ceil(x) as a replica count, clamped to [0, 1e9] (NaN counts as 0). Deliberate
+/// difference: the HPA caps at MaxInt32 instead; both are far above any max_replicas
+/// (the autoscaler's is at most 1e6), and 1e9 leaves room to add to it in an int.
 [[nodiscard]] inline int ceil_replicas(double x) noexcept {
   if (!(x > 0.0)) return 0;
   if (x >= 1e9) return 1'000'000'000;
@@ -162,19 +179,59 @@ inline void validate_duration(std::string_view primitive, std::string_view field
 /// One observation of a metric.
 struct metric_sample {
   scaling_time_point at{};
+  /// Finite and >= 0 (metric_series::push() turns anything else away).
   double value = 0.0;
-  /// For per-replica averages: how many ready replicas the average covers; -1 = all
-  /// of them. Fewer = the rest sent no sample (HPA's "missing metrics" pods).
+  /// For per-replica averages: how many replicas the average covers; -1 = all of them.
+  /// Which replicas count depends on the metric's kind: the ready ones for
+  /// metric_target_type::utilization, ready or starting for per_pod (see there).
+  /// Fewer = the rest sent no sample (the HPA's "missing metrics" pods). >= -1
   int reporting = -1;
 };
 
-/// The recent samples of one named metric, oldest first.
+/// Why metric_series::push() turned a sample away.
+enum class sample_error : std::uint8_t {
+  none = 0,
+  not_finite,     ///< NaN or infinite value
+  negative,       ///< value below 0 (rates, counts, levels and shares are never negative)
+  bad_reporting,  ///< reporting below -1
+  out_of_order,   ///< taken before the newest sample kept
+};
+
+[[nodiscard]] constexpr std::string_view to_string(sample_error e) noexcept {
+  switch (e) {
+    case sample_error::none:
+      return "none";
+    case sample_error::not_finite:
+      return "not_finite";
+    case sample_error::negative:
+      return "negative";
+    case sample_error::bad_reporting:
+      return "bad_reporting";
+    case sample_error::out_of_order:
+      return "out_of_order";
+  }
+  return "unknown";
+}
+
+/// The recent samples of one named metric, oldest first. The only way samples reach a
+/// policy: push() validates every one (see the header comment).
 class metric_series {
  public:
   explicit metric_series(std::string name) : name_(std::move(name)) {}
 
+  /// What is wrong with a sample's value or reporting count (its time is not checked).
+  [[nodiscard]] static sample_error check(const metric_sample& s) noexcept {
+    if (!std::isfinite(s.value)) return sample_error::not_finite;
+    if (s.value < 0.0) return sample_error::negative;
+    if (s.reporting < -1) return sample_error::bad_reporting;
+    return sample_error::none;
+  }
+
   [[nodiscard]] std::string_view name() const noexcept { return name_; }
   [[nodiscard]] std::size_t size() const noexcept { return samples_.size(); }
+  /// Samples push() turned away, and why the last one was.
+  [[nodiscard]] std::uint64_t rejected() const noexcept { return rejected_; }
+  [[nodiscard]] sample_error last_error() const noexcept { return last_error_; }
   /// The newest sample, or nullptr when none is kept.
   [[nodiscard]] const metric_sample* latest() const noexcept {
     return samples_.empty() ? nullptr : &samples_.back();
@@ -187,9 +244,19 @@ class metric_series {
     for (; i < samples_.size(); ++i) f(samples_[i]);
   }
 
-  /// Appends a sample; false (ignored) when older than the newest one kept.
+  /// Appends a sample. False when it is rejected — not finite, negative, reporting
+  /// below -1 (check()), or older than the newest sample kept: the series is unchanged,
+  /// rejected() counts it and last_error() says why. Never throws for a bad sample.
   bool push(const metric_sample& s) {
-    if (!samples_.empty() && s.at < samples_.back().at) return false;
+    sample_error e = check(s);
+    if (e == sample_error::none && !samples_.empty() && s.at < samples_.back().at) {
+      e = sample_error::out_of_order;
+    }
+    if (e != sample_error::none) {
+      ++rejected_;
+      last_error_ = e;
+      return false;
+    }
     samples_.push_back(s);
     return true;
   }
@@ -201,6 +268,8 @@ class metric_series {
  private:
   std::string name_;
   detail::growing_ring<metric_sample> samples_;
+  std::uint64_t rejected_ = 0;
+  sample_error last_error_ = sample_error::none;
 };
 
 /// The replica count over time: every change, with the time it was made.
@@ -269,7 +338,10 @@ struct scaling_context {
   const std::vector<metric_series>* metrics = nullptr;
   const replica_history* replicas = nullptr;
 
-  [[nodiscard]] int ready() const noexcept { return current - not_ready; }
+  /// current − not_ready, never below 0 (inconsistent counts are clamped).
+  [[nodiscard]] int ready() const noexcept {
+    return std::max(0, current - std::clamp(not_ready, 0, std::max(current, 0)));
+  }
   [[nodiscard]] const metric_series* series(std::string_view name) const noexcept {
     if (metrics == nullptr) return nullptr;
     for (const metric_series& s : *metrics) {
@@ -575,32 +647,57 @@ class hpa_behavior {
 // target_tracking — the Kubernetes HPA algorithm
 // ---------------------------------------------------------------------------------
 
-/// How a metric's samples relate to the replica count (HPA target types).
+/// How a metric's samples relate to the replica count: the Kubernetes metric source and
+/// target type it stands for, and with it which of the HPA's rules for replicas that are
+/// not ready or sent no sample apply (replica_calculator.go; "ratio" = value / target).
 enum class metric_target_type : std::uint8_t {
-  /// The sample is an average over ready replicas (CPU %, requests/s per replica):
-  /// HPA Utilization / AverageValue of Pods metrics. desired = ceil(value / target ×
-  /// ready), with not-ready and missing replicas handled as the HPA does.
-  per_replica,
-  /// The sample is a total for the service (requests/s, queue length): HPA
-  /// AverageValue of External metrics. desired = ceil(value / target).
+  /// HPA Resource metric on CPU, Utilization target (GetResourceReplicas). The sample is
+  /// the average utilization — in % of a replica's request or capacity — over the ready
+  /// replicas that reported; `reporting` counts ready replicas (-1 = all of them; more is
+  /// cut to the ready count). Not-ready replicas are left out (the HPA ignores a starting
+  /// pod's CPU) and, on a scale-up, count as 0 %. Ready replicas without a sample count
+  /// as 0 % on a scale-up and as 100 % (the target when that is above 100) on a
+  /// scale-down. desired = ceil(adjusted ratio × replicas counted). The default.
+  utilization,
+  /// HPA Pods metric, AverageValue target (GetMetricReplicas — custom per-replica
+  /// metrics such as requests/s per replica). The sample is the average over every
+  /// replica that reported, starting ones included: the HPA applies the not-ready rule
+  /// to CPU only, so a starting replica's sample counts at its value. `reporting` counts
+  /// replicas, ready or not (-1 = all `current` of them: pass the count whenever some
+  /// have not reported, e.g. right after a scale-up, or they are counted at the
+  /// average). Replicas that did not report are taken to be the starting ones first;
+  /// those count as 0 on a scale-up and are left out on a scale-down (the HPA's Pending
+  /// pods), the rest (ready, "missing") count as 0 on a scale-up and at the target on
+  /// a scale-down. (The HPA treats memory Resource metrics the same way, except that
+  /// missing replicas count at 100 % there.)
+  per_pod,
+  /// HPA External or Object metric, AverageValue target
+  /// (GetExternalPerPodMetricReplicas / GetObjectPerPodMetricReplicas): the sample is a
+  /// total for the service (queue length, requests/s). Hold while value / (target ×
+  /// current) is within tolerance, else ceil(value / target); readiness plays no part.
   total,
-  /// The sample is one service-wide value that falls as replicas are added (a
-  /// latency percentile): HPA Value of Object metrics. desired = ceil(value / target
-  /// × ready).
+  /// HPA External or Object metric, Value target (GetExternalMetricReplicas /
+  /// GetObjectMetricReplicas): one service-wide value that falls as replicas are added
+  /// (a latency percentile). Hold while the ratio is within tolerance, else
+  /// ceil(ratio × ready replicas); from zero replicas ceil(ratio), without tolerance.
+  /// Deliberate difference: with replicas but none of them ready the HPA proposes
+  /// ceil(ratio × 0) = 0 (then raised to minReplicas); this metric counts as unusable
+  /// instead (missing data: no scale-down on it), since a value that no ready replica
+  /// produced says nothing about how many replicas it takes.
   value,
 };
 
 struct metric_target {
   std::string metric;
-  double target = 0.0;  ///< > 0: per-replica average, per-replica share or value
-  metric_target_type type = metric_target_type::per_replica;
+  double target = 0.0;  ///< > 0: average per replica (utilization, per_pod, total) or value
+  metric_target_type type = metric_target_type::utilization;
 };
 
 struct target_tracking_config {
-  /// The metrics to track; the largest proposal wins. Default: CPU at 70 % (the
-  /// textbook's scale-up threshold as a target).
-  std::vector<metric_target> metrics = {{"cpu", 70.0, metric_target_type::per_replica}};
-  /// No scaling while |value / target − 1| <= tolerance: 0.1 as the HPA. [0, 10]
+  /// The metrics to track; the largest proposal wins. Default: CPU utilization at 70 %
+  /// (the textbook's scale-up threshold as a target).
+  std::vector<metric_target> metrics = {{"cpu", 70.0, metric_target_type::utilization}};
+  /// No scaling while |ratio − 1| <= tolerance: 0.1 as the HPA. [0, 10]
   double tolerance = 0.1;
   /// Stabilization windows and rate limits: the HPA defaults.
   scaling_behavior behavior{};
@@ -615,31 +712,39 @@ struct hpa_proposal {
   bool reversed = false;  ///< held: counting not-ready/missing replicas flips direction
 };
 
-/// HPA replica calculation for an average over ready replicas, including its
-/// documented handling of not-ready replicas (0 % on scale-up) and replicas without
-/// a sample (0 % on scale-up, 100 % of target on scale-down).
-inline hpa_proposal hpa_per_replica(double value, double target, int reporting, int ready,
-                                    int not_ready, int current, double tolerance) {
+/// The replicas of an average metric as the HPA's replica calculator groups them.
+struct hpa_groups {
+  int reporting = 0;      ///< replicas the sample averages over (> 0)
+  int missing = 0;        ///< no sample: 0 on a scale-up, `fallback` on a scale-down
+  int unready = 0;        ///< left out; 0 on a scale-up
+  double fallback = 0.0;  ///< a missing replica's value on a scale-down
+};
+
+/// The HPA's replica calculation for an average over replicas (GetResourceReplicas and
+/// calcPlainMetricReplicas): without unready or missing replicas, ceil(ratio ×
+/// reporting) unless within tolerance; otherwise the ratio is recomputed with missing
+/// replicas at 0 (scale-up) or `fallback` (scale-down) and, on a scale-up, unready ones
+/// at 0 — and the count held if that lands within tolerance or reverses the direction.
+inline hpa_proposal hpa_average(double value, double target, const hpa_groups& g,
+                                int current, double tolerance) {
+  const auto within = [tolerance](double r) { return std::abs(1.0 - r) <= tolerance; };
   const double ratio = value / target;
-  const int missing = std::max(0, ready - reporting);
-  const bool scale_up_with_unready = not_ready > 0 && ratio > 1.0;
-  if (!scale_up_with_unready && missing == 0) {
-    if (std::abs(1.0 - ratio) <= tolerance) return {current, true, ratio};
-    return {ceil_replicas(ratio * reporting), false, ratio};
+  const bool scale_up_with_unready = g.unready > 0 && ratio > 1.0;
+  if (!scale_up_with_unready && g.missing == 0) {
+    if (within(ratio)) return {current, true, ratio};
+    return {ceil_replicas(ratio * g.reporting), false, ratio};
   }
-  double sum = value * reporting;
-  int count = reporting;
-  if (missing > 0) {
-    if (ratio < 1.0) {
-      sum += target * missing;  // missing replicas assumed at the target on scale-down
-      count += missing;
-    } else if (ratio > 1.0) {
-      count += missing;  // ... and at 0 on scale-up
-    }
+  double sum = value * g.reporting;
+  int count = g.reporting;
+  if (ratio < 1.0) {
+    sum += g.fallback * g.missing;  // missing replicas at the fallback on a scale-down
+    count += g.missing;
+  } else if (ratio > 1.0) {
+    count += g.missing;  // ... and at 0 on a scale-up
   }
-  if (scale_up_with_unready) count += not_ready;  // not-ready replicas at 0 on scale-up
-  const double new_ratio = count == 0 ? ratio : sum / (target * count);
-  if (std::abs(1.0 - new_ratio) <= tolerance) return {current, true, new_ratio};
+  if (scale_up_with_unready) count += g.unready;  // unready replicas at 0 on a scale-up
+  const double new_ratio = sum / (target * count);
+  if (within(new_ratio)) return {current, true, new_ratio};
   if ((ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0)) {
     return {current, false, new_ratio, true};
   }
@@ -652,20 +757,22 @@ inline hpa_proposal hpa_per_replica(double value, double target, int reporting, 
 
 }  // namespace detail
 
-/// The Kubernetes HPA algorithm over one or more metrics. Per metric:
-///   per_replica: ratio = value / target over the ready replicas that reported;
-///     within tolerance → hold; else ceil(ratio × reporting). With not-ready replicas
-///     on a scale-up, they count as 0 % and the ratio is recomputed; replicas with no
-///     sample count as 0 % on scale-up and 100 % of target on scale-down; if the
-///     adjusted ratio is within tolerance or reverses the direction → hold.
-///   total: ratio = value / (target × current); within tolerance → hold; else
-///     ceil(value / target).
-///   value: ratio = value / target; within tolerance → hold; else ceil(ratio × ready).
-/// The largest proposal wins. A metric with no fresh sample: if the others propose a
-/// scale-down (or all are missing) → missing_data (hold); a scale-up still goes ahead.
-/// Then the HPA behavior: stabilization (scale-up: lowest recommendation in its
-/// window; scale-down: highest in its window) and rate limits per period, counted
-/// from the replicas at the start of the period.
+/// The Kubernetes HPA algorithm over one or more metrics. Per metric, by its kind
+/// (metric_target_type): utilization and per_pod through the replica calculator's
+/// average rules (not-ready and missing replicas as described there; the adjusted ratio
+/// within tolerance or reversing the direction → hold), total and value as the HPA's
+/// external / object metrics. The largest proposal wins. A metric that cannot propose —
+/// no fresh sample, or no replica its sample covers — is unusable: if the others
+/// propose a scale-down (or all are unusable) → missing_data (hold); a scale-up still
+/// goes ahead (horizontal.go computeReplicasForMetrics). Then the HPA behavior:
+/// stabilization (scale-up: lowest recommendation in its window; scale-down: highest
+/// in its window; the current count counts as a recommendation on first sight) and rate
+/// limits per period, counted from the replicas at the start of the period
+/// (normalizeDesiredReplicasWithBehaviors); min/max replicas are the autoscaler's.
+/// Deliberate differences: the replica-count history includes changes made by others
+/// (autoscaler.hpp); samples are averages, so the HPA's per-pod requests (a
+/// request-weighted CPU average) and its integer truncation of utilization are not
+/// modelled.
 class target_tracking {
  public:
   explicit target_tracking(target_tracking_config config = {})
@@ -684,25 +791,35 @@ class target_tracking {
     double best_value = 0.0;
     int invalid = 0;
     const metric_target* first_invalid = nullptr;
+    bool first_invalid_sampled = false;
     for (const metric_target& m : config_.metrics) {
       const metric_sample* s = ctx.fresh(m.metric);
-      if (s == nullptr || (m.type != metric_target_type::total && ctx.ready() <= 0)) {
-        if (invalid++ == 0) first_invalid = &m;
+      std::optional<detail::hpa_proposal> p;
+      if (s != nullptr) p = propose(ctx, m, *s);
+      if (!p) {
+        if (invalid++ == 0) {
+          first_invalid = &m;
+          first_invalid_sampled = s != nullptr;
+        }
         continue;
       }
-      const detail::hpa_proposal p = propose(ctx, m, *s);
-      if (p.replicas > best) {
-        best = p.replicas;
+      if (p->replicas > best) {
+        best = p->replicas;
         best_metric = &m;
-        best_proposal = p;
+        best_proposal = *p;
         best_value = s->value;
       }
     }
     const auto n = static_cast<int>(config_.metrics.size());
     if (invalid == n || (invalid > 0 && best < ctx.current)) {
       recommendation r = recommendation::missing(first_invalid->metric, {});
-      r.reason.format("no fresh {} sample ({} of {} metrics missing): hold",
-                      first_invalid->metric, invalid, n);
+      if (first_invalid_sampled) {
+        r.reason.format("{} sample covers no replica ({} of {} metrics unusable): hold",
+                        first_invalid->metric, invalid, n);
+      } else {
+        r.reason.format("no fresh {} sample ({} of {} metrics missing): hold",
+                        first_invalid->metric, invalid, n);
+      }
       return r;
     }
     const auto out = behavior_.apply(ctx, best);
@@ -747,30 +864,56 @@ class target_tracking {
     return c;
   }
 
-  detail::hpa_proposal propose(const scaling_context& ctx, const metric_target& m,
-                               const metric_sample& s) const {
+  /// The metric's proposal; nullopt when its sample covers no replica it can count.
+  std::optional<detail::hpa_proposal> propose(const scaling_context& ctx,
+                                              const metric_target& m,
+                                              const metric_sample& s) const {
+    const int current = std::max(ctx.current, 0);
     const int ready = ctx.ready();
+    const int not_ready = current - ready;
+    const double tolerance = config_.tolerance;
     switch (m.type) {
-      case metric_target_type::per_replica: {
+      case metric_target_type::utilization: {
         const int reporting = s.reporting < 0 ? ready : std::min(s.reporting, ready);
-        if (reporting == 0) return {ctx.current, true, 1.0};
-        return detail::hpa_per_replica(s.value, m.target, reporting, ready, ctx.not_ready,
-                                       ctx.current, config_.tolerance);
+        if (reporting <= 0) return std::nullopt;
+        return detail::hpa_average(
+            s.value, m.target,
+            {reporting, ready - reporting, not_ready, std::max(100.0, m.target)}, current,
+            tolerance);
+      }
+      case metric_target_type::per_pod: {
+        const int reporting = s.reporting < 0 ? current : std::min(s.reporting, current);
+        if (reporting <= 0) return std::nullopt;
+        const int silent = current - reporting;
+        const int unready = std::min(not_ready, silent);  // starting ones first
+        return detail::hpa_average(s.value, m.target,
+                                   {reporting, silent - unready, unready, m.target},
+                                   current, tolerance);
       }
       case metric_target_type::total: {
-        if (ctx.current == 0)
-          return {detail::ceil_replicas(s.value / m.target), false, 0.0};
-        const double ratio = s.value / (m.target * ctx.current);
-        if (std::abs(1.0 - ratio) <= config_.tolerance) return {ctx.current, true, ratio};
-        return {detail::ceil_replicas(s.value / m.target), false, ratio};
+        if (current == 0) {
+          return detail::hpa_proposal{detail::ceil_replicas(s.value / m.target), false,
+                                      0.0};
+        }
+        const double ratio = s.value / (m.target * current);
+        if (std::abs(1.0 - ratio) <= tolerance) {
+          return detail::hpa_proposal{current, true, ratio};
+        }
+        return detail::hpa_proposal{detail::ceil_replicas(s.value / m.target), false,
+                                    ratio};
       }
       case metric_target_type::value: {
         const double ratio = s.value / m.target;
-        if (std::abs(1.0 - ratio) <= config_.tolerance) return {ctx.current, true, ratio};
-        return {detail::ceil_replicas(ratio * ready), false, ratio};
+        if (current == 0)
+          return detail::hpa_proposal{detail::ceil_replicas(ratio), false, ratio};
+        if (ready <= 0) return std::nullopt;  // see metric_target_type::value
+        if (std::abs(1.0 - ratio) <= tolerance) {
+          return detail::hpa_proposal{current, true, ratio};
+        }
+        return detail::hpa_proposal{detail::ceil_replicas(ratio * ready), false, ratio};
       }
     }
-    return {ctx.current, true, 1.0};
+    return std::nullopt;
   }
 
   target_tracking_config config_;
@@ -997,21 +1140,40 @@ struct backlog_scaling_config {
   std::string metric = "backlog";
   /// Backlog one replica should carry: 5, as KEDA's aws-sqs-queue scaler. > 0
   double target_per_replica = 5.0;
-  /// Active (woken from zero / kept above zero) while backlog > this: 0 as KEDA's
-  /// activationThreshold default. >= 0
+  /// Active while backlog > this (strictly): 0 as KEDA's activationThreshold default.
+  /// Only consulted while the autoscaler's min_replicas is 0 — with a minimum of 1 or
+  /// more KEDA ignores activation and so does this policy. >= 0
   double activation_threshold = 0.0;
-  /// Inactive this long → scale to zero: 300 s as KEDA's cooldownPeriod. [0, 24 h]
+  /// Inactive this long after the last activity → scale to zero: 300 s as KEDA's
+  /// cooldownPeriod. Like KEDA's it only runs from a seen activity: a service never
+  /// seen active is scaled to zero at once (after initial_cooldown). [0, 24 h]
   std::chrono::nanoseconds cooldown = std::chrono::seconds{300};
+  /// While never active: no scale to zero within this time of the policy's first
+  /// evaluation — 0 s as KEDA's initialCooldownPeriod (counted from the ScaledObject's
+  /// creation; like KEDA's scale executor, only until the first activity). Set it to
+  /// `cooldown` to treat a fresh start as activity. [0, 24 h]
+  std::chrono::nanoseconds initial_cooldown{0};
   /// As target_tracking (KEDA hands the non-zero range to the HPA).
   double tolerance = 0.1;
   scaling_behavior behavior{};
 };
 
-/// KEDA-style backlog scaling. Active (backlog > activation_threshold): desired =
-/// ceil(backlog / target_per_replica), at least 1, through the HPA tolerance,
-/// stabilization and rate limits; from zero it always allows 0 → 1. Inactive for
-/// `cooldown` → 0 (the autoscaler's min_replicas must be 0 for that to take effect);
-/// inactive at zero → stays at zero (limited_by = activation).
+/// KEDA-style backlog scaling (KEDA docs: "Activating and Scaling thresholds",
+/// ScaledObject cooldownPeriod / initialCooldownPeriod / minReplicaCount). Proportional
+/// part, the HPA's External AverageValue: desired = ceil(backlog / target_per_replica),
+/// at least 1, held while backlog / (target × current) is within tolerance, then the
+/// HPA stabilization and rate limits. Activation (only with the autoscaler's
+/// min_replicas = 0, as KEDA scales to zero only when minReplicaCount is 0 and ignores
+/// the activation value otherwise): active while backlog > activation_threshold;
+/// inactive at zero → stays at zero (limited_by = activation); inactive for `cooldown`
+/// since the last activity (never active: `initial_cooldown` since the first
+/// evaluation) → 0, bypassing the HPA behavior as KEDA's own scale-to-zero does;
+/// inactive otherwise → the proportional count (KEDA's HPA keeps at least 1). The
+/// activation decision wins over the proportional one: below the threshold it scales
+/// to zero even if the backlog would ask for more. Deliberate differences: waking from
+/// zero goes straight to the proportional count (through the scale-up rate limit, so
+/// at most +4 from zero by default), where KEDA activates to 1 and leaves the rest to
+/// the HPA's next sync; KEDA's idleReplicaCount and fallback are not supported.
 class backlog_scaling {
  public:
   explicit backlog_scaling(backlog_scaling_config config = {})
@@ -1030,28 +1192,41 @@ class backlog_scaling {
       r.reason.format("no fresh {} sample: hold", config_.metric);
       return r;
     }
-    if (!last_active_) last_active_ = ctx.now;  // a fresh start counts as active
-    const bool active = s->value > config_.activation_threshold;
-    if (active) last_active_ = ctx.now;
+    if (!first_seen_) first_seen_ = ctx.now;
+    const bool above = s->value > config_.activation_threshold;
+    if (above) last_active_ = ctx.now;
 
     recommendation r;
     r.kind = recommendation_kind::replicas;
     r.metric = config_.metric;
     r.value = s->value;
     r.target = config_.target_per_replica;
-    if (!active && ctx.current == 0) {
-      r.replicas = 0;
-      r.limited_by = scale_limit::activation;
-      r.reason.format("{} {:.4g} <= activation {:.4g}: stay at zero", config_.metric,
-                      s->value, config_.activation_threshold);
-      return r;
-    }
-    if (!active && ctx.now - *last_active_ >= config_.cooldown) {
-      r.replicas = 0;
-      r.reason.format("{} {:.4g} <= activation {:.4g} for {}: scale to zero",
-                      config_.metric, s->value, config_.activation_threshold,
-                      detail::describe_duration(config_.cooldown));
-      return r;
+    // KEDA: activation (and scaling to zero) only with a minimum of 0 replicas.
+    if (ctx.min_replicas <= 0 && !above) {
+      if (ctx.current <= 0) {
+        r.replicas = 0;
+        r.limited_by = scale_limit::activation;
+        r.reason.format("{} {:.4g} <= activation {:.4g}: stay at zero", config_.metric,
+                        s->value, config_.activation_threshold);
+        return r;
+      }
+      // KEDA's scale executor: cooldown from the last activity; never active → the
+      // initial cooldown from the first evaluation (its ScaledObject's creation).
+      const bool idle_long_enough =
+          last_active_ ? ctx.now - *last_active_ >= config_.cooldown
+                       : ctx.now - *first_seen_ >= config_.initial_cooldown;
+      if (idle_long_enough) {
+        r.replicas = 0;
+        if (last_active_) {
+          r.reason.format("{} {:.4g} <= activation {:.4g} for {}: scale to zero",
+                          config_.metric, s->value, config_.activation_threshold,
+                          detail::describe_duration(config_.cooldown));
+        } else {
+          r.reason.format("{} {:.4g} <= activation {:.4g}, never active: scale to zero",
+                          config_.metric, s->value, config_.activation_threshold);
+        }
+        return r;
+      }
     }
     int raw = detail::ceil_replicas(s->value / config_.target_per_replica);
     bool within = false;
@@ -1081,6 +1256,8 @@ class backlog_scaling {
             "activation_threshold", ">= 0 and finite", c.activation_threshold);
     detail::validate_duration(me, "cooldown", c.cooldown, std::chrono::nanoseconds{0},
                               std::chrono::hours{24});
+    detail::validate_duration(me, "initial_cooldown", c.initial_cooldown,
+                              std::chrono::nanoseconds{0}, std::chrono::hours{24});
     require_in_range(me, "tolerance", c.tolerance, 0.0, 10.0);
     detail::validate_rules(me, "behavior.scale_up", c.behavior.scale_up);
     detail::validate_rules(me, "behavior.scale_down", c.behavior.scale_down);
@@ -1089,6 +1266,7 @@ class backlog_scaling {
 
   backlog_scaling_config config_;
   detail::hpa_behavior behavior_;
+  std::optional<scaling_time_point> first_seen_;
   std::optional<scaling_time_point> last_active_;
 };
 

@@ -26,7 +26,10 @@
 //   rps_per_replica  arrivals per second per ready replica (demand, not capped)
 //   backlog          requests queued or in service (Little's law: served × service_time)
 //   latency_ms       mean modeled latency
-// Per-replica metrics are not sent while no replica is ready (as a real scrape).
+// Per-replica metrics are not sent while no replica is ready (as a real scrape). cpu and
+// rps_per_replica are averages over the ready replicas only (starting ones get no
+// traffic): track them as metric_target_type::utilization, the default, which leaves
+// not-ready replicas out and counts them as 0 on a scale-up.
 //
 // Report per run (simulation_report): SLO-violation seconds, replica-seconds (cost:
 // starting replicas are paid for too), reversals (a change in the opposite direction
