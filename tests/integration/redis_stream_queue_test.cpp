@@ -884,3 +884,310 @@ TEST_CASE(
   // job is dead-lettered too; every other duplicate completes as a duplicate.
   CHECK(dead_entries >= dead.size());
 }
+
+// ---- reliability hardening: wrong-type keys, reserved names, untrusted fields ----------
+
+namespace {
+
+std::int64_t pending_count(outgrow_test::redis_server& server) {
+  auto p = server.command("XPENDING t:jobs g");
+  return p->type == REDIS_REPLY_ARRAY && p->elements >= 1 ? to_int(*p->element[0]) : -1;
+}
+
+/// Makes entry `id` look idle past the visibility timeout (what Redis sees after it).
+void expire_visibility(outgrow_test::redis_server& server, const std::string& id) {
+  REQUIRE(
+      server.command("XCLAIM t:jobs g w1 0 %s IDLE 31000 JUSTID", id.c_str())->elements ==
+      1);
+}
+
+}  // namespace
+
+TEST_CASE("redis_stream_queue never loses a completing job to a wrong-type key") {
+  // Each key the completion script writes, holding a value of the wrong type.
+  struct bad_key {
+    const char* key;
+    const char* set;  // hiredis format creating it
+  };
+  const bad_key cases[] = {{"t:jobs:failures", "SET t:jobs:failures oops"},
+                           {"t:jobs:stats", "SET t:jobs:stats oops"},
+                           {"t:jobs:done:k1", "RPUSH t:jobs:done:k1 oops"}};
+  for (const bad_key& bad : cases) {
+    INFO(bad.key);
+    outgrow_test::redis_server server;
+    outgrow::manual_clock clock;
+    auto config = base_config(server);
+    str_queue q(config);
+    int runs = 0;
+    str_worker w(
+        config,
+        [&](std::string& job, redis_job_context& ctx) {
+          ++runs;
+          ctx.commit({"HINCRBY", "t:effects", job, "1"});
+        },
+        {}, clock);
+    auto id = q.enqueue("pay", "k1");
+    REQUIRE(id);
+    REQUIRE(server.command(bad.set)->type != REDIS_REPLY_ERROR);
+    pump(
+        w, clock, [] { return false; }, 3);
+    // The completion was refused before anything irreversible: still pending, no effect,
+    // no done key, no dead letter; the refusal is counted.
+    CHECK(w.stats().succeeded == 0);
+    CHECK(w.stats().server_errors >= 1);
+    CHECK(pending_count(server) == 1);
+    CHECK(server.command("XLEN t:jobs")->integer == 1);
+    CHECK(server.command("HGET t:effects pay")->type == REDIS_REPLY_NIL);
+    if (std::string(bad.key) != "t:jobs:done:k1") {
+      CHECK(server.command("EXISTS t:jobs:done:k1")->integer == 0);
+    }
+    CHECK(server.command("XLEN t:jobs:dead")->integer == 0);
+    // An operator fixes the key; the entry comes back after the visibility timeout.
+    REQUIRE(server.command("DEL %s", bad.key)->integer == 1);
+    expire_visibility(server, id.id);
+    pump(w, clock, [&] { return w.stats().succeeded == 1; });
+    CHECK(w.stats().succeeded == 1);
+    // At least once: the handler runs again (a done key of the wrong type counts as
+    // "completed" for the pre-check, so that job had not run before).
+    CHECK(runs >= (std::string(bad.key) == "t:jobs:done:k1" ? 1 : 2));
+    CHECK(to_int(*server.command("HGET t:effects pay")) == 1);  // exactly once
+    CHECK(server.command("EXISTS t:jobs:done:k1")->integer == 1);
+    CHECK(server.command("XLEN t:jobs")->integer == 0);
+    CHECK(pending_count(server) == 0);
+  }
+}
+
+TEST_CASE("redis_stream_queue never loses a dead-lettering job to a wrong-type key") {
+  struct bad_key {
+    const char* key;
+    const char* set;
+  };
+  const bad_key cases[] = {{"t:jobs:dead", "SET t:jobs:dead oops"},
+                           {"t:jobs:failures", "SET t:jobs:failures oops"},
+                           {"t:jobs:stats", "HSET t:jobs:stats:x a b"},  // right type
+                           {"t:jobs:stats", "SADD t:jobs:stats oops"},
+                           {"t:jobs:done:k1", "HSET t:jobs:done:k1 a b"}};
+  for (const bad_key& bad : cases) {
+    INFO(bad.set);
+    outgrow_test::redis_server server;
+    outgrow::manual_clock clock;
+    auto config = base_config(server);
+    config.max_attempts = 1;
+    str_queue q(config);
+    int runs = 0;
+    str_worker w(
+        config,
+        [&](std::string&) -> bool {
+          ++runs;
+          throw std::runtime_error("boom");
+        },
+        {}, clock);
+    auto id = q.enqueue("poison", "k1");
+    REQUIRE(id);
+    REQUIRE(server.command(bad.set)->type != REDIS_REPLY_ERROR);
+    const bool harmless = std::string(bad.set).starts_with("HSET t:jobs:stats:x");
+    // A done key of any type makes the pre-check skip the handler.
+    const int expected_runs = std::string(bad.key) == "t:jobs:done:k1" ? 0 : 1;
+    pump(
+        w, clock, [] { return false; }, 3);
+    CHECK(runs == expected_runs);
+    if (harmless) {
+      CHECK(w.stats().dead_lettered == 1);
+      continue;
+    }
+    CHECK(w.stats().dead_lettered == 0);
+    CHECK(w.stats().server_errors >= 1);
+    CHECK(pending_count(server) == 1);
+    CHECK(server.command("XLEN t:jobs")->integer == 1);
+    REQUIRE(server.command("DEL %s", bad.key)->integer == 1);
+    CHECK(q.dead_letters().empty());
+    expire_visibility(server, id.id);
+    pump(w, clock, [&] { return q.dead_letters().size() == 1; });
+    REQUIRE(q.dead_letters().size() == 1);
+    CHECK(runs == expected_runs);  // the delivery limit dead-letters it without a run
+    const auto e = q.dead_letters().snapshot().at(0);
+    CHECK(e.payload == "poison");
+    CHECK(e.replayable);
+    CHECK(e.idempotency_key == std::optional<std::string>("k1"));
+    CHECK(server.command("XLEN t:jobs")->integer == 0);
+    CHECK(pending_count(server) == 0);
+  }
+}
+
+TEST_CASE("redis_stream_queue replay never loses a dead letter to a wrong-type key") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  auto config = base_config(server);
+  config.max_attempts = 1;
+  str_queue q(config);
+  str_worker w(
+      config, [&](std::string&) { return false; }, {}, clock);
+  REQUIRE(q.enqueue("x"));
+  pump(w, clock, [&] { return q.dead_letters().size() == 1; });
+  REQUIRE(q.dead_letters().size() == 1);
+  REQUIRE(server.command("DEL t:jobs:stats")->integer == 1);
+  REQUIRE(server.command("SET t:jobs:stats oops")->type == REDIS_REPLY_STATUS);
+  CHECK_THROWS_AS(q.dead_letters().replay_all(), outgrow::redis_stream_error);
+  CHECK(q.dead_letters().size() == 1);  // still there
+  CHECK(server.command("XLEN t:jobs")->integer == 0);
+  REQUIRE(server.command("DEL t:jobs:stats")->integer == 1);
+  CHECK(q.dead_letters().replay_all().replayed == 1);
+  CHECK(q.dead_letters().empty());
+  CHECK(server.command("XLEN t:jobs")->integer == 1);
+}
+
+TEST_CASE("redis_stream_queue refuses stream names that collide with derived keys") {
+  using outgrow::config_error;
+  for (const char* name : {"x:dead", "x:failures", "x:stats", "x:done", "x:done:k",
+                           "{shop}:orders:dead", "a:done:b:c"}) {
+    INFO(name);
+    try {
+      str_queue q({.stream = name});
+      FAIL("accepted");
+    } catch (const config_error& e) {
+      const std::string what = e.what();
+      CHECK(e.field() == "stream");
+      CHECK(what.find("redis_stream_queue: stream must be") == 0);
+      CHECK(what.find(":dead, :failures, :stats or :done") != std::string::npos);
+      CHECK(what.find(std::string("got ") + name) != std::string::npos);
+    }
+    CHECK_THROWS_AS((str_worker({.stream = name}, [](std::string&) {})), config_error);
+  }
+  for (const char* name : {"x", "x:deadline", "x:dead:letters", "x:donee", "{shop}:orders",
+                           "x:stats2", "done:x", "x:done-list"}) {
+    INFO(name);
+    CHECK_NOTHROW(str_queue({.stream = name}));
+  }
+}
+
+TEST_CASE("redis_stream_queue dead-letters a job claimed with a delivery count past 2^32") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  auto config = base_config(server);
+  str_queue q(config);
+  int runs = 0;
+  str_worker w(
+      config,
+      [&](std::string&) -> bool {
+        ++runs;
+        throw std::runtime_error("poison");
+      },
+      {}, clock);
+  auto id = q.enqueue("poison");
+  REQUIRE(id);
+  clock.advance(2s);
+  (void)w.poll();  // delivery 1 fails: pending, claimable again
+  REQUIRE(runs == 1);
+  REQUIRE(w.stats().retried == 1);
+  // An operator (or a bug elsewhere) sets a delivery count that does not fit 32 bits.
+  REQUIRE(server
+              .command("XCLAIM t:jobs g w1 0 %s IDLE 31000 RETRYCOUNT 4294967296 JUSTID",
+                       id.id.c_str())
+              ->elements == 1);
+  pump(w, clock, [&] { return q.dead_letters().size() == 1; });
+  CHECK(runs == 1);  // never ran again
+  const auto e = q.dead_letters().snapshot().at(0);
+  CHECK(e.error_type == "outgrow::delivery_limit");
+  CHECK(e.attempts == 4294967296ULL);  // the XAUTOCLAIM delivery is not an attempt
+  CHECK(e.field_error.empty());
+  CHECK(e.replayable);
+}
+
+TEST_CASE("redis_stream_queue dead-letters malformed stream entries without running them") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  auto config = base_config(server);
+  str_queue q(config);
+  std::vector<std::string> runs;
+  str_worker w(
+      config, [&](std::string& job) { runs.push_back(job); }, {}, clock);
+  REQUIRE(server.command("XADD t:jobs * k 1")->type == REDIS_REPLY_STRING);      // no job
+  REQUIRE(server.command("XADD t:jobs * j a j b")->type == REDIS_REPLY_STRING);  // two
+  REQUIRE(server.command("XADD t:jobs * j kept zz 1")->type == REDIS_REPLY_STRING);
+  REQUIRE(server.command("XADD t:jobs * j a k 1 k 2")->type == REDIS_REPLY_STRING);
+  auto& dlq = q.dead_letters();
+  pump(w, clock, [&] { return dlq.size() == 4; });
+  REQUIRE(dlq.size() == 4);
+  CHECK(runs.empty());
+  CHECK(w.stats().malformed == 4);
+  CHECK(w.stats().dead_lettered == 4);
+  auto m = q.metrics();
+  REQUIRE(m);
+  CHECK(m->malformed == 4);
+  CHECK(m->length == 0);
+  const auto all = dlq.snapshot();
+  REQUIRE(all.size() == 4);
+  for (const auto& e : all) {
+    CHECK(e.error_type == "outgrow::malformed_entry");
+    CHECK(e.field_error.empty());  // the dead letter itself is well-formed
+  }
+  CHECK(!all[0].replayable);  // no job field
+  CHECK(all[0].payload.empty());
+  CHECK(all[0].error.find("missing field") != std::string::npos);
+  CHECK(!all[1].replayable);  // two job fields: which one is the job?
+  CHECK(all[1].error.find("duplicate field") != std::string::npos);
+  CHECK(all[2].replayable);  // one job field and an unknown one: the job is kept
+  CHECK(all[2].payload == "kept");
+  CHECK(all[2].error.find("unknown field") != std::string::npos);
+  CHECK(all[3].replayable);
+  CHECK(!all[3].idempotency_key);  // an ambiguous key is not trusted
+  // Unreplayable entries stay for inspection; replaying them enqueues nothing.
+  auto r = dlq.replay(all[0].id);
+  CHECK(r.left == 1);
+  CHECK(r.replayed == 0);
+  r = dlq.replay_all();
+  CHECK(r.replayed == 2);
+  CHECK(r.left == 2);
+  pump(w, clock, [&] { return runs.size() == 2; });
+  CHECK(runs == std::vector<std::string>{"kept", "a"});
+  CHECK(dlq.size() == 2);
+  CHECK(dlq.purge_all() == 2);
+}
+
+TEST_CASE("redis_stream_queue reads untrusted dead-letter fields without overflow") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  auto config = base_config(server);
+  str_queue q(config);
+  int runs = 0;
+  str_worker w(
+      config, [&](std::string&) { ++runs; }, {}, clock);
+  auto& dlq = q.dead_letters();
+  const char* ok = "XADD t:jobs:dead * j a src 1-1 n 4294967296 et t e m ff 5 lf 9";
+  const char* huge_ff =
+      "XADD t:jobs:dead * j a src 1-1 n 1 et t e m ff 9223372036854775807 lf 9";
+  const char* huge_lf =
+      "XADD t:jobs:dead * j a src 1-1 n 1 et t e m ff 1 lf 99999999999999999999999999";
+  const char* huge_n =
+      "XADD t:jobs:dead * j a src 1-1 n 18446744073709551616 et t e m ff 1 lf 2";
+  const char* negative = "XADD t:jobs:dead * j a src 1-1 n -1 et t e m ff 1 lf 2";
+  const char* no_job = "XADD t:jobs:dead * src 1-1 n 1 et t e m ff 1 lf 2";
+  const char* missing = "XADD t:jobs:dead * j a n 1";
+  for (const char* cmd : {ok, huge_ff, huge_lf, huge_n, negative, no_job, missing}) {
+    REQUIRE(server.command(cmd)->type == REDIS_REPLY_STRING);
+  }
+  const auto all = dlq.snapshot();
+  REQUIRE(all.size() == 7);
+  CHECK(all[0].field_error.empty());
+  CHECK(all[0].attempts == 4294967296ULL);
+  CHECK(all[0].first_failure.time_since_epoch() == 5ms);
+  CHECK(all[0].last_failure.time_since_epoch() == 9ms);
+  for (std::size_t i = 1; i <= 4; ++i) {
+    INFO(i);
+    CHECK(all[i].field_error == "bad number");
+    CHECK(!all[i].replayable);
+    CHECK(!all[i].job);
+  }
+  CHECK(all[5].field_error.empty());
+  CHECK(!all[5].replayable);  // no job field: never replayed as an empty job
+  CHECK(all[6].field_error == "missing field");
+  CHECK(dlq.metrics().decode_errors == 5);
+  const auto r = dlq.replay_all();
+  CHECK(r.replayed == 1);
+  CHECK(r.left == 6);
+  pump(w, clock, [&] { return runs == 1; });
+  CHECK(runs == 1);  // only the well-formed one ran
+  CHECK(server.command("XLEN t:jobs")->integer == 0);
+  CHECK(dlq.size() == 6);
+  CHECK(dlq.purge_all() == 6);
+}

@@ -25,6 +25,13 @@
 // group `group`, the dead-letter stream <stream>:dead, <stream>:failures (a hash: the
 // last error of entries waiting for a retry), <stream>:stats (a hash of totals) and
 // <stream>:done:<key> (completed idempotency keys, each with idempotency_ttl).
+// Collisions are impossible by construction: the constructors refuse (config_error naming
+// field "stream" and the value) a stream name that ends in ":dead", ":failures", ":stats"
+// or ":done" or contains ":done:" — with those refused, no queue's stream or derived key
+// can equal another queue's (so a queue "x:dead" can never consume x's dead letters).
+// Keys that something else created under these names with another type (a string at
+// <stream>:failures) are detected by the scripts, which check the type of every key they
+// write before changing anything (see Delivery); keep commit() keys outside <stream>:*.
 //
 // Delivery (at least once). enqueue() is XADD (with MAXLEN ~ max_length if set); a result
 // of ok means Redis acknowledged it — with AOF and appendfsync always, it survives a Redis
@@ -40,9 +47,43 @@
 // fails — or when an entry is claimed for a (max_attempts+1)-th delivery, because a worker
 // died holding it (SQS's maxReceiveCount; RabbitMQ's delivery-limit) — one Lua script XADDs
 // it to the dead-letter stream with its error, attempts and first / last failure times,
-// XACKs and XDELs it: it is never both acknowledged and lost. Scripts act only on entries
-// still pending (a "stale" worker whose job was taken over changes nothing: the XACK is the
-// guard).
+// then XACKs and XDELs it: it is never both acknowledged and lost. Scripts act only on
+// entries still pending (a "stale" worker whose job was taken over changes nothing: the
+// XACK is the guard). Redis does not roll back a script that fails part-way, so every
+// script first checks the type of each key it writes and its arguments, and does what can
+// still fail before its first XACK / XDEL; a refused script returns an OUTGROW_WRONGTYPE
+// error having changed nothing (stats().server_errors; the entry stays pending and is
+// delivered again after visibility_timeout, so fixing the key lets it finish).
+//
+// Untrusted fields. Anything read back from Redis may have been written by another client
+// or an operator: entries are decoded strictly (detail/stream_fields.hpp — exact field
+// names, each once; numbers plain decimal, 64-bit, overflow-checked with from_chars;
+// times within system_clock's range). A main-stream entry with no job field, two, an
+// unknown field or a repeated key is malformed: it is dead-lettered at once without running
+// (error_type "outgrow::malformed_entry"; counted in stats().malformed and
+// metrics().malformed), keeping its job field only when there was exactly one. A dead
+// letter whose fields do not decode comes back from inspection with field_error set and
+// is counted in dead_letters().metrics().decode_errors; it and a dead letter without a job
+// field are not replayable (replay leaves them: result.left) — never an empty job. Delivery
+// counts are 64-bit: a count of 2^32 is past max_attempts, not 0.
+//
+// Guarantees (each shown by tests/integration/redis_stream_queue_test.cpp):
+//   - enqueue() ok: the job is in the stream (across a Redis crash only with AOF and
+//     appendfsync always). Not ok with maybe_enqueued: unknown — retry with the same key.
+//   - At least once: every enqueued job is eventually completed (XACK + XDEL),
+//     dead-lettered (with its payload; the DLQ keeps about dead_letter_max_length newest)
+//     or — only with max_length set — trimmed; until then it stays in the stream. Never
+//     acknowledged and lost, also when a script is refused.
+//   - Bounded redelivery: a job held by a crashed or hung worker is delivered again once
+//     idle for visibility_timeout (ctx.extend() restarts it), then claimed within
+//     claim_interval + block_timeout by a polling worker; a failed job after retry_delay.
+//     A handler runs at most max_attempts times per stream entry (a later delivery
+//     dead-letters it unrun), as long as Redis keeps its data; a replay is a new entry.
+//   - Exactly once: the Redis effects passed to ctx.commit() of a job with an idempotency
+//     key, within idempotency_ttl; without a key, at most once per stream entry. Effects
+//     outside Redis: at least once. A dead letter is replayed at least once (XADD, then
+//     XDEL), a duplicate-key one dropped; malformed entries never run or replay.
+//   - request_stop() is seen within block_timeout plus the handler in progress.
 //
 // Idempotency, precisely. A job may be delivered more than once (worker crash, a handler
 // slower than visibility_timeout, a producer retrying an ambiguous XADD); the handler
@@ -78,8 +119,8 @@
 // (XLEN), backlog (entries never delivered: the group's lag, else length - pending),
 // pending, consumers, oldest_age (the oldest unfinished job, from its stream ID),
 // oldest_pending_age, dead_letters (XLEN of the DLQ) and totals completed / duplicates /
-// dead_lettered / replayed / purged. Ages use Redis's TIME, so hosts' clocks do not
-// matter; dead-letter times are Redis's TIME too (system_clock time points).
+// dead_lettered / replayed / purged / malformed. Ages use Redis's TIME, so hosts' clocks
+// do not matter; dead-letter times are Redis's TIME too (system_clock time points).
 //
 // Codec: the redis_codec policy of redis_tier.hpp (redis_default_codec by default:
 // std::string as bytes, numbers as text, other trivially copyable types as bytes).
@@ -142,6 +183,7 @@
 #include <outgrow/core/stats.hpp>
 #include <outgrow/queue/dead_letter_queue.hpp>
 #include <outgrow/queue/work_queue.hpp>
+#include <outgrow/redis/detail/stream_fields.hpp>
 #include <outgrow/redis/redis_tier.hpp>
 
 namespace outgrow {
@@ -157,7 +199,8 @@ struct redis_stream_queue_config {
   int port = 6379;  ///< [1, 65535]
   std::string password{};
   int database = 0;  ///< [0, 1e6]
-  /// The stream's key; the other keys derive from it (see the header comment).
+  /// The stream's key; the other keys derive from it (see the header comment). Must not
+  /// end in ":dead", ":failures", ":stats" or ":done", nor contain ":done:".
   std::string stream = "outgrow:jobs";
   /// The consumer group all workers share.
   std::string group = "outgrow:workers";
@@ -251,14 +294,21 @@ struct redis_dead_letter_entry {
   std::string payload{};
   std::string error{};
   std::string error_type{};
-  /// Deliveries the job got (max_attempts unless it failed permanently).
-  std::uint32_t attempts = 0;
+  /// Deliveries the job got (max_attempts unless it failed permanently; more when
+  /// workers died holding it or an operator raised its delivery count).
+  std::uint64_t attempts = 0;
   /// Redis's TIME at the first and last failure.
   std::chrono::system_clock::time_point first_failure{};
   std::chrono::system_clock::time_point last_failure{};
   std::optional<std::string> idempotency_key{};
   /// Its ID in the main stream when it died.
   std::string source_id{};
+  /// Why the entry's stored fields could not be decoded ("" when they were): the other
+  /// members are then empty, and the entry can be inspected and purged, not replayed.
+  std::string field_error{};
+  /// False when replay() refuses the entry: field_error is set, or its source entry had
+  /// no usable job field (error_type "outgrow::malformed_entry", payload "").
+  bool replayable = true;
 };
 
 struct redis_dead_letter_metrics {
@@ -269,6 +319,8 @@ struct redis_dead_letter_metrics {
   std::uint64_t duplicates = 0;            ///< entries a replay found completed (dropped)
   std::uint64_t purged = 0;                ///< entries purged
   std::chrono::nanoseconds oldest_age{0};  ///< since the oldest entry arrived (Redis TIME)
+  /// Malformed dead-letter entries (field_error) this object read; each read counts.
+  std::uint64_t decode_errors = 0;
 
   template <class F>
   void for_each_metric(F&& f) const {
@@ -278,6 +330,7 @@ struct redis_dead_letter_metrics {
     f("duplicates", duplicates);
     f("purged", purged);
     f("oldest_age", oldest_age);
+    f("decode_errors", decode_errors);
   }
 };
 
@@ -295,6 +348,9 @@ struct redis_stream_queue_metrics {
   std::uint64_t dead_lettered = 0;
   std::uint64_t replayed = 0;
   std::uint64_t purged = 0;
+  /// Stream entries whose fields were malformed (no or two job fields, unknown fields, a
+  /// bad delivery count): dead-lettered without running, as "outgrow::malformed_entry".
+  std::uint64_t malformed = 0;
 
   template <class F>
   void for_each_metric(F&& f) const {
@@ -310,6 +366,7 @@ struct redis_stream_queue_metrics {
     f("dead_lettered", dead_lettered);
     f("replayed", replayed);
     f("purged", purged);
+    f("malformed", malformed);
   }
 };
 
@@ -326,6 +383,7 @@ struct redis_stream_worker_stats {
   std::uint64_t stale = 0;          ///< results dropped: the entry was no longer ours
   std::uint64_t released = 0;       ///< entries handed back on stop
   std::uint64_t decode_errors = 0;  ///< payloads the codec rejected (dead-lettered)
+  std::uint64_t malformed = 0;      ///< entries with malformed fields (dead-lettered)
   std::uint64_t effect_errors = 0;  ///< commit() commands Redis refused
   std::uint64_t trimmed = 0;        ///< pending entries MAXLEN deleted before completion
   std::uint64_t transport_errors = 0;
@@ -345,6 +403,7 @@ struct redis_stream_worker_stats {
     f("stale", stale);
     f("released", released);
     f("decode_errors", decode_errors);
+    f("malformed", malformed);
     f("effect_errors", effect_errors);
     f("trimmed", trimmed);
     f("transport_errors", transport_errors);
@@ -374,9 +433,7 @@ inline std::int64_t rsq_int(const redisReply* r) noexcept {
   if (r == nullptr) return 0;
   if (r->type == REDIS_REPLY_INTEGER) return static_cast<std::int64_t>(r->integer);
   if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
-    std::int64_t v = 0;
-    std::from_chars(r->str, r->str + r->len, v);
-    return v;
+    return rsq_parse_i64(std::string_view(r->str, r->len)).value_or(0);
   }
   return 0;
 }
@@ -396,17 +453,52 @@ inline std::string rsq_default_consumer() {
 enum class rsq_script : std::uint8_t { complete, fail, dead_letter, claim, replay, extend };
 inline constexpr std::size_t rsq_script_count = 6;
 
+// Every script starts with rsq_lua_prelude and first checks the type of each key it
+// writes (a key of another type — left by an operator or another program — makes it
+// return an OUTGROW_WRONGTYPE error having changed nothing: the entry stays pending and
+// is delivered again) and validates its arguments. It then does every write that could
+// still fail before its first irreversible step (XACK / XDEL of a job or a dead letter),
+// because Redis does not roll back a script that fails part-way: a job is never
+// acknowledged and lost. Counters in <stream>:stats come last, with redis.pcall (a
+// non-integer field there cannot undo a completion).
+inline constexpr std::string_view rsq_lua_prelude = R"lua(
+local function need(k, want)
+  local t = redis.call('TYPE', k)['ok']
+  if t ~= 'none' and t ~= want then
+    return redis.error_reply('OUTGROW_WRONGTYPE ' .. k .. ' holds a ' .. t ..
+      ', expected a ' .. want .. ' (nothing changed; the entry stays pending)')
+  end
+  return nil
+end
+local function count(stats, field)
+  redis.pcall('HINCRBY', stats, field, 1)
+end
+)lua";
+
 // complete: KEYS stream failures stats [done]; ARGV group id ttl_ms {n arg...}*
 // -> {0 stale | 1 completed | 2 duplicate, failed effects}
 inline constexpr std::string_view rsq_complete_lua = R"lua(
+local bad = need(KEYS[1], 'stream') or need(KEYS[2], 'hash') or need(KEYS[3], 'hash') or
+            (KEYS[4] and need(KEYS[4], 'string'))
+if bad then return bad end
+local i = 4
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  if not n or n < 1 or n > 7000 or i + n > #ARGV then
+    return redis.error_reply('OUTGROW_BADARGS a commit() command has ' .. tostring(ARGV[i]) ..
+      ' arguments (1 .. 7000 allowed; nothing changed)')
+  end
+  i = i + n + 1
+end
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return {0, 0} end
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
 if KEYS[4] and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[3]) then
-  redis.call('HINCRBY', KEYS[3], 'duplicates', 1)
+  count(KEYS[3], 'duplicates')
   return {2, 0}
 end
-local failed, i = 0, 4
+local failed = 0
+i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local cmd = {}
@@ -415,12 +507,14 @@ while i <= #ARGV do
   if type(r) == 'table' and r.err then failed = failed + 1 end
   i = i + n + 1
 end
-redis.call('HINCRBY', KEYS[3], 'completed', 1)
+count(KEYS[3], 'completed')
 return {1, failed}
 )lua";
 
 // fail: KEYS stream failures; ARGV group consumer id idle_ms type message -> 1 | 0 stale
 inline constexpr std::string_view rsq_fail_lua = R"lua(
+local bad = need(KEYS[1], 'stream') or need(KEYS[2], 'hash')
+if bad then return bad end
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
@@ -434,27 +528,39 @@ return 1
 )lua";
 
 // dead_letter: KEYS stream dlq failures stats [done]; ARGV group consumer id attempts
-// type message payload has_key key dlq_maxlen -> dlq id | '' (completed) | false (stale)
+// type message payload has_key key dlq_maxlen has_payload
+// -> dlq id | '' (completed) | false (stale). The XADD to the dead-letter stream comes
+// before the XACK: at worst (a failure between them) a job is dead-lettered twice.
 inline constexpr std::string_view rsq_dead_letter_lua = R"lua(
+local bad = need(KEYS[1], 'stream') or need(KEYS[2], 'stream') or need(KEYS[3], 'hash') or
+            need(KEYS[4], 'hash') or (KEYS[5] and need(KEYS[5], 'string'))
+if bad then return bad end
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then return false end
+local old = redis.call('HGET', KEYS[3], ARGV[3])
+local id = ''
+if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then
+  count(KEYS[4], 'duplicates')
+else
+  local t = redis.call('TIME')
+  local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+  local first = now
+  if old then first = string.match(old, '^(%d+)') or now end
+  local cmd = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], '*'}
+  if ARGV[11] == '1' then cmd[#cmd + 1] = 'j'; cmd[#cmd + 1] = ARGV[7] end
+  local rest = {'src', ARGV[3], 'n', ARGV[4], 'et', ARGV[5], 'e', ARGV[6], 'ff', first,
+                'lf', now}
+  for _, v in ipairs(rest) do cmd[#cmd + 1] = v end
+  if ARGV[8] == '1' then cmd[#cmd + 1] = 'k'; cmd[#cmd + 1] = ARGV[9] end
+  id = redis.call(unpack(cmd))
+end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
-local old = redis.call('HGET', KEYS[3], ARGV[3])
 redis.call('HDEL', KEYS[3], ARGV[3])
-if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('HINCRBY', KEYS[4], 'duplicates', 1)
-  return ''
+if id ~= '' then
+  count(KEYS[4], 'dead_lettered')
+  if ARGV[5] == 'outgrow::malformed_entry' then count(KEYS[4], 'malformed') end
 end
-local t = redis.call('TIME')
-local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-local first = now
-if old then first = string.match(old, '^(%d+)') or now end
-local cmd = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], '*', 'j', ARGV[7], 'src', ARGV[3],
-             'n', ARGV[4], 'et', ARGV[5], 'e', ARGV[6], 'ff', first, 'lf', now}
-if ARGV[8] == '1' then cmd[#cmd + 1] = 'k'; cmd[#cmd + 1] = ARGV[9] end
-local id = redis.call(unpack(cmd))
-redis.call('HINCRBY', KEYS[4], 'dead_lettered', 1)
 return id
 )lua";
 
@@ -473,18 +579,23 @@ return {r[1], out, r[3] or {}}
 )lua";
 
 // replay: KEYS dlq stream stats [done]; ARGV dlq_id maxlen('' = none)
-// -> {1, new id} | {2} duplicate | {0} gone
+// -> {1, new id} | {2} duplicate | {0} gone | {3} no single job field (left in place).
+// The XADD to the main stream comes before the XDEL of the dead letter.
 inline constexpr std::string_view rsq_replay_lua = R"lua(
+local bad = need(KEYS[1], 'stream') or need(KEYS[2], 'stream') or need(KEYS[3], 'hash') or
+            (KEYS[4] and need(KEYS[4], 'string'))
+if bad then return bad end
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #e == 0 then return {0} end
 local f = e[1][2]
-local job, key = '', nil
-for i = 1, #f, 2 do
-  if f[i] == 'j' then job = f[i + 1] elseif f[i] == 'k' then key = f[i + 1] end
+local job, key, jobs = nil, nil, 0
+for i = 1, #f - 1, 2 do
+  if f[i] == 'j' then job = f[i + 1]; jobs = jobs + 1 elseif f[i] == 'k' then key = f[i + 1] end
 end
-redis.call('XDEL', KEYS[1], ARGV[1])
+if jobs ~= 1 then return {3} end
 if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('HINCRBY', KEYS[3], 'replay_duplicates', 1)
+  redis.call('XDEL', KEYS[1], ARGV[1])
+  count(KEYS[3], 'replay_duplicates')
   return {2}
 end
 local cmd = {'XADD', KEYS[2]}
@@ -492,7 +603,8 @@ if ARGV[2] ~= '' then cmd[3] = 'MAXLEN'; cmd[4] = '~'; cmd[5] = ARGV[2] end
 cmd[#cmd + 1] = '*'; cmd[#cmd + 1] = 'j'; cmd[#cmd + 1] = job
 if key then cmd[#cmd + 1] = 'k'; cmd[#cmd + 1] = key end
 local id = redis.call(unpack(cmd))
-redis.call('HINCRBY', KEYS[3], 'replayed', 1)
+redis.call('XDEL', KEYS[1], ARGV[1])
+count(KEYS[3], 'replayed')
 return {1, id}
 )lua";
 
@@ -520,6 +632,14 @@ struct rsq_keys {
         done_prefix(c.stream + ":done:") {}
 };
 
+/// True when `stream` could be, or could contain, a key that another queue derives from
+/// its own stream: with these names refused, no two queues' keys can coincide.
+inline bool rsq_reserved_name(std::string_view stream) noexcept {
+  return stream.ends_with(":dead") || stream.ends_with(":failures") ||
+         stream.ends_with(":stats") || stream.ends_with(":done") ||
+         stream.find(":done:") != std::string_view::npos;
+}
+
 inline redis_stream_queue_config rsq_validated(redis_stream_queue_config c) {
   using namespace std::chrono_literals;
   using ns = std::chrono::nanoseconds;
@@ -527,6 +647,10 @@ inline redis_stream_queue_config rsq_validated(redis_stream_queue_config c) {
   validate_endpoint(
       who, {c.host, c.port, c.password, c.database, c.connect_timeout, c.command_timeout});
   require(!c.stream.empty(), who, "stream", "a key name", "\"\"");
+  require(!rsq_reserved_name(c.stream), who, "stream",
+          "a key name not ending in :dead, :failures, :stats or :done nor containing "
+          ":done: (the suffixes of the keys a queue derives from its stream)",
+          c.stream);
   require(!c.group.empty(), who, "group", "a group name", "\"\"");
   require_in_range(who, "max_attempts", c.max_attempts, std::uint32_t{1},
                    std::uint32_t{1000});
@@ -677,7 +801,9 @@ class rsq_link {
 
   bool load_scripts(redisContext* c, std::string& error) {
     for (std::size_t i = 0; i < rsq_script_count; ++i) {
-      const std::string_view args[] = {"SCRIPT", "LOAD", rsq_scripts[i]};
+      std::string source(rsq_lua_prelude);
+      source += rsq_scripts[i];
+      const std::string_view args[] = {"SCRIPT", "LOAD", source};
       auto r = redis_argv(c, args);
       if (!r || r->type != REDIS_REPLY_STRING) {
         error = r ? std::string(rsq_str(r.get())) : std::string(c->errstr);
@@ -708,6 +834,20 @@ inline const redisReply* rsq_field(const redisReply* fields,
     if (rsq_str(fields->element[i]) == name) return fields->element[i + 1];
   }
   return nullptr;
+}
+
+/// The flat field list of a stream entry as strings; false when `fields` is not an array
+/// of strings (a nil entry: deleted).
+inline bool rsq_field_list(const redisReply* fields, std::vector<std::string_view>& out) {
+  out.clear();
+  if (fields == nullptr || fields->type != REDIS_REPLY_ARRAY) return false;
+  out.reserve(fields->elements);
+  for (std::size_t i = 0; i < fields->elements; ++i) {
+    const redisReply* f = fields->element[i];
+    if (f == nullptr || f->type != REDIS_REPLY_STRING) return false;
+    out.push_back(rsq_str(f));
+  }
+  return true;
 }
 
 inline std::chrono::nanoseconds rsq_age(std::int64_t now_ms,
@@ -847,6 +987,7 @@ class redis_dead_letters {
       m.oldest_age = detail::rsq_age(
           now_ms, detail::rsq_id_ms(detail::rsq_str(f->element[0]->element[0])));
     }
+    m.decode_errors = decode_errors_.load(std::memory_order_relaxed);
     return m;
   }
 
@@ -884,32 +1025,48 @@ class redis_dead_letters {
     return out;
   }
 
-  entry parse(const redisReply* e) const {
-    using detail::rsq_field;
-    using detail::rsq_str;
-    const redisReply* fields = e->element[1];
+  entry parse(const redisReply* e) {
     entry out;
-    out.id = std::string(rsq_str(e->element[0]));
-    out.payload = std::string(rsq_str(rsq_field(fields, "j")));
-    try {
-      out.job = codec_.decode(out.payload, std::type_identity<Job>{});
-    } catch (...) {
-      out.job.reset();
+    out.id = std::string(detail::rsq_str(e->element[0]));
+    std::vector<std::string_view> fields;
+    detail::rsq_dead_fields d;
+    const detail::rsq_decode_error error = detail::rsq_field_list(e->element[1], fields)
+                                               ? detail::rsq_decode_dead_fields(fields, d)
+                                               : detail::rsq_decode_error::missing_field;
+    if (error != detail::rsq_decode_error::none) {
+      decode_errors_.fetch_add(1, std::memory_order_relaxed);
+      out.field_error = std::string(detail::to_string(error));
+      out.replayable = false;
+      return out;
     }
-    out.error = std::string(rsq_str(rsq_field(fields, "e")));
-    out.error_type = std::string(rsq_str(rsq_field(fields, "et")));
-    out.attempts = static_cast<std::uint32_t>(detail::rsq_int(rsq_field(fields, "n")));
+    out.replayable = d.payload.has_value();
+    out.payload = std::move(d.payload).value_or(std::string());
+    if (out.replayable) {
+      try {
+        out.job = codec_.decode(out.payload, std::type_identity<Job>{});
+      } catch (...) {
+        out.job.reset();
+      }
+    }
+    out.error = std::move(d.error);
+    out.error_type = std::move(d.error_type);
+    out.attempts = d.attempts;
     out.first_failure = std::chrono::system_clock::time_point(
-        std::chrono::milliseconds(detail::rsq_int(rsq_field(fields, "ff"))));
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::milliseconds(d.first_failure_ms)));
     out.last_failure = std::chrono::system_clock::time_point(
-        std::chrono::milliseconds(detail::rsq_int(rsq_field(fields, "lf"))));
-    if (const redisReply* k = rsq_field(fields, "k"))
-      out.idempotency_key = std::string(rsq_str(k));
-    out.source_id = std::string(rsq_str(rsq_field(fields, "src")));
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::milliseconds(d.last_failure_ms)));
+    out.idempotency_key = std::move(d.key);
+    out.source_id = std::move(d.source_id);
     return out;
   }
 
   void replay_one(const entry& e, replay_result& result) {
+    if (!e.replayable) {  // nothing to replay: it stays for inspection and purge
+      result.left += 1;
+      return;
+    }
     std::lock_guard lock(mutex_);
     const auto& k = link_.keys();
     const std::string done =
@@ -926,17 +1083,23 @@ class redis_dead_letters {
         throw redis_stream_error(
             fmt::format("redis_stream_queue: replay: {}", link_.last_error()));
       }
+      if (r->type == REDIS_REPLY_ERROR) {
+        throw redis_stream_error(
+            fmt::format("redis_stream_queue: replay: {}", detail::rsq_str(r.get())));
+      }
       return;
     }
     const std::int64_t outcome = detail::rsq_int(r->element[0]);
     if (outcome == 1) ++result.replayed;
     if (outcome == 2) ++result.duplicates;
+    if (outcome == 3) ++result.left;  // no single job field (checked again in Redis)
   }
 
   const redis_stream_queue_config config_;
   const Codec codec_;
   std::mutex mutex_;
   detail::rsq_link<Clock> link_;
+  std::atomic<std::uint64_t> decode_errors_{0};
 };
 
 // ---- the queue (producer side, metrics, dead letters) ----------------------------------
@@ -1020,9 +1183,9 @@ class redis_stream_queue {
         {"TIME"},
         {"XRANGE", k.stream, "-", "+", "COUNT", "1"},
         {"HMGET", k.stats, "completed", "duplicates", "dead_lettered", "replayed"},
-        {"HGET", k.stats, "purged"},
+        {"HMGET", k.stats, "purged", "malformed"},
     };
-    const std::size_t counts[] = {2, 3, 3, 2, 1, 6, 6, 3};
+    const std::size_t counts[] = {2, 3, 3, 2, 1, 6, 6, 4};
     constexpr std::size_t n = std::size(counts);
     for (std::size_t i = 0; i < n; ++i) {
       const char* argv[6];
@@ -1088,7 +1251,11 @@ class redis_stream_queue {
       m.dead_lettered = static_cast<std::uint64_t>(rsq_int(s->element[2]));
       m.replayed = static_cast<std::uint64_t>(rsq_int(s->element[3]));
     }
-    m.purged = static_cast<std::uint64_t>(rsq_int(replies[7].get()));
+    const redisReply* s2 = replies[7].get();
+    if (s2->type == REDIS_REPLY_ARRAY && s2->elements == 2) {
+      m.purged = static_cast<std::uint64_t>(rsq_int(s2->element[0]));
+      m.malformed = static_cast<std::uint64_t>(rsq_int(s2->element[1]));
+    }
     return m;
   }
 
@@ -1155,7 +1322,8 @@ class redis_job_context {
     return key_;
   }
   /// Adds a Redis command to run atomically with the job's acknowledgement, only if the
-  /// job completes now for the first time (exactly once per idempotency key).
+  /// job completes now for the first time (exactly once per idempotency key). A command
+  /// of more than 7,000 arguments makes the completion fail (the job is retried).
   void commit(std::initializer_list<std::string_view> command) {
     commit(std::span<const std::string_view>(command.begin(), command.size()));
   }
@@ -1321,6 +1489,7 @@ class redis_stream_worker {
     s.stale = stale_.load();
     s.released = released_.load();
     s.decode_errors = decode_errors_.load();
+    s.malformed = malformed_.load();
     s.effect_errors = effect_errors_.load();
     s.trimmed = trimmed_.load();
     s.transport_errors = link_.transport_errors.load();
@@ -1338,11 +1507,12 @@ class redis_stream_worker {
 
   struct message {
     std::string id;
-    bool has_payload = false;
+    bool has_payload = false;  // false only for a malformed entry without a single `j`
     std::string payload;
     std::optional<std::string> key;
-    std::uint32_t deliveries = 1;
-    bool done = false;  // its key is in the completed set (pre-check)
+    std::uint64_t deliveries = 1;
+    std::string malformed;  // why its fields could not be decoded; "" when they could
+    bool done = false;      // its key is in the completed set (pre-check)
   };
 
   template <class H>
@@ -1370,16 +1540,30 @@ class redis_stream_worker {
     };
   }
 
-  static void parse_entry(const redisReply* e, std::uint32_t deliveries, message& m) {
+  /// Decodes an entry (untrusted: any client can XADD to the stream) and its delivery
+  /// count (nullopt: Redis reported none usable). Malformed entries get `malformed` set.
+  static void parse_entry(const redisReply* e, std::optional<std::uint64_t> deliveries,
+                          message& m) {
     m.id = std::string(detail::rsq_str(e->element[0]));
-    m.deliveries = deliveries;
-    const redisReply* fields = e->element[1];
-    if (const redisReply* j = detail::rsq_field(fields, "j")) {
+    m.deliveries = deliveries ? std::max<std::uint64_t>(1, *deliveries) : 1;
+    std::vector<std::string_view> fields;
+    detail::rsq_job_fields decoded;
+    std::optional<std::string> salvaged;
+    const detail::rsq_decode_error error =
+        detail::rsq_field_list(e->element[1], fields)
+            ? detail::rsq_decode_job_fields(fields, decoded, &salvaged)
+            : detail::rsq_decode_error::missing_field;
+    if (error == detail::rsq_decode_error::none) {
       m.has_payload = true;
-      m.payload.assign(detail::rsq_str(j));
+      m.payload = std::move(decoded.payload);
+      m.key = std::move(decoded.key);
+    } else {
+      m.malformed = fmt::format("malformed stream entry: {}", detail::to_string(error));
+      m.has_payload = salvaged.has_value();
+      m.payload = std::move(salvaged).value_or(std::string());
     }
-    if (const redisReply* k = detail::rsq_field(fields, "k")) {
-      m.key = std::string(detail::rsq_str(k));
+    if (!deliveries && m.malformed.empty()) {
+      m.malformed = "malformed stream entry: no valid delivery count";
     }
   }
 
@@ -1396,15 +1580,22 @@ class redis_stream_worker {
     if (cursor_.empty()) cursor_ = "0-0";
     if (cursor_ != "0-0") next_claim_ = link_.clock().now();  // more to claim: go on
     const redisReply* entries = r->element[1];
+    if (entries->type != REDIS_REPLY_ARRAY) return true;
     for (std::size_t i = 0; i < entries->elements; ++i) {
       const redisReply* e = entries->element[i];
       if (e->type != REDIS_REPLY_ARRAY || e->elements != 3) continue;
       message m;
-      parse_entry(e, static_cast<std::uint32_t>(detail::rsq_int(e->element[2])), m);
+      const redisReply* n = e->element[2];
+      parse_entry(e,
+                  n->type == REDIS_REPLY_INTEGER ? detail::rsq_delivery_count(n->integer)
+                                                 : std::nullopt,
+                  m);
       batch.push_back(std::move(m));
     }
     claimed_.fetch_add(batch.size(), std::memory_order_relaxed);
-    trimmed_.fetch_add(r->element[2]->elements, std::memory_order_relaxed);
+    if (r->element[2]->type == REDIS_REPLY_ARRAY) {
+      trimmed_.fetch_add(r->element[2]->elements, std::memory_order_relaxed);
+    }
     return true;
   }
 
@@ -1429,7 +1620,7 @@ class redis_stream_worker {
       const redisReply* e = entries->element[i];
       if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
       message m;
-      parse_entry(e, 1, m);
+      parse_entry(e, std::uint64_t{1}, m);
       batch.push_back(std::move(m));
     }
     delivered_.fetch_add(batch.size(), std::memory_order_relaxed);
@@ -1491,6 +1682,10 @@ class redis_stream_worker {
   /// True when the entry was finished (acknowledged, retried or dead-lettered).
   bool process_one(message& m) {
     completed_now_ = false;
+    if (!m.malformed.empty()) {  // never run: there is no job to trust
+      malformed_.fetch_add(1, std::memory_order_relaxed);
+      return dead_letter(m, m.deliveries, m.malformed, "outgrow::malformed_entry");
+    }
     if (m.deliveries > config_.max_attempts) {
       return dead_letter(m, m.deliveries - 1,
                          fmt::format("delivered {} times without completing (a worker "
@@ -1498,8 +1693,10 @@ class redis_stream_worker {
                                      m.deliveries - 1),
                          "outgrow::delivery_limit");
     }
+    // From here on deliveries <= max_attempts <= 1000: it fits the context's attempt.
+    const auto attempt = static_cast<std::uint32_t>(m.deliveries);
     if (m.done) {
-      detail::rsq_context_access::reset(context_, m.id, m.deliveries, m.key);
+      detail::rsq_context_access::reset(context_, m.id, attempt, m.key);
       return complete(m);  // the script sees the key and counts a duplicate
     }
     std::optional<Job> job;
@@ -1515,7 +1712,7 @@ class redis_stream_worker {
       return dead_letter(m, m.deliveries, "the codec could not decode the payload",
                          "outgrow::decode_error");
     }
-    detail::rsq_context_access::reset(context_, m.id, m.deliveries, m.key);
+    detail::rsq_context_access::reset(context_, m.id, attempt, m.key);
     job_result result;
     try {
       result = handler_(*job, context_);
@@ -1574,7 +1771,7 @@ class redis_stream_worker {
     return true;
   }
 
-  bool dead_letter(const message& m, std::uint32_t attempts, std::string_view error,
+  bool dead_letter(const message& m, std::uint64_t attempts, std::string_view error,
                    std::string_view type) {
     const auto& k = link_.keys();
     const std::string done = m.key ? k.done_prefix + *m.key : std::string();
@@ -1589,7 +1786,8 @@ class redis_stream_worker {
                                      m.payload,
                                      m.key ? "1" : "0",
                                      m.key ? std::string_view(*m.key) : std::string_view(),
-                                     dead_max_};
+                                     dead_max_,
+                                     m.has_payload ? "1" : "0"};
     auto r =
         link_.eval(detail::rsq_script::dead_letter, std::span(keys, m.key ? 5 : 4), args);
     if (!r) return false;
@@ -1597,7 +1795,7 @@ class redis_stream_worker {
       stale_.fetch_add(1, std::memory_order_relaxed);
     } else if (r->type == REDIS_REPLY_STRING && r->len == 0) {
       duplicates_.fetch_add(1, std::memory_order_relaxed);
-    } else if (r->type == REDIS_REPLY_STRING) {
+    } else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
       dead_lettered_.fetch_add(1, std::memory_order_relaxed);
     } else {
       return server_error(r.get());
@@ -1649,7 +1847,7 @@ class redis_stream_worker {
   std::atomic<bool> stop_{false};
   std::atomic<std::uint64_t> delivered_{0}, claimed_{0}, succeeded_{0}, failed_{0},
       retried_{0}, dead_lettered_{0}, duplicates_{0}, stale_{0}, released_{0},
-      decode_errors_{0}, effect_errors_{0}, trimmed_{0}, server_errors_{0};
+      decode_errors_{0}, malformed_{0}, effect_errors_{0}, trimmed_{0}, server_errors_{0};
 };
 
 static_assert(metrics_snapshot<redis_stream_queue_metrics>);
