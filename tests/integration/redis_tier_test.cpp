@@ -12,14 +12,20 @@
 #include <outgrow/redis/redis_tier.hpp>
 #include <outgrow/resilience/circuit_breaker.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -150,6 +156,32 @@ struct map_store {
   std::size_t loads = 0;
 };
 
+/// A raw-bytes value whose bool member the codec cannot check by itself: the
+/// redis_validate hook does (reading the bool through its bytes: loading a bool that
+/// holds 2 would itself be undefined behaviour).
+struct flagged {
+  std::int32_t count;
+  bool enabled;
+  friend bool operator==(const flagged&, const flagged&) = default;
+};
+bool redis_validate(const flagged& f) {
+  unsigned char b = 0;
+  std::memcpy(&b, &f.enabled, 1);
+  return b <= 1;
+}
+
+/// Same size and alignment as `point`, another type.
+struct other_point {
+  std::int32_t a;
+  std::int32_t b;
+  double c;
+};
+
+enum class power : std::uint8_t { off = 0, on = 1 };
+bool redis_validate(power p) {
+  return p == power::off || p == power::on;
+}
+
 struct frozen {  // SIGSTOP the server for a scope (SIGCONT on exit, also on failure)
   explicit frozen(pid_t p) : pid(p) { ::kill(pid, SIGSTOP); }
   ~frozen() { ::kill(pid, SIGCONT); }
@@ -198,6 +230,72 @@ TEST_CASE("redis_tier treats undecodable values as misses", "[redis_tier][integr
   CHECK(s.decode_errors == 2);
   CHECK(s.misses == 2);
   CHECK(s.failed_reads == 0);  // the server answered: not a failure
+}
+
+TEST_CASE("redis_tier rejects foreign and corrupt raw-bytes values",
+          "[redis_tier][integration]") {
+  outgrow_test::redis_server server;
+  outgrow::redis_tier<std::string, point> points(config_for(server, "pt:"));
+  REQUIRE(points.put("good", point{1, 2, 3.5}));
+  CHECK(points.get("good") == point{1, 2, 3.5});
+  const std::string good = raw_get(server, points.redis_key("good"));
+  CHECK(good.size() == 10 + sizeof(point));  // magic, codec id, fingerprint, bytes
+
+  // The right size for the struct itself, but no header: foreign bytes.
+  (void)server.command("SET %s %s", "pt:plain", "abcdefghabcdefgh");
+  CHECK_FALSE(points.get("plain"));
+  // Written by a tier of another type with the same size and alignment.
+  outgrow::redis_tier<std::string, other_point> others(config_for(server, "pt:"));
+  REQUIRE(others.put("other", other_point{1, 2, 3.5}));
+  CHECK_FALSE(points.get("other"));
+  // A truncated and a corrupted header.
+  const std::string cut = good.substr(0, good.size() - 1);
+  (void)server.command("SET %s %b", "pt:cut", cut.data(), cut.size());
+  CHECK_FALSE(points.get("cut"));
+  std::string bad_magic = good;
+  bad_magic[0] = 'x';
+  (void)server.command("SET %s %b", "pt:magic", bad_magic.data(), bad_magic.size());
+  CHECK_FALSE(points.get("magic"));
+  auto s = points.stats();
+  CHECK(s.decode_errors == 4);
+  CHECK(s.hits == 1);
+  CHECK(s.failed_reads == 0);
+  // Left alone (not deleted): the next put overwrites it, or its TTL expires it.
+  CHECK(raw_get(server, "pt:plain") == "abcdefghabcdefgh");
+
+  // A bool member holding 2: the header is right, the hook rejects it.
+  outgrow::redis_tier<std::string, flagged> flags(config_for(server, "fl:"));
+  REQUIRE(flags.put("f", flagged{7, true}));
+  CHECK(flags.get("f") == flagged{7, true});
+  std::string bytes = raw_get(server, flags.redis_key("f"));
+  bytes[10 + offsetof(flagged, enabled)] = 2;
+  (void)server.command("SET %s %b", "fl:f", bytes.data(), bytes.size());
+  CHECK_FALSE(flags.get("f"));
+  CHECK(flags.stats().decode_errors == 1);
+
+  // An enum with two enumerators reading 7.
+  outgrow::redis_tier<std::string, power> powers(config_for(server, "pw:"));
+  REQUIRE(powers.put("p", power::on));
+  CHECK(powers.get("p") == power::on);
+  (void)server.command("SET %s %s", "pw:p", "7");
+  CHECK_FALSE(powers.get("p"));
+  CHECK(powers.stats().decode_errors == 1);
+}
+
+TEST_CASE("redis_tier calls a codec's validate hook after decoding",
+          "[redis_tier][integration]") {
+  struct positive_codec : outgrow::redis_default_codec {
+    using redis_default_codec::decode;
+    using redis_default_codec::encode;
+    bool validate(const int& v) const { return v > 0; }
+  };
+  outgrow_test::redis_server server;
+  outgrow::redis_tier<std::string, int, positive_codec> tier(config_for(server, "pos:"));
+  REQUIRE(tier.put("a", 5));
+  REQUIRE(tier.put("b", -5));
+  CHECK(tier.get("a") == 5);
+  CHECK_FALSE(tier.get("b"));
+  CHECK(tier.stats().decode_errors == 1);
 }
 
 TEST_CASE("redis_tier round-trips a user codec", "[redis_tier][integration]") {
@@ -310,6 +408,39 @@ TEST_CASE("redis_tier erase and clear stay inside the key prefix",
   CHECK(raw_get(server, "foreign") == "1");
   CHECK(raw_get(server, "a-not-ours") == "1");
   CHECK(a.stats().failed_writes == 0);
+}
+
+TEST_CASE("redis_tier namespaces never overlap, even when one prefix extends another",
+          "[redis_tier][integration]") {
+  outgrow_test::redis_server server;
+  outgrow::redis_tier<std::string, int> a(config_for(server, "app:"));
+  outgrow::redis_tier<std::string, int> b(config_for(server, "app:v2:"));
+  outgrow::redis_tier<std::string, int> all(config_for(server, ""));
+  REQUIRE(a.put("v2:count", 1));  // would be "app:v2:count" unescaped
+  REQUIRE(a.put("100%", 4));
+  CHECK(a.redis_key("v2:count") == "app:v2%3Acount");
+  CHECK(a.redis_key("100%") == "app:100%25");
+  CHECK_FALSE(b.get("count"));  // not A's value
+  REQUIRE(b.put("count", 2));
+  REQUIRE(all.put("count", 3));
+  CHECK(a.get("v2:count") == 1);
+  CHECK(a.get("100%") == 4);
+  CHECK(b.get("count") == 2);
+  CHECK(all.get("count") == 3);
+  CHECK(a.size() == 2);
+  CHECK(b.size() == 1);
+  CHECK(all.size() == 1);
+  a.clear();  // SCAN MATCH app:* also sees app:v2:count, which is B's
+  CHECK(a.size() == 0);
+  CHECK(b.get("count") == 2);
+  CHECK(all.get("count") == 3);
+  all.clear();  // every key without ':'
+  CHECK(b.get("count") == 2);
+  CHECK(all.size() == 0);
+  CHECK_THROWS_AS((outgrow::redis_tier<std::string, int>({.key_prefix = "app"})),
+                  outgrow::config_error);
+  CHECK_THROWS_AS((outgrow::redis_tier<std::string, int>({.key_prefix = "app:v2"})),
+                  outgrow::config_error);
 }
 
 TEST_CASE("redis_tier pool serves 8 threads", "[redis_tier][integration]") {
@@ -434,6 +565,162 @@ TEST_CASE("redis_tier times out on a frozen server instead of waiting for it",
   }
   CHECK(tier.get("k") == "v");  // a fresh connection; the late reply was never read
   CHECK(tier.stats().connects == 2);
+}
+
+TEST_CASE("redis_tier enforces max_value_size on writes and reads",
+          "[redis_tier][integration]") {
+  outgrow_test::redis_server server;
+  auto config = config_for(server, "big:");
+  config.max_value_size = 1 << 20;
+  outgrow::redis_tier<std::string, std::string> tier(config);
+  REQUIRE(tier.put("k", "old"));
+  // A put over the limit is rejected and deletes the older value it would replace.
+  CHECK_FALSE(tier.put("k", std::string((1 << 20) + 1, 'x')));
+  CHECK_FALSE(tier.get("k"));
+  auto s = tier.stats();
+  CHECK(s.oversized == 1);
+  CHECK(s.rejected_puts == 1);
+  CHECK(s.transport_errors == 0);
+  CHECK(tier.put("k", std::string(1 << 20, 'x')));  // at the limit: fine
+  CHECK(tier.get("k")->size() == 1 << 20);
+
+  // A value written by someone else, over the limit: a decode error, not a hit; the
+  // read stops buffering at the limit and drops the connection (the rest is unread).
+  const std::string huge(4 << 20, 'y');
+  (void)server.command("SET %s %b", "big:huge", huge.data(), huge.size());
+  CHECK_FALSE(tier.get("huge"));
+  s = tier.stats();
+  CHECK(s.oversized == 2);
+  CHECK(s.decode_errors == 1);
+  CHECK(s.failed_reads == 0);
+  CHECK(tier.get("k")->size() == 1 << 20);  // the next call reconnects
+  // In a batch, each element is checked: the small one is still a hit.
+  const std::string over((1 << 20) + 100, 'z');
+  (void)server.command("SET %s %b", "big:over", over.data(), over.size());
+  REQUIRE(tier.put("small", "s"));
+  const std::vector<std::string> keys = {"small", "over"};
+  const auto values = tier.get_many(keys);
+  CHECK(values[0] == "s");
+  CHECK_FALSE(values[1]);
+  s = tier.stats();
+  CHECK(s.oversized == 3);
+  CHECK(s.decode_errors == 2);
+  CHECK(s.failed_reads == 0);
+  // put_many rejects the oversized item only.
+  const std::vector<std::pair<std::string, std::string>> items = {
+      {"a", "1"}, {"b", std::string((1 << 20) + 1, 'b')}};
+  CHECK(tier.put_many(items) == 1);
+  CHECK(tier.stats().oversized == 4);
+  CHECK_THROWS_AS((outgrow::redis_tier<std::string, std::string>({.max_value_size = 0})),
+                  outgrow::config_error);
+  CHECK_THROWS_AS(
+      (outgrow::redis_tier<std::string, std::string>({.max_value_size = (512U << 20) + 1})),
+      outgrow::config_error);
+}
+
+namespace {
+/// A TCP proxy in front of the real server that forwards requests at once and replies
+/// slowly (chunk bytes per `every`): a slow link, where each socket read gets data well
+/// within the socket timeout. The pacing sleeps model the link; the test measures how
+/// long the tier waits, it does not wait for time to pass.
+class trickle_proxy {
+ public:
+  trickle_proxy(int target_port, std::size_t chunk, std::chrono::milliseconds every)
+      : target_(target_port), chunk_(chunk), every_(every) {
+    listen_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(listen_, reinterpret_cast<const sockaddr*>(&addr), len) == 0);
+    REQUIRE(::getsockname(listen_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    REQUIRE(::listen(listen_, 4) == 0);
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { serve(); });
+  }
+  trickle_proxy(const trickle_proxy&) = delete;
+  trickle_proxy& operator=(const trickle_proxy&) = delete;
+  ~trickle_proxy() {
+    stop_ = true;
+    ::shutdown(listen_, SHUT_RDWR);
+    {
+      std::lock_guard lock(mutex_);
+      for (const int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    acceptor_.join();
+    for (auto& t : pumps_) t.join();
+    for (const int fd : fds_) ::close(fd);
+    ::close(listen_);
+  }
+  [[nodiscard]] int port() const { return port_; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      const int client = ::accept(listen_, nullptr, nullptr);
+      if (client < 0) return;
+      const int upstream = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<std::uint16_t>(target_));
+      ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+      (void)::connect(upstream, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+      std::lock_guard lock(mutex_);
+      fds_.push_back(client);
+      fds_.push_back(upstream);
+      pumps_.emplace_back(
+          [this, client, upstream] { pump(client, upstream, 1 << 16, {}); });
+      pumps_.emplace_back(
+          [this, client, upstream] { pump(upstream, client, chunk_, every_); });
+    }
+  }
+  void pump(int from, int to, std::size_t chunk, std::chrono::milliseconds every) {
+    std::vector<char> buf(chunk);
+    while (!stop_) {
+      const auto n = ::read(from, buf.data(), buf.size());
+      if (n <= 0) break;
+      if (::send(to, buf.data(), static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) break;
+      if (every.count() > 0) std::this_thread::sleep_for(every);
+    }
+    ::shutdown(to, SHUT_RDWR);
+    ::shutdown(from, SHUT_RDWR);
+  }
+  int target_;
+  std::size_t chunk_;
+  std::chrono::milliseconds every_;
+  int listen_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::vector<int> fds_;
+  std::thread acceptor_;
+  std::vector<std::thread> pumps_;
+};
+}  // namespace
+
+TEST_CASE("redis_tier bounds a whole command by command_timeout, not each socket read",
+          "[redis_tier][integration]") {
+  outgrow_test::redis_server server;
+  const std::string value(256 << 10, 'v');  // 64 chunks of 4 KiB: ~640 ms on the link
+  (void)server.command("SET %s %b", "slow:big", value.data(), value.size());
+  (void)server.command("SET %s %s", "slow:small", "s");
+  trickle_proxy link(server.port(), 4096, 10ms);
+  auto config = config_for(server, "slow:");
+  config.port = link.port();
+  config.command_timeout = 100ms;
+  config.pool_size = 1;
+  outgrow::redis_tier<std::string, std::string> tier(config);
+  REQUIRE(tier.get("small") == "s");  // the link works
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_FALSE(tier.get("big"));
+  const auto took = std::chrono::steady_clock::now() - start;
+  // A bound check on a fault path: each 10 ms read was within the 100 ms socket timeout,
+  // so only a deadline over the whole command stops it near 100 ms (2x allowed for a
+  // loaded machine); per-read timeouts alone took the whole ~640 ms.
+  CHECK(took < 2 * config.command_timeout);
+  const auto s = tier.stats();
+  CHECK(s.transport_errors == 1);
+  CHECK(s.failed_reads == 1);
 }
 
 TEST_CASE("redis_tier with an open circuit_breaker does no I/O",

@@ -16,15 +16,35 @@
 //   ...
 //   fmt::print("{}\n", bus.stats());   // redis_invalidation_stats{published=...}
 //
+// Guarantees. Local subscribers get each publish exactly once, synchronously. Each
+// other subscribed instance gets it at least once, unless it is covered by a clear: a
+// message Redis did not acknowledge is kept and re-sent in order (up to max_pending,
+// then one clear replaces them), and a subscriber that was disconnected clears its L1
+// (a gap event) once re-subscribed. A re-sent message that had reached Redis after all
+// is dropped by the receivers (message ids in a window of the last dedupe_window = 4096),
+// so within that window delivery is exactly once; beyond it, and for messages in the
+// older format, a duplicate can arrive and is harmless (an invalidation applied twice
+// drops an L1 entry that is refilled from Redis). Lost for good: pending messages of a
+// process that dies (TTLs bound the staleness). Time: publish, publish_clear and
+// flush_pending return within connect_timeout + command_timeout each, however many
+// publishers wait behind a frozen Redis; stop() waits for the subscriber thread's current
+// step (a connect plus a few commands, or a flush).
+//
 // Delivery.
 //   - Local subscribers (caches in this process connected to this bus object) get every
 //     publish synchronously, on the publishing thread, exactly as with
 //     in_process_invalidation_bus (origin kept, so a cache ignores its own writes).
-//   - Other instances get it through Redis: at most once, asynchronously (one network
-//     round trip), delivered on the subscriber thread with origin 0 (origins are cache
-//     ids, unique only within a process). A bus recognises and drops its own messages
+//   - Other instances get it through Redis: asynchronously (one network round trip),
+//     deduplicated (see "Duplicates"), delivered on the subscriber thread with origin 0
+//     (origins are cache ids, unique only within a process). A bus recognises and drops
+//     its own messages
 //     coming back from Redis by a random 64-bit instance id in each message (they were
-//     already delivered locally).
+//     already delivered locally). Two buses with the same id on a channel would drop
+//     each other's messages: on every subscribe the bus names its subscriber connection
+//     (CLIENT SETNAME outgrow-bus-<channel hash>-<id>) and, when CLIENT LIST shows
+//     another client with that name, takes a fresh random id (stats().id_conflicts).
+//     The bus that subscribed first keeps its id. Servers whose ACLs refuse CLIENT
+//     SETNAME / LIST skip the check (keep the default random ids there).
 //   - Gaps: Redis pub/sub does not queue for a disconnected subscriber, so messages
 //     published while the subscriber was disconnected are lost. When the subscriber
 //     reconnects (and has re-subscribed, so nothing later can be missed), the bus
@@ -42,10 +62,20 @@
 //     still invalidates the others when it comes back. An instance that dies with
 //     pending messages loses them: TTLs remain the bound on staleness.
 //
-// Wire format (one PUBLISH payload): 'K' or 'C', the 8-byte little-endian instance id,
-// then for 'K' the key's bytes (Codec, as in redis_tier; keys are decoded here, so the
-// codec must satisfy redis_codec<Codec, Key>). Messages that do not parse are counted in
-// decode_errors and dropped.
+// Wire format (one PUBLISH payload): 'k' (key) or 'c' (clear), the 8-byte little-endian
+// instance id, an 8-byte little-endian message number (a per-bus counter starting at a
+// random value), then for 'k' the key's bytes (Codec, as in redis_tier; keys are decoded
+// here, so the codec must satisfy redis_codec<Codec, Key>, and its validation hooks
+// apply). The older format ('K' / 'C', id, key: no message number) is still accepted.
+// Messages that do not parse are counted in decode_errors and dropped.
+//
+// Duplicates: a PUBLISH whose reply timed out may still have reached Redis; the bus then
+// re-sends it (see "Failed publishes"), and subscribers would see it twice. Subscribers
+// drop a message whose (instance id, message number) is among the last dedupe_window
+// (4096) they delivered, counted in stats().duplicates. Older-format messages and
+// duplicates arriving more than dedupe_window messages later are delivered again:
+// harmless, as an invalidation applied twice only drops an L1 entry that is then
+// refilled from Redis.
 //
 // Defaults: channel "outgrow:invalidation"; connect 200 ms, command 100 ms (as
 // redis_tier); reconnect backoff full jitter 10 ms .. 1 s; poll_interval 100 ms (how
@@ -53,10 +83,14 @@
 // through a pipe); max_pending 10000.
 //
 // Thread-safety: publish, publish_clear, subscribe, stats, start, stop from any thread.
-// Publishes share one connection under a mutex (PUBLISH is one round trip; a publish
-// waits at most connect + command timeouts, and not at all while the reconnect backoff
-// runs). Handlers run on the publishing thread (local) or the subscriber thread
-// (remote, gaps); they must be quick and must not publish on this bus.
+// Publishes share one connection: a publisher waits for it only until its own deadline
+// (connect_timeout + command_timeout from the call), and its connect and PUBLISH get
+// what is left of that budget as their timeouts; so every publish (and flush_pending)
+// returns within connect + command timeouts however many publishers wait behind a
+// frozen Redis — those that found the connection busy too long keep their message
+// (stats().publish_busy) — and not at all while the reconnect backoff runs. Handlers run
+// on the publishing thread (local) or the subscriber thread (remote, gaps); they must be
+// quick and must not publish on this bus.
 // Complexity: publish O(local subscribers) + one round trip; receive O(local
 // subscribers) per message.
 #pragma once
@@ -77,6 +111,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -89,6 +124,8 @@
 #include <outgrow/core/stats.hpp>
 #include <outgrow/redis/redis_tier.hpp>
 
+#include <fmt/format.h>
+
 namespace outgrow {
 
 struct redis_invalidation_config {
@@ -98,7 +135,8 @@ struct redis_invalidation_config {
   int database = 0;  ///< pub/sub ignores the database; kept for AUTH/SELECT symmetry
   /// The channel every instance publishes to and subscribes to.
   std::string channel = "outgrow:invalidation";
-  /// This instance's id in messages; 0 = random. Must differ between instances.
+  /// This instance's id in messages; 0 = random. Must differ between instances: a bus
+  /// that finds another one subscribed with its id takes a random one (id_conflicts).
   std::uint64_t instance_id = 0;
   std::chrono::nanoseconds connect_timeout = std::chrono::milliseconds{200};  ///< (0, 1 h]
   std::chrono::nanoseconds command_timeout = std::chrono::milliseconds{100};  ///< (0, 1 h]
@@ -109,41 +147,122 @@ struct redis_invalidation_config {
   std::chrono::nanoseconds poll_interval = std::chrono::milliseconds{100};
   /// Unsent messages kept for re-sending. [0, 1e8]
   std::size_t max_pending = 10'000;
+  /// Message ids (sender, sequence number) remembered to drop re-sent duplicates: 4096.
+  /// 0 = no deduplication. [0, 1e7]
+  std::size_t dedupe_window = 4096;
 };
 
 struct redis_invalidation_stats {
   static constexpr std::string_view metrics_name = "redis_invalidation_stats";
-  std::uint64_t published = 0;          ///< publish() + publish_clear() calls
-  std::uint64_t sent = 0;               ///< messages Redis accepted (re-sent ones included)
-  std::uint64_t publish_failures = 0;   ///< send attempts that failed
-  std::uint64_t pending = 0;            ///< messages waiting to be re-sent now
+  std::uint64_t published = 0;         ///< publish() + publish_clear() calls
+  std::uint64_t sent = 0;              ///< messages Redis accepted (re-sent ones included)
+  std::uint64_t publish_failures = 0;  ///< send attempts that failed
+  std::uint64_t publish_busy = 0;  ///< publishes that found the connection busy too long
+  std::uint64_t pending = 0;       ///< messages waiting to be re-sent now
   std::uint64_t pending_overflows = 0;  ///< times pending was replaced by one clear
   std::uint64_t received = 0;           ///< messages from other instances, once delivered
   std::uint64_t own_ignored = 0;        ///< our own messages coming back
+  std::uint64_t duplicates = 0;         ///< re-sent messages already delivered (dropped)
   std::uint64_t decode_errors = 0;
   std::uint64_t gaps = 0;              ///< gap events delivered (re-subscriptions)
   std::uint64_t subscribes = 0;        ///< successful SUBSCRIBEs
   std::uint64_t connect_failures = 0;  ///< publisher and subscriber
-  std::uint64_t subscribers = 0;       ///< local subscribers now
-  bool subscribed = false;             ///< the subscriber is subscribed now
+  std::uint64_t id_conflicts = 0;  ///< another bus had our instance id: we took a new one
+  std::uint64_t subscribers = 0;   ///< local subscribers now
+  bool subscribed = false;         ///< the subscriber is subscribed now
 
   template <class F>
   void for_each_metric(F&& f) const {
     f("published", published);
     f("sent", sent);
     f("publish_failures", publish_failures);
+    f("publish_busy", publish_busy);
     f("pending", pending);
     f("pending_overflows", pending_overflows);
     f("received", received);
     f("own_ignored", own_ignored);
+    f("duplicates", duplicates);
     f("decode_errors", decode_errors);
     f("gaps", gaps);
     f("subscribes", subscribes);
     f("connect_failures", connect_failures);
+    f("id_conflicts", id_conflicts);
     f("subscribers", subscribers);
     f("subscribed", subscribed);
   }
 };
+
+namespace detail {
+
+/// One invalidation message as it travels through Redis (see "Wire format").
+template <class Key>
+struct redis_invalidation_message {
+  bool clear = false;        ///< 'C' / 'c': drop everything
+  std::uint64_t from = 0;    ///< the sender's instance id
+  std::uint64_t seq = 0;     ///< the sender's message number (versioned format)
+  bool has_seq = false;      ///< false for the older 'K' / 'C' format
+  std::optional<Key> key{};  ///< for key messages
+};
+
+inline void redis_put_u64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFFU));
+}
+
+inline std::uint64_t redis_get_u64(std::string_view in) noexcept {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8; ++i) {
+    v |= std::uint64_t{static_cast<unsigned char>(in[i])} << (8 * i);
+  }
+  return v;
+}
+
+/// The header of a message: 'k' (key) or 'c' (clear), sender id, sequence number; for
+/// 'k' the encoded key follows.
+inline std::string redis_invalidation_header(bool clear, std::uint64_t from,
+                                             std::uint64_t seq) {
+  std::string m;
+  m.reserve(40);
+  m.push_back(clear ? 'c' : 'k');
+  redis_put_u64(m, from);
+  redis_put_u64(m, seq);
+  return m;
+}
+
+/// Parses a PUBLISH payload (both formats); nullopt when malformed, the key's codec
+/// rejects it or its validation hook refuses it. Never throws.
+template <class Key, class Codec>
+std::optional<redis_invalidation_message<Key>> redis_parse_invalidation(
+    const Codec& codec, std::string_view m) noexcept {
+  try {
+    if (m.empty()) return std::nullopt;
+    const char kind = m[0];
+    redis_invalidation_message<Key> out;
+    std::size_t body = 0;
+    if (kind == 'K' || kind == 'C') {
+      body = 9;
+    } else if (kind == 'k' || kind == 'c') {
+      body = 17;
+      out.has_seq = true;
+    } else {
+      return std::nullopt;
+    }
+    if (m.size() < body) return std::nullopt;
+    out.clear = kind == 'C' || kind == 'c';
+    out.from = redis_get_u64(m.substr(1));
+    if (out.has_seq) out.seq = redis_get_u64(m.substr(9));
+    if (out.clear) {
+      if (m.size() != body) return std::nullopt;
+      return out;
+    }
+    out.key = codec.decode(m.substr(body), std::type_identity<Key>{});
+    if (!out.key || !redis_value_valid(codec, *out.key)) return std::nullopt;
+    return out;
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace detail
 
 template <class Key, class Codec = redis_default_codec>
 requires redis_codec<Codec, Key>
@@ -219,8 +338,9 @@ class redis_invalidation_bus {
     }
   }
 
-  /// Stops and joins the subscriber thread (waits at most one connect or command
-  /// timeout). Idempotent. Local publishes keep working.
+  /// Stops and joins the subscriber thread (waits for its current step: a connect and
+  /// its handshake commands, or a flush bounded by connect + command timeouts).
+  /// Idempotent. Local publishes keep working.
   void stop() noexcept {
     std::lock_guard lock(thread_mutex_);
     if (!thread_.joinable()) return;
@@ -241,8 +361,10 @@ class redis_invalidation_bus {
   /// Re-sends pending messages now (the subscriber thread also does it). True when
   /// nothing is left pending.
   bool flush_pending() {
-    std::lock_guard lock(publish_mutex_);
-    return drain_pending_locked();
+    const auto deadline = publish_deadline();
+    std::unique_lock io(io_mutex_, std::defer_lock);
+    if (!io.try_lock_until(deadline)) return false;
+    return drain_pending(deadline);
   }
 
   [[nodiscard]] redis_invalidation_stats stats() const {
@@ -250,16 +372,19 @@ class redis_invalidation_bus {
     s.published = published_.load();
     s.sent = sent_.load();
     s.publish_failures = publish_failures_.load();
+    s.publish_busy = busy_.load();
     s.pending_overflows = pending_overflows_.load();
     s.received = received_.load();
     s.own_ignored = own_ignored_.load();
+    s.duplicates = duplicates_.load();
     s.decode_errors = decode_errors_.load();
     s.gaps = gaps_.load();
     s.subscribes = subscribes_.load();
     s.connect_failures = connect_failures_.load();
+    s.id_conflicts = id_conflicts_.load();
     s.subscribers = local_.stats().subscribers;
     {
-      std::lock_guard lock(publish_mutex_);
+      std::lock_guard lock(pending_mutex_);
       s.pending = pending_.size() + (pending_clear_ ? 1 : 0);
     }
     {
@@ -269,7 +394,10 @@ class redis_invalidation_bus {
     return s;
   }
 
-  [[nodiscard]] std::uint64_t instance_id() const noexcept { return id_; }
+  /// This instance's id in messages (changes once if another bus already uses it).
+  [[nodiscard]] std::uint64_t instance_id() const noexcept {
+    return id_.load(std::memory_order_acquire);
+  }
   [[nodiscard]] const redis_invalidation_config& config() const noexcept { return config_; }
 
  private:
@@ -283,6 +411,8 @@ class redis_invalidation_bus {
                      std::chrono::nanoseconds{1h});
     require_in_range(who, "max_pending", c.max_pending, std::size_t{0},
                      std::size_t{100'000'000});
+    require_in_range(who, "dedupe_window", c.dedupe_window, std::size_t{0},
+                     std::size_t{10'000'000});
     return c;
   }
 
@@ -295,32 +425,91 @@ class redis_invalidation_bus {
     return id == 0 ? 1 : id;
   }
 
-  std::string header(char kind) const {
-    std::string m;
-    m.reserve(32);
-    m.push_back(kind);
-    for (int i = 0; i < 8; ++i) {
-      m.push_back(static_cast<char>(static_cast<unsigned char>(id_ >> (8 * i))));
+  std::string header(char kind) {
+    return detail::redis_invalidation_header(kind == 'C', instance_id(),
+                                             seq_.fetch_add(1, std::memory_order_relaxed));
+  }
+
+  /// "outgrow-bus-<channel hash>-<instance id>": the CLIENT SETNAME of the subscriber.
+  std::string client_name(std::uint64_t id) const {
+    return fmt::format("outgrow-bus-{:016x}-{:016x}", detail::redis_fnv1a(config_.channel),
+                       id);
+  }
+
+  /// Names the subscriber connection after (channel, instance id) and looks for another
+  /// client with the same name: another bus on this channel with our id, which would
+  /// drop our messages as its own and we its. Then this bus takes a fresh random id.
+  /// Servers that refuse CLIENT SETNAME / CLIENT LIST (ACLs) skip the check.
+  void claim_instance_id(redisContext* c) {
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      const std::string name = client_name(instance_id());
+      const std::string_view set[] = {"CLIENT", "SETNAME", name};
+      auto r = detail::redis_argv(c, set);
+      if (!r || r->type != REDIS_REPLY_STATUS) return;
+      const std::string_view list[] = {"CLIENT", "LIST"};
+      r = detail::redis_argv(c, list);
+      if (!r || r->type != REDIS_REPLY_STRING) return;
+      const std::string_view clients(r->str, r->len);
+      const std::string field = " name=" + name + " ";
+      std::size_t count = 0;
+      for (std::size_t at = clients.find(field); at != std::string_view::npos;
+           at = clients.find(field, at + 1)) {
+        ++count;
+      }
+      if (count <= 1) return;
+      id_conflicts_.add();
+      id_.store(random_id(), std::memory_order_release);
     }
-    return m;
   }
 
   // ---- publishing --------------------------------------------------------------------
 
+  using deadline_type = std::chrono::steady_clock::time_point;
+
+  /// A publish (or flush) gives up at this point: connect_timeout + command_timeout
+  /// from its start, whatever other publishers are doing.
+  deadline_type publish_deadline() const {
+    return std::chrono::steady_clock::now() + config_.connect_timeout +
+           config_.command_timeout;
+  }
+
   bool send(std::string message) {
-    std::lock_guard lock(publish_mutex_);
-    if (!drain_pending_locked() || !send_locked(message)) {
-      keep_locked(std::move(message));
+    const auto deadline = publish_deadline();
+    std::unique_lock io(io_mutex_, std::defer_lock);
+    // Waiting publishers are not serialized behind one blocked connect or PUBLISH: each
+    // waits for the connection only until its own deadline.
+    if (!io.try_lock_until(deadline)) {
+      publish_failures_.add();
+      busy_.add();
+      keep(std::move(message));
+      return false;
+    }
+    if (!drain_pending(deadline) || !send_once(message, deadline)) {
+      keep(std::move(message));
       return false;
     }
     return true;
   }
 
-  bool send_locked(const std::string& message) {
+  /// One PUBLISH, connecting first if needed, all before `deadline`. Under io_mutex_.
+  bool send_once(const std::string& message, deadline_type deadline) {
+    const auto left = [&] { return deadline - std::chrono::steady_clock::now(); };
     if (!publisher_) {
-      if (!publisher_gate_.try_enter()) return false;
+      if (left() <= std::chrono::nanoseconds::zero() || !publisher_gate_.try_enter()) {
+        publish_failures_.add();
+        return false;
+      }
+      detail::redis_endpoint e = endpoint_;
+      e.connect_timeout = std::clamp<std::chrono::nanoseconds>(
+          left(), std::chrono::microseconds{1}, e.connect_timeout);
+      e.command_timeout = std::clamp<std::chrono::nanoseconds>(
+          left(), std::chrono::microseconds{1}, e.command_timeout);
       std::string error;
-      publisher_ = detail::redis_open(endpoint_, error);
+      try {
+        publisher_ = detail::redis_open(e, error);
+      } catch (...) {
+        publisher_.reset();
+      }
       if (!publisher_) {
         connect_failures_.add();
         publisher_gate_.failed();
@@ -329,6 +518,14 @@ class redis_invalidation_bus {
       }
       publisher_gate_.succeeded();
     }
+    const auto budget = left();
+    if (budget <= std::chrono::nanoseconds::zero()) {
+      publish_failures_.add();
+      return false;
+    }
+    (void)redisSetTimeout(publisher_.get(),
+                          detail::redis_timeval(std::min<std::chrono::nanoseconds>(
+                              budget, config_.command_timeout)));
     const std::string_view args[] = {"PUBLISH", config_.channel, message};
     auto r = detail::redis_argv(publisher_.get(), args);
     if (!r || r->type != REDIS_REPLY_INTEGER) {
@@ -340,10 +537,11 @@ class redis_invalidation_bus {
     return true;
   }
 
-  void keep_locked(std::string message) {
+  void keep(std::string message) {
+    std::lock_guard lock(pending_mutex_);
     if (pending_clear_) return;  // one clear covers everything
-    if (message[0] == 'C' || pending_.size() >= config_.max_pending) {
-      if (message[0] != 'C') pending_overflows_.add();
+    if (message[0] == 'c' || pending_.size() >= config_.max_pending) {
+      if (message[0] != 'c') pending_overflows_.add();
       pending_.clear();
       pending_clear_ = true;
       return;
@@ -351,17 +549,38 @@ class redis_invalidation_bus {
     pending_.push_back(std::move(message));
   }
 
-  bool drain_pending_locked() {
-    if (pending_clear_) {
-      if (!send_locked(header('C'))) return false;
-      pending_clear_ = false;
-      pending_.clear();
+  /// Re-sends pending messages in order before `deadline`. Under io_mutex_ (the only
+  /// remover); other threads may add messages meanwhile (keep). A message is taken out
+  /// before its send and put back at the front if the send fails, so one kept during a
+  /// send is never covered by a clear sent before it.
+  bool drain_pending(deadline_type deadline) {
+    for (;;) {
+      std::string message;
+      bool clear = false;
+      {
+        std::lock_guard lock(pending_mutex_);
+        if (pending_clear_) {
+          clear = true;
+          pending_clear_ = false;
+          pending_.clear();
+        } else if (!pending_.empty()) {
+          message = std::move(pending_.front());
+          pending_.pop_front();
+        } else {
+          return true;
+        }
+      }
+      if (clear) message = header('C');
+      if (send_once(message, deadline)) continue;
+      std::lock_guard lock(pending_mutex_);
+      if (clear || message[0] == 'c') {
+        pending_.clear();
+        pending_clear_ = true;
+      } else if (!pending_clear_) {
+        pending_.push_front(std::move(message));
+      }
+      return false;
     }
-    while (!pending_.empty()) {
-      if (!send_locked(pending_.front())) return false;
-      pending_.pop_front();
-    }
-    return true;
   }
 
   // ---- subscribing -------------------------------------------------------------------
@@ -390,6 +609,8 @@ class redis_invalidation_bus {
     std::string error;
     auto c = detail::redis_open(endpoint_, error);
     if (!c) return nullptr;
+    claim_instance_id(c.get());
+    if (c->err != 0) return nullptr;
     const std::string_view args[] = {"SUBSCRIBE", config_.channel};
     auto r = detail::redis_argv(c.get(), args);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return nullptr;
@@ -446,7 +667,7 @@ class redis_invalidation_bus {
       }
       bool retry = false;
       {
-        std::lock_guard lock(publish_mutex_);
+        std::lock_guard lock(pending_mutex_);
         retry = pending_clear_ || !pending_.empty();
       }
       if (retry) (void)flush_pending();
@@ -462,42 +683,40 @@ class redis_invalidation_bus {
         payload->type != REDIS_REPLY_STRING) {
       return;  // subscribe confirmations and the like
     }
-    const std::string_view m(payload->str, payload->len);
-    if (m.size() < 9 || (m[0] != 'K' && m[0] != 'C')) {
+    const auto m = detail::redis_parse_invalidation<Key>(
+        codec_, std::string_view(payload->str, payload->len));
+    if (!m) {
       decode_errors_.add();
       return;
     }
-    std::uint64_t from = 0;
-    for (int i = 0; i < 8; ++i) {
-      from |= static_cast<std::uint64_t>(
-                  static_cast<unsigned char>(m[1 + static_cast<std::size_t>(i)]))
-              << (8 * i);
-    }
-    if (from == id_) {
+    if (m->from == instance_id()) {
       own_ignored_.add();
       return;
     }
-    if (m[0] == 'C') {
-      if (m.size() != 9) {
-        decode_errors_.add();
-        return;
-      }
+    if (m->has_seq && !first_time(m->from, m->seq)) {
+      duplicates_.add();
+      return;
+    }
+    if (m->clear) {
       local_.publish_clear(0);
-      received_.add();
-      return;
+    } else {
+      local_.publish(*m->key, 0);
     }
-    std::optional<Key> key;
-    try {
-      key = codec_.decode(m.substr(9), std::type_identity<Key>{});
-    } catch (...) {
-      key.reset();
-    }
-    if (!key) {
-      decode_errors_.add();
-      return;
-    }
-    local_.publish(*key, 0);
     received_.add();  // counted once delivered
+  }
+
+  /// Remembers (from, seq) among the last dedupe_window message ids; false when it was
+  /// there already (a re-sent message). Only the subscriber thread.
+  bool first_time(std::uint64_t from, std::uint64_t seq) {
+    if (config_.dedupe_window == 0) return true;
+    const std::pair<std::uint64_t, std::uint64_t> id{from, seq};
+    if (!seen_.insert(id).second) return false;
+    seen_order_.push_back(id);
+    if (seen_order_.size() > config_.dedupe_window) {
+      seen_.erase(seen_order_.front());
+      seen_order_.pop_front();
+    }
+    return true;
   }
 
   void close_pipe() noexcept {
@@ -509,11 +728,12 @@ class redis_invalidation_bus {
   const redis_invalidation_config config_;
   const detail::redis_endpoint endpoint_;
   const Codec codec_;
-  const std::uint64_t id_;
+  std::atomic<std::uint64_t> id_;
   in_process_invalidation_bus<Key> local_;
 
-  mutable std::mutex publish_mutex_;
+  std::timed_mutex io_mutex_;  // the publisher connection and its gate
   detail::redis_context_ptr publisher_;
+  mutable std::mutex pending_mutex_;  // pending_, pending_clear_
   detail::reconnect_gate<steady_clock_source> publisher_gate_;
   std::deque<std::string> pending_;
   bool pending_clear_ = false;
@@ -523,6 +743,9 @@ class redis_invalidation_bus {
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   bool ever_subscribed_ = false;  // only the subscriber thread (threads are joined)
+  std::set<std::pair<std::uint64_t, std::uint64_t>> seen_;  // likewise
+  std::deque<std::pair<std::uint64_t, std::uint64_t>> seen_order_;
+  std::atomic<std::uint64_t> seq_{random_id()};
   int wake_read_ = -1;
   int wake_write_ = -1;
 
@@ -531,7 +754,8 @@ class redis_invalidation_bus {
   bool subscribed_ = false;
 
   counter published_, sent_, publish_failures_, pending_overflows_, received_, own_ignored_,
-      decode_errors_, gaps_, subscribes_, connect_failures_;
+      decode_errors_, gaps_, subscribes_, connect_failures_, id_conflicts_, duplicates_,
+      busy_;
 };
 
 static_assert(invalidation_bus<redis_invalidation_bus<std::string>>);

@@ -14,7 +14,7 @@
 //   outgrow::redis_tier<std::string, std::string> l2(
 //       {.host = "127.0.0.1", .port = 6379, .key_prefix = "shop:v1:",
 //        .default_ttl = 10min, .command_timeout = 50ms});
-//   l2.put("user:42", "Ada", 30s);                  // SET shop:v1:user:42 Ada PX 30000
+//   l2.put("user:42", "Ada", 30s);                  // SET shop:v1:user%3A42 Ada PX 30000
 //   std::optional<std::string> v = l2.get("user:42");   // a miss if Redis is down
 //   auto values = l2.get_many(keys);                 // MGET, one round trip per batch
 //   outgrow::circuit_breaker<> cb({.failure_threshold = 5, .open_for = 5s});
@@ -44,17 +44,42 @@
 //
 // redis_default_codec: std::string as its bytes; bool, integers and floating point as
 // shortest round-trip decimal text (std::to_chars — readable in redis-cli, usable with
-// INCR, the same on every platform); enums as their underlying integer; any other
-// trivially copyable type (no pointers) as its object bytes — instances sharing Redis
-// must then share the architecture and the type's layout (add a version to the prefix
-// when the layout changes).
+// INCR, the same on every platform; parsed strictly); enums as their underlying integer;
+// any other trivially copyable type (no pointers) as a tagged copy of its object bytes:
+// a 10-byte header (magic 0xFE, codec id 0x01, an 8-byte fingerprint hashing the type's
+// name, size and alignment) then sizeof(T) bytes. Instances sharing Redis must share the
+// architecture and the type's layout; the default type name is the compiler's spelling
+// of T — pin a portable one with `redis_type_name<T>` (a variable template to
+// specialize). The raw encoding is for types where every bit pattern of the members is
+// valid: the codec cannot know that a bool member must hold 0 or 1, or which values an
+// enum names. For those, declare a validation hook `bool redis_validate(const T&)`
+// (found by argument-dependent lookup; read bool members through their bytes, as loading
+// a bool holding 2 is itself undefined), or give a codec a `bool validate(const T&)`
+// member; the tier calls both (when present) after every decode, and the default codec
+// calls the hook for enums and raw types.
+//
+// Values read from Redis are untrusted: anything the codec rejects or a hook refuses —
+// foreign bytes, another type's value, a truncated or corrupted one — is a decode error
+// (stats().decode_errors), answered as a miss, never a hit. The value is left in Redis
+// (not deleted: during a rolling deploy it may be the newer version's value): the next
+// put overwrites it, its TTL expires it. Values written by versions before the tagged
+// encoding are such decode errors (misses) once.
 //
 // Failure isolation, in detail:
-//   - Timeouts (hiredis socket options): connect_timeout bounds a connect,
-//     command_timeout each socket read or write of a command; pool_timeout bounds the
-//     wait for a free pooled connection when all are busy. Any transport error
-//     (timeout, reset, EOF, protocol) closes that connection: a late reply can never be
-//     read as the answer to the next command.
+//   - Timeouts: connect_timeout bounds a connect; command_timeout bounds a whole
+//     command — writing it and reading its reply, however the bytes trickle in (the
+//     socket timeout is re-armed with the time left before each read or write; in a
+//     pipeline, the writes and then each reply); pool_timeout bounds the wait for a free
+//     pooled connection when all are busy. Any transport error (timeout, reset, EOF,
+//     protocol) closes that connection: a late reply can never be read as the answer to
+//     the next command.
+//   - Sizes: max_value_size (16 MiB) bounds an encoded value. A larger put is rejected
+//     (false, stats().oversized and rejected_puts) and DELetes the key, so Redis does not
+//     keep serving the value it was meant to replace (put_many: the key is repaired).
+//     A larger value read is a decode error (a miss; oversized and decode_errors, not
+//     failed_reads): a GET stops buffering the reply at the limit and closes the
+//     connection, so memory stays bounded by about max_value_size per connection (per
+//     MGET batch: max_batch x max_value_size); in an MGET reply each value is checked.
 //   - Reconnects: a closed connection is reopened by the next call that needs it. After
 //     a failed connect, further attempts wait for reconnect_backoff (full jitter, 10 ms
 //     doubling to 1 s by default); until then calls are short-circuited (a miss or a
@@ -74,15 +99,37 @@
 //   - A user codec that throws is treated as a decode or encode failure; allocation
 //     failures likewise. Only put(k, v, ttl) with ttl <= 0 throws (config_error).
 //
+// Guarantees. A hit is a value this tier's codec encoded for this namespace: decoded,
+// accepted by the validation hooks and within max_value_size; anything else — absent,
+// expired, foreign, corrupt, oversized, or Redis failing — is a miss (counted). No call
+// throws (but put with ttl <= 0 and construction with an invalid config) or waits longer
+// than pool_timeout + (when it must connect) connect_timeout and a command_timeout per
+// handshake command + command_timeout per command (get, put, erase: one; get_many /
+// put_many: one for the writes and one per batch reply; clear / size: one per SCAN page
+// and UNLINK), however slowly a reply trickles in. A put that returns true was stored;
+// one that returns false may have been, and the key is deleted on recovery (repair) so
+// that Redis does not keep an older value — within max_repair_keys and the process's
+// lifetime; beyond that, TTLs bound staleness. Memory per read is bounded by about
+// max_value_size (an MGET batch: max_batch x max_value_size).
+//
 // Defaults (outgrow's choices for a cache in front of a database, where a miss costs one
 // database read): 4 connections; connect 200 ms; command 100 ms; pool wait = command
 // timeout; reconnect backoff full jitter 10 ms .. 1 s. General-purpose clients wait far
 // longer (go-redis: dial 5 s, read 3 s; StackExchange.Redis: 5 s), which would turn a
-// slow Redis into slow requests. Key prefix "outgrow:"; no default TTL.
+// slow Redis into slow requests. Key prefix "outgrow:"; no default TTL;
+// max_value_size 16 MiB.
 //
-// clear() deletes the keys under the prefix (SCAN MATCH prefix* + UNLINK; with an empty
-// prefix every key of the database) and size() counts them (SCAN): both O(keys in the
-// database), meant for tests and administration, not request paths.
+// Key namespaces: the Redis key is key_prefix + the encoded key with '%' written "%25"
+// and ':' written "%3A" (so "user:42" is stored as "shop:v1:user%3A42"). A prefix must
+// be empty or end with ':' (config_error otherwise). An encoded key then never contains
+// ':', so the namespace of a Redis key is everything up to its last ':' and two tiers
+// with different prefixes can never share a key, even when one prefix starts with the
+// other ("app:" and "app:v2:"): no wrong hits across namespaces, by construction.
+//
+// clear() deletes the keys of the namespace (SCAN MATCH prefix* + UNLINK, skipping keys
+// with a ':' after the prefix: they belong to longer prefixes; with an empty prefix,
+// every key without ':') and size() counts them (SCAN): both O(keys in the database),
+// meant for tests and administration, not request paths.
 //
 // Thread-safety: every member from any thread (the pool hands each call its own
 // connection). stats() is a snapshot of relaxed counters.
@@ -118,6 +165,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include <outgrow/cache/tier.hpp>
 #include <outgrow/core/backoff.hpp>
 #include <outgrow/core/clock.hpp>
@@ -144,6 +193,14 @@ concept redis_key_codec = std::copy_constructible<C> &&
   c.encode(k, out);
 };
 
+/// Customization point: the name hashed into the type fingerprint of the raw-bytes
+/// encoding (see the header comment). The default is the compiler's spelling of T, which
+/// differs between compilers; specialize it to pin a portable, rename-proof name:
+///   template <> inline constexpr std::string_view outgrow::redis_type_name<point> =
+///   "point/1";
+template <class T>
+inline constexpr std::string_view redis_type_name = std::string_view{};
+
 namespace detail {
 template <class T>
 concept redis_text_number = (std::is_arithmetic_v<T> && !std::same_as<T, bool> &&
@@ -160,10 +217,69 @@ template <class T>
 concept redis_default_encodable =
     std::same_as<T, std::string> || std::same_as<T, bool> || redis_text_number<T> ||
     std::is_enum_v<T> || std::same_as<T, char> || redis_raw_bytes<T>;
+
+template <class T>
+constexpr std::string_view redis_compiler_type_name() noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  return __PRETTY_FUNCTION__;  // contains T's spelling: unique per T for one compiler
+#else
+  return __FUNCSIG__;
+#endif
+}
+
+constexpr std::uint64_t redis_fnv1a(std::string_view s,
+                                    std::uint64_t h = 0xcbf29ce484222325ULL) noexcept {
+  for (const char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+/// Type fingerprint of the raw-bytes encoding: a hash of the type's name, size and
+/// alignment.
+template <class T>
+constexpr std::uint64_t redis_type_fingerprint() noexcept {
+  constexpr std::string_view pinned = redis_type_name<T>;
+  std::uint64_t h = redis_fnv1a(pinned.empty() ? redis_compiler_type_name<T>() : pinned);
+  for (const std::uint64_t x : {std::uint64_t{sizeof(T)}, std::uint64_t{alignof(T)}}) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (x >> (8 * i)) & 0xFFU;
+      h *= 0x100000001b3ULL;
+    }
+  }
+  return h;
+}
+
+/// Header of the raw-bytes encoding: magic, codec id, 8-byte little-endian fingerprint.
+inline constexpr unsigned char redis_raw_magic = 0xFE;
+inline constexpr unsigned char redis_raw_codec_id = 0x01;
+inline constexpr std::size_t redis_raw_header_size = 10;
+
+/// A user-declared validation hook for T, found by argument-dependent lookup.
+template <class T>
+concept redis_has_validate_hook = requires(const T& v) {
+  { redis_validate(v) } -> std::convertible_to<bool>;
+};
+
+/// The codec's `validate(const T&)` and T's `redis_validate(const T&)` (whichever exist)
+/// accept v.
+template <class Codec, class T>
+bool redis_value_valid(const Codec& codec, const T& v) {
+  if constexpr (requires {
+                  { codec.validate(v) } -> std::convertible_to<bool>;
+                }) {
+    if (!static_cast<bool>(codec.validate(v))) return false;
+  }
+  if constexpr (redis_has_validate_hook<T>) {
+    if (!static_cast<bool>(redis_validate(v))) return false;
+  }
+  return true;
+}
 }  // namespace detail
 
 /// std::string as bytes; bool / numbers / enums as decimal text; other trivially
-/// copyable types as their object bytes (see the header comment).
+/// copyable types as a tagged copy of their object bytes (see the header comment).
 struct redis_default_codec {
   template <detail::redis_default_encodable T>
   void encode(const T& v, std::string& out) const {
@@ -180,11 +296,17 @@ struct redis_default_codec {
       const auto r = std::to_chars(buf, buf + sizeof buf, v);
       out.append(buf, r.ptr);
     } else {
+      constexpr std::uint64_t fp = detail::redis_type_fingerprint<T>();
+      out.push_back(static_cast<char>(detail::redis_raw_magic));
+      out.push_back(static_cast<char>(detail::redis_raw_codec_id));
+      for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((fp >> (8 * i)) & 0xFFU));
       const auto* p = reinterpret_cast<const char*>(&v);
       out.append(p, sizeof(T));
     }
   }
 
+  /// nullopt for anything `encode` cannot have produced for T, and for values that T's
+  /// redis_validate hook (if any) rejects.
   template <detail::redis_default_encodable T>
   std::optional<T> decode(std::string_view in, std::type_identity<T>) const {
     if constexpr (std::same_as<T, std::string>) {
@@ -199,7 +321,9 @@ struct redis_default_codec {
     } else if constexpr (std::is_enum_v<T>) {
       auto u = decode(in, std::type_identity<std::underlying_type_t<T>>{});
       if (!u) return std::nullopt;
-      return static_cast<T>(*u);
+      const T v = static_cast<T>(*u);
+      if (!detail::redis_value_valid(*this, v)) return std::nullopt;
+      return v;
     } else if constexpr (detail::redis_text_number<T>) {
       T v{};
       const char* end = in.data() + in.size();
@@ -207,13 +331,41 @@ struct redis_default_codec {
       if (r.ec != std::errc{} || r.ptr != end || in.empty()) return std::nullopt;
       return v;
     } else {
-      if (in.size() != sizeof(T)) return std::nullopt;
+      constexpr std::size_t h = detail::redis_raw_header_size;
+      if (in.size() != h + sizeof(T)) return std::nullopt;
+      if (static_cast<unsigned char>(in[0]) != detail::redis_raw_magic ||
+          static_cast<unsigned char>(in[1]) != detail::redis_raw_codec_id) {
+        return std::nullopt;
+      }
+      std::uint64_t fp = 0;
+      for (std::size_t i = 0; i < 8; ++i) {
+        fp |= std::uint64_t{static_cast<unsigned char>(in[2 + i])} << (8 * i);
+      }
+      if (fp != detail::redis_type_fingerprint<T>()) return std::nullopt;
       T v;
-      std::memcpy(static_cast<void*>(&v), in.data(), sizeof(T));
+      std::memcpy(static_cast<void*>(&v), in.data() + h, sizeof(T));
+      if (!detail::redis_value_valid(*this, v)) return std::nullopt;
       return v;
     }
   }
 };
+
+namespace detail {
+/// How redis_tier decodes a value read from Redis: at most max_size bytes, the codec,
+/// then the validation hooks. nullopt (a decode error) for anything else; never throws.
+template <class T, class Codec>
+std::optional<T> redis_decode_value(const Codec& codec, std::string_view bytes,
+                                    std::size_t max_size) noexcept {
+  if (bytes.size() > max_size) return std::nullopt;
+  try {
+    auto v = codec.decode(bytes, std::type_identity<T>{});
+    if (v && !redis_value_valid(codec, *v)) v.reset();
+    return v;
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+}  // namespace detail
 
 // ---- breaker -------------------------------------------------------------------------
 
@@ -241,7 +393,8 @@ struct redis_tier_config {
   /// AUTH password sent on connect (empty = none) and SELECTed database. [0, 1e6]
   std::string password{};
   int database = 0;
-  /// Prepended to every encoded key: the tier's namespace (may be empty; see clear()).
+  /// The tier's namespace, prepended to every encoded key: empty or ending with ':'
+  /// (see "Key namespaces" in the header comment).
   std::string key_prefix = "outgrow:";
   /// TTL of put(k, v); nullopt = no expiry. > 0.
   std::optional<std::chrono::nanoseconds> default_ttl{};
@@ -260,6 +413,9 @@ struct redis_tier_config {
   std::uint64_t seed = 0x0E15'7ED1'5EEDULL;
   /// Keys per MGET / per pipelined batch of SETs: 256. [1, 1e6]
   std::size_t max_batch = 256;
+  /// Largest encoded value written or read: 16 MiB. Larger puts are rejected (the key is
+  /// deleted instead), larger replies are decode errors. [1, 512 MiB]
+  std::size_t max_value_size = std::size_t{16} << 20;
   /// Keys remembered for repair after failed writes (beyond: clear the namespace). 10000.
   /// 0 = no repair. [0, 1e8]
   std::size_t max_repair_keys = 10'000;
@@ -273,6 +429,8 @@ struct redis_tier_stats : cache_stats {
   std::uint64_t transport_errors = 0;  ///< timeouts, resets, EOF: the connection closed
   std::uint64_t server_errors = 0;     ///< error replies (-OOM, -READONLY, ...)
   std::uint64_t decode_errors = 0;     ///< values the codec rejected (answered as misses)
+  std::uint64_t oversized = 0;         ///< values over max_value_size: puts rejected, reads
+                                       ///< answered as misses (also decode_errors)
   std::uint64_t short_circuited = 0;  ///< calls not sent: breaker open or reconnect backoff
   std::uint64_t pool_timeouts = 0;    ///< calls that found no free connection in time
   std::uint64_t connects = 0;         ///< connections opened (first ones and reconnects)
@@ -290,6 +448,7 @@ struct redis_tier_stats : cache_stats {
     f("transport_errors", transport_errors);
     f("server_errors", server_errors);
     f("decode_errors", decode_errors);
+    f("oversized", oversized);
     f("short_circuited", short_circuited);
     f("pool_timeouts", pool_timeouts);
     f("connects", connects);
@@ -370,6 +529,45 @@ inline redis_reply_ptr redis_argv(redisContext* c, std::span<const std::string_v
   }
   return redis_reply_ptr(
       static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(args.size()), av, al)));
+}
+
+/// Outcome of a bounded read: a reply, a transport failure (the connection is unusable),
+/// or a reply larger than allowed (unread bytes remain: close the connection too).
+enum class redis_io : std::uint8_t { ok, transport, too_large };
+
+/// Writes c's output buffer, re-arming the socket timeout with the time left before
+/// `deadline` before each write: the whole write ends by the deadline.
+inline bool redis_flush_until(redisContext* c,
+                              std::chrono::steady_clock::time_point deadline) noexcept {
+  int done = 0;
+  while (done == 0) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) return false;
+    if (redisSetTimeout(c, redis_timeval(left)) != REDIS_OK) return false;
+    if (redisBufferWrite(c, &done) != REDIS_OK) return false;
+  }
+  return true;
+}
+
+/// Reads one reply before `deadline` (the socket timeout re-armed with the time left
+/// before each read, so a reply trickling in cannot stretch the wait), buffering at most
+/// `max_bytes` of it.
+inline redis_io redis_read_until(redisContext* c,
+                                 std::chrono::steady_clock::time_point deadline,
+                                 std::size_t max_bytes, redis_reply_ptr& out) noexcept {
+  for (;;) {
+    void* raw = nullptr;
+    if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return redis_io::transport;
+    if (raw != nullptr) {
+      out.reset(static_cast<redisReply*>(raw));
+      return redis_io::ok;
+    }
+    if (c->reader->len - c->reader->pos > max_bytes) return redis_io::too_large;
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) return redis_io::transport;
+    if (redisSetTimeout(c, redis_timeval(left)) != REDIS_OK) return redis_io::transport;
+    if (redisBufferRead(c) != REDIS_OK) return redis_io::transport;
+  }
 }
 
 /// Opens a blocking connection with both timeouts set, AUTHed and SELECTed; null and
@@ -473,6 +671,39 @@ inline std::string redis_prefix_pattern(std::string_view prefix) {
   return p;
 }
 
+/// Ends every key prefix of redis_tier; never appears unescaped in an encoded key.
+inline constexpr char redis_key_separator = ':';
+
+/// Escapes out[from, end) in place: '%' -> "%25", ':' -> "%3A". The escaped part holds no
+/// ':', so with prefixes that end with ':' no prefix + key equals another prefix + key.
+inline void redis_escape_key(std::string& out, std::size_t from) {
+  std::size_t extra = 0;
+  for (std::size_t i = from; i < out.size(); ++i) {
+    if (out[i] == '%' || out[i] == redis_key_separator) extra += 2;
+  }
+  if (extra == 0) return;
+  std::size_t r = out.size();
+  out.resize(out.size() + extra);
+  std::size_t w = out.size();
+  while (r > from) {
+    const char c = out[--r];
+    if (c == '%' || c == redis_key_separator) {
+      out[--w] = c == '%' ? '5' : 'A';
+      out[--w] = c == '%' ? '2' : '3';
+      out[--w] = '%';
+    } else {
+      out[--w] = c;
+    }
+  }
+}
+
+/// True when `key` (a Redis key matching prefix*) belongs to the namespace `prefix`:
+/// no ':' after the prefix (a longer prefix's keys have one).
+inline bool redis_in_namespace(std::string_view key, std::string_view prefix) noexcept {
+  return key.size() >= prefix.size() &&
+         key.substr(prefix.size()).find(redis_key_separator) == std::string_view::npos;
+}
+
 }  // namespace detail
 
 // ---- the tier ------------------------------------------------------------------------
@@ -515,17 +746,20 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
   /// throws; waits at most pool_timeout + connect/command timeouts.
   std::optional<Value> get(const Key& key) noexcept {
     std::optional<Value> out;
+    bool oversized = false;
     const bool ok = run([&](connection& c) {
       if (!encode_key(key, c.key)) return status::codec;
       const std::string_view args[] = {"GET", c.key};
-      auto r = detail::redis_argv(c.ctx.get(), args);
-      if (!r) return status::transport;
+      redis_reply_holder r;
+      const status s = exec(c, args, r, reply_limit());
+      oversized = s == status::too_large;
+      if (s != status::ok) return s;
       if (r->type == REDIS_REPLY_NIL) return status::ok;
       if (r->type != REDIS_REPLY_STRING) return status::server;
       out = decode({r->str, r->len});
       return status::ok;
     });
-    if (!ok) failed_reads_.add();
+    if (!ok && !oversized) failed_reads_.add();
     (out ? hits_ : misses_).add();
     return out;
   }
@@ -548,8 +782,8 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
     const bool ok = run([&](connection& c) {
       if (!encode_key(key, c.key)) return status::codec;
       const std::string_view args[] = {"DEL", c.key};
-      auto r = detail::redis_argv(c.ctx.get(), args);
-      if (!r) return status::transport;
+      redis_reply_holder r;
+      if (const status s = exec(c, args, r, reply_limit()); s != status::ok) return s;
       if (r->type != REDIS_REPLY_INTEGER) return status::server;
       removed = r->integer > 0;
       return status::ok;
@@ -600,6 +834,7 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
     s.transport_errors = transport_errors_.load();
     s.server_errors = server_errors_.load();
     s.decode_errors = decode_errors_.load();
+    s.oversized = oversized_.load();
     s.short_circuited = short_circuited_.load();
     s.pool_timeouts = pool_timeouts_.load();
     s.connects = connects_.load();
@@ -626,6 +861,7 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
       return {};
     }
     if (keys.empty()) return out;
+    bool oversized = false;
     const bool ok = run([&](connection& c) {
       std::vector<std::string> encoded(keys.size());
       for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -646,20 +882,31 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
           return status::transport;
         }
       }
+      if (!detail::redis_flush_until(c.ctx.get(), command_deadline())) {
+        return status::transport;
+      }
       status result = status::ok;
       for (std::size_t begin = 0; begin < keys.size(); begin += config_.max_batch) {
         const std::size_t end = std::min(keys.size(), begin + config_.max_batch);
-        void* raw = nullptr;
-        if (redisGetReply(c.ctx.get(), &raw) != REDIS_OK) return status::transport;
-        const detail::redis_reply_ptr r(static_cast<redisReply*>(raw));
-        if (!r) return status::transport;
+        redis_reply_holder r;
+        const status s = read_reply(c, r, reply_limit(end - begin));
+        if (s != status::ok) {
+          oversized = s == status::too_large;
+          return s;
+        }
         if (r->type != REDIS_REPLY_ARRAY || r->elements != end - begin) {
           result = status::server;  // keep reading the other replies: stay in sync
           continue;
         }
         for (std::size_t i = begin; i < end; ++i) {
           const redisReply* e = r->element[i - begin];
-          if (e->type == REDIS_REPLY_STRING) out[i] = decode({e->str, e->len});
+          if (e->type != REDIS_REPLY_STRING) continue;
+          if (e->len > config_.max_value_size) {
+            oversized_.add();
+            decode_errors_.add();
+            continue;
+          }
+          out[i] = decode({e->str, e->len});
         }
       }
       return result;
@@ -668,7 +915,7 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
     for (const auto& v : out) found += v ? 1U : 0U;
     hits_.add(found);
     misses_.add(keys.size() - found);
-    if (!ok) failed_reads_.add(keys.size() - found);
+    if (!ok && !oversized) failed_reads_.add(keys.size() - found);
     return out;
   }
 
@@ -690,6 +937,10 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
     for (std::size_t i = 0; i < items.size(); ++i) {
       encoded[i] =
           encode_key(items[i].first, keys[i]) && encode_value(items[i].second, values[i]);
+      if (encoded[i] != 0 && values[i].size() > config_.max_value_size) {
+        oversized_.add();  // rejected below; repair deletes the key's older value
+        encoded[i] = 0;
+      }
     }
     (void)run([&](connection& c) {
       const std::string px = ttl ? std::to_string(ttl_ms(*ttl)) : std::string{};
@@ -703,12 +954,14 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
             return status::transport;
           }
         }
+        if (!detail::redis_flush_until(c.ctx.get(), command_deadline())) {
+          return status::transport;
+        }
         status result = status::ok;
         for (std::size_t i = begin; i < end; ++i) {
           if (encoded[i] == 0) continue;
-          void* raw = nullptr;
-          if (redisGetReply(c.ctx.get(), &raw) != REDIS_OK) return status::transport;
-          const detail::redis_reply_ptr r(static_cast<redisReply*>(raw));
+          redis_reply_holder r;
+          if (const status s = read_reply(c, r, reply_limit()); s != status::ok) return s;
           if (r && r->type == REDIS_REPLY_STATUS) {
             acked[i] = 1;
             ++stored;
@@ -736,8 +989,8 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
   bool ping() noexcept {
     return run([&](connection& c) {
       const std::string_view args[] = {"PING"};
-      auto r = detail::redis_argv(c.ctx.get(), args);
-      if (!r) return status::transport;
+      redis_reply_holder r;
+      if (const status s = exec(c, args, r, reply_limit()); s != status::ok) return s;
       return r->type == REDIS_REPLY_STATUS ? status::ok : status::server;
     });
   }
@@ -753,7 +1006,7 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
   [[nodiscard]] const Codec& codec() const noexcept { return codec_; }
 
  private:
-  enum class status : std::uint8_t { ok, transport, server, codec };
+  enum class status : std::uint8_t { ok, transport, server, codec, too_large };
   using redis_reply_holder = detail::redis_reply_ptr;
 
   struct connection {
@@ -780,6 +1033,8 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
     constexpr std::string_view who = "redis_tier";
     detail::validate_endpoint(who, {c.host, c.port, c.password, c.database,
                                     c.connect_timeout, c.command_timeout});
+    require(c.key_prefix.empty() || c.key_prefix.back() == detail::redis_key_separator, who,
+            "key_prefix", "empty or ending with ':'", fmt::format("\"{}\"", c.key_prefix));
     if (c.default_ttl) {
       require(*c.default_ttl > 0ns, who, "default_ttl", "in (0s, inf)", *c.default_ttl);
     }
@@ -789,6 +1044,8 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
                        std::chrono::nanoseconds{1h});
     }
     require_in_range(who, "max_batch", c.max_batch, std::size_t{1}, std::size_t{1'000'000});
+    require_in_range(who, "max_value_size", c.max_value_size, std::size_t{1},
+                     std::size_t{512} << 20);
     require_in_range(who, "max_repair_keys", c.max_repair_keys, std::size_t{0},
                      std::size_t{100'000'000});
     return c;
@@ -803,6 +1060,7 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
     try {
       out.assign(config_.key_prefix);
       codec_.encode(key, out);
+      detail::redis_escape_key(out, config_.key_prefix.size());
       return true;
     } catch (...) {
       return false;
@@ -820,20 +1078,76 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
   }
 
   std::optional<Value> decode(std::string_view bytes) const noexcept {
-    try {
-      auto v = codec_.decode(bytes, std::type_identity<Value>{});
-      if (!v) decode_errors_.add();
-      return v;
-    } catch (...) {
-      decode_errors_.add();
-      return std::nullopt;
+    auto v = detail::redis_decode_value<Value>(codec_, bytes, config_.max_value_size);
+    if (!v) decode_errors_.add();
+    return v;
+  }
+
+  using deadline_type = std::chrono::steady_clock::time_point;
+
+  deadline_type command_deadline() const noexcept {
+    return std::chrono::steady_clock::now() + config_.command_timeout;
+  }
+
+  /// Bytes a reply carrying `values` values may buffer.
+  std::size_t reply_limit(std::size_t values = 1) const noexcept {
+    return std::max<std::size_t>(values, 1) * (config_.max_value_size + 64) + (64U << 10);
+  }
+
+  static status io_status(detail::redis_io io) noexcept {
+    switch (io) {
+      case detail::redis_io::ok:
+        return status::ok;
+      case detail::redis_io::too_large:
+        return status::too_large;
+      default:
+        return status::transport;
     }
+  }
+
+  /// Reads one (pipelined) reply within command_timeout.
+  status read_reply(connection& c, redis_reply_holder& out,
+                    std::size_t limit) const noexcept {
+    return io_status(detail::redis_read_until(c.ctx.get(), command_deadline(), limit, out));
+  }
+
+  /// One command, written and answered within command_timeout in total.
+  status exec(connection& c, int argc, const char** argv, const std::size_t* lens,
+              redis_reply_holder& out, std::size_t limit) const noexcept {
+    const auto deadline = command_deadline();
+    if (redisAppendCommandArgv(c.ctx.get(), argc, argv, lens) != REDIS_OK ||
+        !detail::redis_flush_until(c.ctx.get(), deadline)) {
+      return status::transport;
+    }
+    return io_status(detail::redis_read_until(c.ctx.get(), deadline, limit, out));
+  }
+
+  status exec(connection& c, std::span<const std::string_view> args,
+              redis_reply_holder& out, std::size_t limit) const {
+    const char* argv[8];
+    std::size_t lens[8];
+    const std::size_t n = std::min<std::size_t>(args.size(), 8);
+    for (std::size_t i = 0; i < n; ++i) {
+      argv[i] = args[i].data();
+      lens[i] = args[i].size();
+    }
+    return exec(c, static_cast<int>(n), argv, lens, out, limit);
   }
 
   bool put_impl(const Key& key, const Value& value,
                 std::optional<std::chrono::nanoseconds> ttl) noexcept {
+    bool oversized = false;
     const bool ok = run([&](connection& c) {
       if (!encode_key(key, c.key) || !encode_value(value, c.value)) return status::codec;
+      if (c.value.size() > config_.max_value_size) {
+        // Rejected; delete the key so that Redis does not keep serving the value this
+        // put was meant to replace.
+        oversized = true;
+        const std::string_view args[] = {"DEL", c.key};
+        redis_reply_holder r;
+        if (const status s = exec(c, args, r, reply_limit()); s != status::ok) return s;
+        return r->type == REDIS_REPLY_INTEGER ? status::ok : status::server;
+      }
       char px[24];
       std::size_t px_len = 0;
       if (ttl)
@@ -841,11 +1155,19 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
             std::to_chars(px, px + sizeof px, ttl_ms(*ttl)).ptr - px);
       const char* argv[] = {"SET", c.key.data(), c.value.data(), "PX", px};
       const std::size_t lens[] = {3, c.key.size(), c.value.size(), 2, px_len};
-      redis_reply_holder r(
-          static_cast<redisReply*>(redisCommandArgv(c.ctx.get(), ttl ? 5 : 3, argv, lens)));
-      if (!r) return status::transport;
+      redis_reply_holder r;
+      if (const status s = exec(c, ttl ? 5 : 3, argv, lens, r, reply_limit());
+          s != status::ok)
+        return s;
       return r->type == REDIS_REPLY_STATUS ? status::ok : status::server;
     });
+    if (oversized) {
+      oversized_.add();
+      rejected_puts_.add();
+      failed_writes_.add();
+      if (!ok) remember_for_repair(key);
+      return false;
+    }
     if (ok) {
       puts_.add();
     } else {
@@ -953,6 +1275,10 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
       if (s == status::transport) {
         transport_errors_.add();
         close(c);
+      } else if (s == status::too_large) {
+        oversized_.add();
+        decode_errors_.add();
+        close(c);  // the rest of the reply is unread: never reuse the connection
       } else if (s == status::server) {
         server_errors_.add();
       }
@@ -1015,10 +1341,11 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
             argv.push_back(keys[i].data());
             lens.push_back(keys[i].size());
           }
-          redis_reply_holder r(static_cast<redisReply*>(redisCommandArgv(
-              c.ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-          if (!r) {
-            s = status::transport;
+          redis_reply_holder r;
+          s = exec(c, static_cast<int>(argv.size()), argv.data(), lens.data(), r,
+                   reply_limit());
+          if (s != status::ok) {
+            if (s == status::too_large) s = status::transport;
           } else if (r->type != REDIS_REPLY_INTEGER) {
             s = status::server;
           } else {
@@ -1055,10 +1382,11 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
   status scan(connection& c, F&& on_keys) const {
     const std::string pattern = detail::redis_prefix_pattern(config_.key_prefix);
     std::string cursor = "0";
+    std::vector<redisReply*> ours;
     do {
       const std::string_view args[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-      auto r = detail::redis_argv(c.ctx.get(), args);
-      if (!r) return status::transport;
+      redis_reply_holder r;
+      if (const status s = exec(c, args, r, reply_limit()); s != status::ok) return s;
       if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
           r->element[0]->type != REDIS_REPLY_STRING ||
           r->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -1066,9 +1394,16 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
       }
       cursor.assign(r->element[0]->str, r->element[0]->len);
       const redisReply* keys = r->element[1];
-      if (keys->elements > 0) {
-        const status s =
-            on_keys(std::span<redisReply* const>(keys->element, keys->elements));
+      ours.clear();
+      for (std::size_t i = 0; i < keys->elements; ++i) {
+        const redisReply* k = keys->element[i];
+        if (k->type == REDIS_REPLY_STRING &&
+            detail::redis_in_namespace({k->str, k->len}, config_.key_prefix)) {
+          ours.push_back(keys->element[i]);
+        }
+      }
+      if (!ours.empty()) {
+        const status s = on_keys(std::span<redisReply* const>(ours.data(), ours.size()));
         if (s != status::ok) return s;
       }
     } while (cursor != "0");
@@ -1085,9 +1420,10 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
         argv.push_back(k->str);
         lens.push_back(k->len);
       }
-      redis_reply_holder r(static_cast<redisReply*>(redisCommandArgv(
-          c.ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-      if (!r) return status::transport;
+      redis_reply_holder r;
+      const status s = exec(c, static_cast<int>(argv.size()), argv.data(), lens.data(), r,
+                            reply_limit());
+      if (s != status::ok) return s;
       return r->type == REDIS_REPLY_INTEGER ? status::ok : status::server;
     });
   }
@@ -1113,7 +1449,7 @@ requires redis_codec<Codec, Value> && redis_key_codec<Codec, Key> &&
   mutable std::atomic<std::uint64_t> open_connections_{0};
   mutable counter hits_, misses_, puts_, rejected_puts_, failed_reads_, failed_writes_,
       transport_errors_, server_errors_, decode_errors_, short_circuited_, pool_timeouts_,
-      connects_, connect_failures_, erased_, repaired_;
+      connects_, connect_failures_, erased_, repaired_, oversized_;
 };
 
 static_assert(redis_breaker<circuit_breaker<>>);
