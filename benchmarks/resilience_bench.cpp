@@ -80,7 +80,7 @@ void BM_breaker_closed_success_2threads(benchmark::State& state) {
 BENCHMARK(BM_breaker_closed_success_2threads)->Threads(2)->UseRealTime();
 
 void BM_breaker_open_reject(benchmark::State& state) {
-  outgrow::circuit_breaker<> cb({.open_for = 1h, .max_open_for = 1h});
+  outgrow::circuit_breaker<> cb({.open_for = 1h});
   cb.force_open();
   // A tripped breaker, not a forced one: open for an hour.
   cb.reset();

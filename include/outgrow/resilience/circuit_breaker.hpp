@@ -16,43 +16,80 @@
 //   cb.on_transition([](const outgrow::breaker_transition& t) { log(t); });
 //   fmt::print("{}\n", cb.metrics());
 //
-// States: closed → open when the trip condition holds; open → half_open once
-// `open_for` has passed (checked by the next call); half_open admits exactly
-// `half_open_calls` probes: `success_threshold` successful probes close it, any
-// failed probe re-opens it, each consecutive re-open multiplying open_for by
-// `open_for_multiplier` up to `max_open_for`. Manual states: forced_open (reject
-// everything), disabled (allow everything, record nothing), metrics_only (allow
-// everything, record, never open); reset() returns to closed.
+// States: closed → open when the trip condition holds; open → half_open once `open_for`
+// has passed. That transition is made by whatever looks first after the break: a call,
+// state() or metrics() (as Polly's CircuitState getter does). So state() and metrics()
+// report half_open as soon as open_for has elapsed, and listeners see open → half_open
+// exactly once, stamped with the moment it was made. (Resilience4j by default stays OPEN
+// until the next call; with automaticTransitionFromOpenToHalfOpenEnabled a timer moves it
+// — what our observers see, without the timer thread.)
+// half_open admits exactly `half_open_calls` probes: `success_threshold` successful
+// probes close it; any failed probe — or slow probe, with slow-call tracking — re-opens
+// it at once. That is deliberate and differs from Resilience4j, which rates all its
+// permitted probes against the thresholds (at 50 %, one failure among 4 probes still
+// closes it): a dependency that is still down gets one failed probe, not half_open_calls
+// of them (the textbook's, Hystrix's and Polly's half-open). An ignored or abandoned probe
+// gives its slot back (as Resilience4j's releasePermission). Each consecutive re-open
+// multiplies open_for by `open_for_multiplier` up to `max_open_for`. Manual states:
+// forced_open (reject everything, never half-opens), disabled (allow everything, record
+// nothing), metrics_only (allow everything, record, never open); reset() returns to
+// closed. Entering closed or metrics_only empties the window. A manual change to the
+// state the breaker is already in (reset() while closed) still empties the window but is
+// no transition: no listener call, not counted (as Resilience4j).
 //
-// Trip conditions (the Window template parameter):
+// Trip conditions (the Window template parameter), checked after every recorded outcome,
+// successes included (a success can complete minimum_calls while the failure rate is
+// over the threshold: F F F S S with minimum 5 opens on the fifth call, at 60 %):
 //   consecutive_failures (default) — `failure_threshold` failures in a row (5, the
 //     textbook's; a success resets the count);
 //   count_window — the last `window_size` calls: failure rate >= failure_rate_threshold
 //     % or slow-call rate >= slow_call_rate_threshold %, once `minimum_calls` were seen
-//     (Resilience4j's COUNT_BASED; its defaults: 100 calls, 50 %, minimum 100);
+//     (Resilience4j's COUNT_BASED; its defaults, and ours: 100 calls, 50 %, minimum 100
+//     capped at the window size — but an explicit minimum_calls above window_size is
+//     rejected, where Resilience4j lowers it);
 //   time_window — the same over the last `window_size` seconds in one-second buckets
 //     (Resilience4j's TIME_BASED, Hystrix's rolling window).
-// A call slower than `slow_call_duration` counts as slow (rate windows only). Which
+// A call lasting longer than `slow_call_duration` counts as slow (rate windows only; a
+// call lasting exactly slow_call_duration is not slow, as in Resilience4j). Which
 // exceptions count as failures: `call()` asks `config.is_failure` (default: every
 // exception); with permits you decide by calling failure()/ignore().
 //
+// Configuration is checked by the constructor (config_error names the field, the value
+// and the rule): out-of-range values, and — as Caffeine's builder does — a non-default
+// value in a field this configuration never reads, which would otherwise be silently
+// ignored: window_size, minimum_calls, failure_rate_threshold, slow_call_rate_threshold
+// and slow_call_duration under consecutive_failures; failure_threshold under a rate
+// window; slow_call_rate_threshold while slow_call_duration is 0; max_open_for while
+// open_for_multiplier is 1.
+//
 // Cost and precision (benchmarks/resilience_bench.cpp): the closed path of the default
 // configuration reads no clock and takes no lock; an open breaker reads the Clock on
-// every rejected call to notice that open_for has passed, so the default Clock is
-// `coarse_steady_clock` (CLOCK_MONOTONIC_COARSE, ~5 ns, resolution 1-4 ms): the
-// breaker may stay open up to one scheduler tick longer than open_for. Slow-call
-// tracking and time windows read the clock per call. Half-open and transitions take a
-// mutex (rare by construction). No call allocates.
+// every rejected call (and state()/metrics() read it while open) to notice that open_for
+// has passed, so the default Clock is `coarse_steady_clock` (CLOCK_MONOTONIC_COARSE,
+// ~5 ns, resolution 1-4 ms): the breaker may stay open up to one scheduler tick longer
+// than open_for. Slow-call tracking and time windows read the clock per call. A time
+// window caches the sum of its completed seconds, re-summed once per second
+// (O(window_size)), so an outcome and a snapshot cost O(1) amortized. Under concurrency,
+// an outcome recorded just as its one-second bucket starts a new second may be lost
+// from the time window, one recorded with a clock reading from the second before may
+// be left out of it until the next second, and one recorded while the window is
+// emptied may land in the emptied window; the counters are exact either way. Half-open
+// and transitions take a mutex (rare by construction). No call allocates.
 //
 // Counts add up: calls() = successes + failures + ignored + rejected. A permit dropped
 // without an outcome counts as ignored (an abandoned call: neither success nor
-// failure); a dropped half-open probe gives its slot back.
+// failure); a dropped half-open probe gives its slot back. The counters are totals since
+// construction; window_calls, failure_rate and slow_call_rate describe the window
+// (Resilience4j's metrics are all window metrics and report -1 below minimum_calls; ours
+// report the window's rate whatever its size).
 //
 // Thread-safety: every member function from any thread. Listeners run on the thread
 // that made the transition, under the breaker's transition lock, exactly once per
-// transition and in order; they must not call reset()/force_open()/disable()/
-// metrics_only() on the same breaker (it would deadlock).
-// Complexity: try_acquire/outcomes O(1); metrics() O(window_size) for time windows.
+// transition and in order; they may call state() and metrics() (which then report the
+// new state) but must not call through the breaker (try_acquire(), call()) or change its
+// state (reset(), force_open(), disable(), metrics_only()): that would deadlock.
+// Complexity: try_acquire, outcomes, state() and metrics() O(1) (amortized for time
+// windows); entering closed or metrics_only O(window_size).
 #pragma once
 
 #include <algorithm>
@@ -67,6 +104,7 @@
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -117,30 +155,41 @@ template <class W>
 concept breaker_window = std::same_as<W, consecutive_failures> ||
     std::same_as<W, count_window> || std::same_as<W, time_window>;
 
+/// Every field has a default; a field the chosen configuration never reads must keep
+/// it (see the header comment), so a setting that would do nothing is an error.
 struct circuit_breaker_config {
-  // consecutive_failures
+  // consecutive_failures only
   /// Failures in a row that open the breaker: 5 (the textbook's). [1, 1000000]
   std::uint32_t failure_threshold = 5;
-  // count_window / time_window
+  // count_window / time_window only
   /// Calls (count_window, [1, 100000]) or seconds (time_window, [1, 3600]) in the
-  /// window: 100 calls as Resilience4j; 10 s as Hystrix for time windows.
+  /// window: 100, Resilience4j's default for both (Hystrix's rolling window is 10 s).
   std::uint32_t window_size = 100;
-  /// Calls needed in the window before a rate can trip: 100 as Resilience4j. [1, 1e9]
-  std::uint32_t minimum_calls = 100;
+  /// Calls needed in the window before a rate can trip. 0 (the default) = Resilience4j's
+  /// default, 100 — capped at window_size for count_window, as Resilience4j caps it
+  /// (a 10-call window can trip from its 10th call). Set explicitly: [1, window_size]
+  /// for count_window — a larger minimum could never be reached, so it is rejected where
+  /// Resilience4j would silently lower it — and [1, 1e9] for time_window.
+  std::uint32_t minimum_calls = 0;
   /// Failure rate that trips, in percent: 50 as Resilience4j and Hystrix. (0, 100]
   double failure_rate_threshold = 50.0;
-  /// Slow-call rate that trips, in percent: 100 as Resilience4j. (0, 100]
+  /// Slow-call rate that trips, in percent: 100 as Resilience4j. (0, 100]; read only
+  /// when slow_call_duration > 0.
   double slow_call_rate_threshold = 100.0;
-  /// Calls slower than this are slow; 0 = slow-call tracking off (the default).
+  /// Calls lasting longer than this are slow (exactly this long is not, as in
+  /// Resilience4j); 0 = slow-call tracking off (the default — Resilience4j's is 60 s —
+  /// so that the default closed path reads no clock).
   std::chrono::nanoseconds slow_call_duration{0};
-  // open and half-open
-  /// Time open before probing: 30 s (the textbook's). (0, 24 h]
+  // open and half-open, every window
+  /// Time open before probing: 30 s (the textbook's; Resilience4j's is 60 s). (0, 24 h]
   std::chrono::nanoseconds open_for = std::chrono::seconds{30};
   /// open_for grows by this factor per consecutive re-open (1 = never grows). [1, 100]
   double open_for_multiplier = 1.0;
-  /// Cap for the grown open_for. [open_for, 24 h]
+  /// Cap for the grown open_for. [open_for, 24 h]; read only when open_for_multiplier
+  /// > 1.
   std::chrono::nanoseconds max_open_for = std::chrono::minutes{10};
-  /// Probes admitted in half_open: 1 (the textbook's single probe). [1, 1000000]
+  /// Probes admitted in half_open: 1 (the textbook's single probe; Resilience4j's
+  /// default is 10). [1, 1000000]
   std::uint32_t half_open_calls = 1;
   /// Successful probes that close the breaker; 0 = all half_open_calls. [0,
   /// half_open_calls]
@@ -154,6 +203,8 @@ struct circuit_breaker_config {
 struct breaker_transition {
   breaker_state from;
   breaker_state to;
+  /// When the transition was made (open → half_open: when a call, state() or metrics()
+  /// first looked after open_for had passed).
   std::chrono::steady_clock::time_point at;
   /// For transitions to open: how long it stays open.
   std::chrono::nanoseconds open_for{0};
@@ -304,7 +355,7 @@ class circuit_breaker {
   };
 
   explicit circuit_breaker(circuit_breaker_config config = {}, Clock clock = {})
-      : config_(validated(config)), clock_(std::move(clock)) {
+      : config_(validated(std::move(config))), clock_(std::move(clock)) {
     if constexpr (std::same_as<Window, count_window>) {
       slots_ = std::make_unique<std::atomic<std::uint8_t>[]>(config_.window_size);
     } else if constexpr (std::same_as<Window, time_window>) {
@@ -339,8 +390,22 @@ class circuit_breaker {
     return permit{};
   }
 
+  /// The current state. Once open_for has passed, an open breaker reports half_open:
+  /// the first observer (this, metrics() or a call) makes that transition and its
+  /// listeners run then, once (see the header comment).
   [[nodiscard]] breaker_state state() const noexcept {
-    return detail::state_of(word_.load(std::memory_order_acquire));
+    const std::uint64_t word = word_.load(std::memory_order_acquire);
+    const breaker_state s = detail::state_of(word);
+    if (s != breaker_state::open) return s;
+    const time_point now = clock_.now();
+    if (now.time_since_epoch().count() < detail::open_until_of(word)) return s;
+    // A listener asking while its own transition holds the lock: report, don't lock.
+    if (notifying_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+      return breaker_state::half_open;
+    }
+    std::lock_guard lock(mutex_);
+    half_open_if_due_locked(now);
+    return detail::state_of(word_.load(std::memory_order_relaxed));
   }
 
   /// Runs f() if permitted and returns its result. Throws circuit_open_error when
@@ -415,6 +480,7 @@ class circuit_breaker {
     return m;
   }
 
+  /// The configuration in use, defaults resolved (minimum_calls, success_threshold).
   [[nodiscard]] const circuit_breaker_config& config() const noexcept { return config_; }
 
  private:
@@ -427,34 +493,83 @@ class circuit_breaker {
   };
 
   static constexpr bool rate_window = !std::same_as<Window, consecutive_failures>;
+  static constexpr std::string_view window_name =
+      std::same_as<Window, count_window>  ? "count_window"
+      : std::same_as<Window, time_window> ? "time_window"
+                                          : "consecutive_failures";
+  /// Resilience4j's DEFAULT_MINIMUM_NUMBER_OF_CALLS.
+  static constexpr std::uint32_t default_minimum_calls = 100;
 
   static circuit_breaker_config validated(circuit_breaker_config c) {
     constexpr std::string_view name = "circuit_breaker";
-    require_in_range(name, "failure_threshold", c.failure_threshold, 1U, 1'000'000U);
-    if constexpr (std::same_as<Window, count_window>) {
-      require_in_range(name, "window_size", c.window_size, 1U, 100'000U);
-    } else if constexpr (std::same_as<Window, time_window>) {
-      require_in_range(name, "window_size (seconds)", c.window_size, 1U, 3600U);
+    const circuit_breaker_config defaults{};
+    // A field this configuration never reads must keep its default: a value there would
+    // be silently ignored.
+    const auto unread = [&](std::string_view field, const auto& value, const auto& def,
+                            std::string_view why) {
+      require(value == def, name, field,
+              fmt::format("left at its default ({}): {}", detail::describe_value(def), why),
+              value);
+    };
+    if constexpr (!rate_window) {
+      require_in_range(name, "failure_threshold", c.failure_threshold, 1U, 1'000'000U);
+      constexpr std::string_view why =
+          "consecutive_failures never reads it (only count_window and time_window do)";
+      unread("window_size", c.window_size, defaults.window_size, why);
+      unread("minimum_calls", c.minimum_calls, defaults.minimum_calls, why);
+      unread("failure_rate_threshold", c.failure_rate_threshold,
+             defaults.failure_rate_threshold, why);
+      unread("slow_call_rate_threshold", c.slow_call_rate_threshold,
+             defaults.slow_call_rate_threshold, why);
+      unread("slow_call_duration", c.slow_call_duration, defaults.slow_call_duration, why);
+    } else {
+      unread("failure_threshold", c.failure_threshold, defaults.failure_threshold,
+             fmt::format("{} never reads it (only consecutive_failures does; {} trips on "
+                         "failure_rate_threshold)",
+                         window_name, window_name));
+      if constexpr (std::same_as<Window, count_window>) {
+        require_in_range(name, "window_size", c.window_size, 1U, 100'000U);
+        // Resilience4j: minimumNumberOfCalls = min(minimumNumberOfCalls, window size).
+        // We cap only the default; an explicit larger value is a mistake, not a wish.
+        require(c.minimum_calls <= c.window_size, name, "minimum_calls",
+                fmt::format("0 (the default: min(100, window_size)) or in [1, window_size "
+                            "({})]: a count_window never holds more than window_size calls",
+                            c.window_size),
+                c.minimum_calls);
+        if (c.minimum_calls == 0)
+          c.minimum_calls = std::min(default_minimum_calls, c.window_size);
+      } else {
+        require_in_range(name, "window_size (seconds)", c.window_size, 1U, 3600U);
+        require_in_range(name, "minimum_calls", c.minimum_calls, 0U, 1'000'000'000U);
+        if (c.minimum_calls == 0) c.minimum_calls = default_minimum_calls;
+      }
+      require(c.failure_rate_threshold > 0.0 && c.failure_rate_threshold <= 100.0, name,
+              "failure_rate_threshold", "in (0, 100]", c.failure_rate_threshold);
+      require(c.slow_call_duration >= std::chrono::nanoseconds{0}, name,
+              "slow_call_duration", "0 (off) or positive", c.slow_call_duration);
+      if (c.slow_call_duration == std::chrono::nanoseconds{0}) {
+        unread("slow_call_rate_threshold", c.slow_call_rate_threshold,
+               defaults.slow_call_rate_threshold,
+               "it is never read while slow_call_duration is 0 (slow-call tracking off)");
+      } else {
+        require(c.slow_call_rate_threshold > 0.0 && c.slow_call_rate_threshold <= 100.0,
+                name, "slow_call_rate_threshold", "in (0, 100]",
+                c.slow_call_rate_threshold);
+      }
     }
-    require_in_range(name, "minimum_calls", c.minimum_calls, 1U, 1'000'000'000U);
-    require(c.failure_rate_threshold > 0.0 && c.failure_rate_threshold <= 100.0, name,
-            "failure_rate_threshold", "in (0, 100]", c.failure_rate_threshold);
-    require(c.slow_call_rate_threshold > 0.0 && c.slow_call_rate_threshold <= 100.0, name,
-            "slow_call_rate_threshold", "in (0, 100]", c.slow_call_rate_threshold);
-    require(c.slow_call_duration >= std::chrono::nanoseconds{0}, name, "slow_call_duration",
-            "0 (off) or positive", c.slow_call_duration);
-    require(c.slow_call_duration == std::chrono::nanoseconds{0} || rate_window, name,
-            "slow_call_duration",
-            "0 with consecutive_failures (slow calls need a rate window)",
-            c.slow_call_duration);
     require(
         c.open_for > std::chrono::nanoseconds{0} && c.open_for <= std::chrono::hours{24},
         name, "open_for", "in (0s, 24h]", c.open_for);
     require_in_range(name, "open_for_multiplier", c.open_for_multiplier, 1.0, 100.0);
-    require(c.max_open_for >= c.open_for && c.max_open_for <= std::chrono::hours{24}, name,
-            "max_open_for",
-            fmt::format("in [open_for ({}), 24h]", detail::describe_value(c.open_for)),
-            c.max_open_for);
+    if (c.open_for_multiplier == 1.0) {
+      unread("max_open_for", c.max_open_for, defaults.max_open_for,
+             "it is never read while open_for_multiplier is 1 (open_for never grows)");
+    } else {
+      require(c.max_open_for >= c.open_for && c.max_open_for <= std::chrono::hours{24},
+              name, "max_open_for",
+              fmt::format("in [open_for ({}), 24h]", detail::describe_value(c.open_for)),
+              c.max_open_for);
+    }
     require_in_range(name, "half_open_calls", c.half_open_calls, 1U, 1'000'000U);
     require_in_range(name, "success_threshold", c.success_threshold, 0U, c.half_open_calls);
     if (c.success_threshold == 0) c.success_threshold = c.half_open_calls;
@@ -470,39 +585,40 @@ class circuit_breaker {
     return p;
   }
 
-  permit acquire_probe() {
+  permit acquire_probe() noexcept {
     std::lock_guard lock(mutex_);
-    const std::uint64_t word = word_.load(std::memory_order_relaxed);
-    const breaker_state s = detail::state_of(word);
-    if (s == breaker_state::open) {
-      const time_point now = clock_.now();
-      if (now.time_since_epoch().count() < detail::open_until_of(word)) {
-        rejected_.add();
-        return permit{};
-      }
-      transition_locked(breaker_state::half_open, now);
-    } else if (s != breaker_state::half_open) {
-      // Changed under us (closed again, forced open, ...): decide afresh.
-      if (s == breaker_state::closed || s == breaker_state::metrics_only) {
+    if (detail::state_of(word_.load(std::memory_order_relaxed)) == breaker_state::open) {
+      half_open_if_due_locked(clock_.now());
+    }
+    switch (detail::state_of(word_.load(std::memory_order_relaxed))) {
+      case breaker_state::half_open:
+        if (probes_left_ == 0) break;
+        --probes_left_;
+        return grant(permit_kind::probe);
+      // Changed under us (closed again, disabled, ...): decide afresh.
+      case breaker_state::closed:
+      case breaker_state::metrics_only:
         return grant(permit_kind::normal);
-      }
-      if (s == breaker_state::disabled) return grant(permit_kind::uncounted);
-      rejected_.add();
-      return permit{};
+      case breaker_state::disabled:
+        return grant(permit_kind::uncounted);
+      case breaker_state::open:  // still open
+      case breaker_state::forced_open:
+        break;
     }
-    if (probes_left_ == 0) {
-      rejected_.add();
-      return permit{};
-    }
-    --probes_left_;
-    return grant(permit_kind::probe);
+    rejected_.add();
+    return permit{};
   }
 
   void record(const permit& p, outcome o) noexcept {
     if (p.kind_ == permit_kind::uncounted) return;
+    const bool tracks_slow = config_.slow_call_duration.count() > 0;
     bool slow = false;
-    if (config_.slow_call_duration.count() > 0 && o != outcome::ignored) {
-      slow = clock_.now() - p.started_ >= config_.slow_call_duration;
+    time_point now{};  // read once, only when needed (never by the default config)
+    if (o != outcome::ignored && (tracks_slow || std::same_as<Window, time_window>)) {
+      now = clock_.now();
+      // Longer than the threshold, as Resilience4j's CircuitBreakerMetrics (duration >
+      // slowCallDurationThreshold): a call lasting exactly slow_call_duration is not slow.
+      slow = tracks_slow && now - p.started_ > config_.slow_call_duration;
       if (slow) slow_.add();
     }
     switch (o) {
@@ -525,14 +641,17 @@ class circuit_breaker {
     const breaker_state s = detail::state_of(word);
     if (s != breaker_state::closed && s != breaker_state::metrics_only) return;
     if (p.generation_ != generation_.load(std::memory_order_acquire)) return;  // stale
-    if (should_trip(o == outcome::failure, slow) && s == breaker_state::closed) {
+    if (should_trip(o == outcome::failure, slow, now) && s == breaker_state::closed) {
       trip(p.generation_);
     }
   }
 
   /// Records a closed-state outcome in the window; true when the breaker should open.
-  bool should_trip(bool failed, bool slow) noexcept {
-    if constexpr (std::same_as<Window, consecutive_failures>) {
+  /// Every outcome is checked, successes included.
+  bool should_trip(bool failed, bool slow, time_point now) noexcept {
+    if constexpr (!rate_window) {
+      (void)slow;
+      (void)now;
       if (!failed) {
         if (consecutive_.load(std::memory_order_relaxed) != 0) {
           consecutive_.store(0, std::memory_order_relaxed);
@@ -547,29 +666,21 @@ class circuit_breaker {
       } else if (consecutive_.load(std::memory_order_relaxed) != 0) {
         consecutive_.store(0, std::memory_order_relaxed);
       }
-      add_to_window(failed, slow);
-      if (!failed && !slow) {
-        // A good call cannot raise a rate, but it can complete minimum_calls; count
-        // windows check that moment (cheap), time windows leave it to the next bad call.
-        if constexpr (std::same_as<Window, count_window>) {
-          if (window_used_.load(std::memory_order_relaxed) != config_.minimum_calls)
-            return false;
-        } else {
-          return false;
-        }
-      }
-      const window_counts w = window_snapshot(clock_.now());
-      if (w.calls < config_.minimum_calls) return false;
+      const window_counts w = add_to_window(failed, slow, now);
+      if (w.calls == 0 || w.calls < config_.minimum_calls) return false;
       const double calls = static_cast<double>(w.calls);
       return 100.0 * static_cast<double>(w.failures) >=
                  config_.failure_rate_threshold * calls ||
-             100.0 * static_cast<double>(w.slow) >=
-                 config_.slow_call_rate_threshold * calls;
+             (config_.slow_call_duration.count() > 0 &&
+              100.0 * static_cast<double>(w.slow) >=
+                  config_.slow_call_rate_threshold * calls);
     }
   }
 
-  void add_to_window(bool failed, bool slow) noexcept {
+  /// Adds one outcome to the window and returns the window's counts including it.
+  window_counts add_to_window(bool failed, bool slow, time_point now) noexcept {
     if constexpr (std::same_as<Window, count_window>) {
+      (void)now;
       const std::uint8_t bits = static_cast<std::uint8_t>(
           detail::slot_used | (failed ? detail::slot_failure : 0) |
           (slow ? detail::slot_slow : 0));
@@ -580,25 +691,15 @@ class circuit_breaker {
         window_used_.fetch_add(1, std::memory_order_relaxed);
       adjust(window_failures_, old & detail::slot_failure, bits & detail::slot_failure);
       adjust(window_slow_, old & detail::slot_slow, bits & detail::slot_slow);
-    } else if constexpr (std::same_as<Window, time_window>) {
-      const std::int64_t second = seconds_of(clock_.now());
-      bucket& b = buckets_[static_cast<std::size_t>(second) % config_.window_size];
-      std::int64_t seen = b.second.load(std::memory_order_acquire);
-      if (seen != second) {
-        // First call of a new second in this bucket: the winner clears it. Calls
-        // racing with the clear may be lost (documented approximation).
-        if (b.second.compare_exchange_strong(seen, second, std::memory_order_acq_rel)) {
-          b.calls.store(0, std::memory_order_relaxed);
-          b.failures.store(0, std::memory_order_relaxed);
-          b.slow.store(0, std::memory_order_relaxed);
-        }
-      }
+      return window_snapshot(time_point{});
+    } else {
+      const std::int64_t second = seconds_of(now);
+      bucket& b = bucket_of(second);
+      turn_over(b, second);
       b.calls.fetch_add(1, std::memory_order_relaxed);
       if (failed) b.failures.fetch_add(1, std::memory_order_relaxed);
       if (slow) b.slow.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      (void)failed;
-      (void)slow;
+      return time_snapshot(second, b);
     }
   }
 
@@ -608,27 +709,107 @@ class circuit_breaker {
     if (before != 0 && after == 0) counter.fetch_sub(1, std::memory_order_relaxed);
   }
 
+  /// Whole seconds since the clock's epoch (never negative: no provided clock is).
   static std::int64_t seconds_of(time_point t) noexcept {
-    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+    return std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count());
+  }
+
+  /// Time window: the bucket of a second.
+  bucket& bucket_of(std::int64_t second) const noexcept {
+    return buckets_[static_cast<std::size_t>(second) % config_.window_size];
+  }
+
+  /// Time window: the first outcome of a new second in bucket b empties it for that
+  /// second. Outcomes racing with the emptying may be lost (see the header comment).
+  static void turn_over(bucket& b, std::int64_t second) noexcept {
+    std::int64_t seen = b.second.load(std::memory_order_acquire);
+    while (seen < second) {
+      if (b.second.compare_exchange_weak(seen, second, std::memory_order_acq_rel)) {
+        b.calls.store(0, std::memory_order_relaxed);
+        b.failures.store(0, std::memory_order_relaxed);
+        b.slow.store(0, std::memory_order_relaxed);
+        return;
+      }
+    }
+  }
+
+  /// Time window: the buckets of the seconds (after, last], summed. O(window_size).
+  window_counts sum_buckets(std::int64_t after, std::int64_t last) const noexcept {
+    window_counts w;
+    for (std::uint32_t i = 0; i < config_.window_size; ++i) {
+      const bucket& b = buckets_[i];
+      const std::int64_t s = b.second.load(std::memory_order_acquire);
+      if (s > after && s <= last) {
+        w.calls += b.calls.load(std::memory_order_relaxed);
+        w.failures += b.failures.load(std::memory_order_relaxed);
+        w.slow += b.slow.load(std::memory_order_relaxed);
+      }
+    }
+    return w;
+  }
+
+  /// Time window: the window ending with `second` — the cached sum of its completed
+  /// seconds plus the live bucket of `second`. O(1), but once per second one caller
+  /// re-sums the completed seconds (O(window_size)); a caller whose clock reading is
+  /// behind the cache, or that meets a re-sum in progress, sums all buckets itself.
+  window_counts time_snapshot(std::int64_t second, const bucket& current) const noexcept {
+    const auto n = static_cast<std::int64_t>(config_.window_size);
+    if (summed_for_.load(std::memory_order_acquire) != second && !resum(second)) {
+      return clamped(sum_buckets(second - n, second));
+    }
+    window_counts w;
+    w.calls = rest_calls_.load(std::memory_order_relaxed);
+    w.failures = rest_failures_.load(std::memory_order_relaxed);
+    w.slow = rest_slow_.load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (summed_for_.load(std::memory_order_relaxed) != second) {  // re-summed meanwhile
+      return clamped(sum_buckets(second - n, second));
+    }
+    if (current.second.load(std::memory_order_acquire) == second) {
+      w.calls += current.calls.load(std::memory_order_relaxed);
+      w.failures += current.failures.load(std::memory_order_relaxed);
+      w.slow += current.slow.load(std::memory_order_relaxed);
+    }
+    return clamped(w);
+  }
+
+  /// Time window: caches the sum of the seconds before `second` (summed_for_ works as a
+  /// seqlock: `resumming` while a thread writes the sums). False when another thread is
+  /// re-summing or has cached a later second.
+  bool resum(std::int64_t second) const noexcept {
+    std::int64_t done = summed_for_.load(std::memory_order_acquire);
+    if (done == resumming || done >= second) return done == second;
+    if (!summed_for_.compare_exchange_strong(done, resumming, std::memory_order_acquire)) {
+      return false;
+    }
+    std::atomic_thread_fence(std::memory_order_release);
+    const auto n = static_cast<std::int64_t>(config_.window_size);
+    const window_counts rest = sum_buckets(second - n, second - 1);
+    rest_calls_.store(rest.calls, std::memory_order_relaxed);
+    rest_failures_.store(rest.failures, std::memory_order_relaxed);
+    rest_slow_.store(rest.slow, std::memory_order_relaxed);
+    summed_for_.store(second, std::memory_order_release);
+    return true;
+  }
+
+  /// Failures and slow calls never exceed calls (reads racing with writers may).
+  static window_counts clamped(window_counts w) noexcept {
+    w.failures = std::min(w.failures, w.calls);
+    w.slow = std::min(w.slow, w.calls);
+    return w;
   }
 
   window_counts window_snapshot(time_point now) const noexcept {
     window_counts w;
     if constexpr (std::same_as<Window, count_window>) {
+      (void)now;
       w.calls = window_used_.load(std::memory_order_relaxed);
       w.failures = window_failures_.load(std::memory_order_relaxed);
       w.slow = window_slow_.load(std::memory_order_relaxed);
     } else if constexpr (std::same_as<Window, time_window>) {
-      const std::int64_t current = seconds_of(now);
-      for (std::uint32_t i = 0; i < config_.window_size; ++i) {
-        const bucket& b = buckets_[i];
-        const std::int64_t s = b.second.load(std::memory_order_acquire);
-        if (s > current - static_cast<std::int64_t>(config_.window_size) && s <= current) {
-          w.calls += b.calls.load(std::memory_order_relaxed);
-          w.failures += b.failures.load(std::memory_order_relaxed);
-          w.slow += b.slow.load(std::memory_order_relaxed);
-        }
-      }
+      const std::int64_t second = seconds_of(now);
+      w = time_snapshot(second, bucket_of(second));
     } else {
       (void)now;
     }
@@ -646,6 +827,7 @@ class circuit_breaker {
     if (o == outcome::ignored) {
       ++probes_left_;  // give the slot back
     } else if (o == outcome::failure || slow) {
+      // Deliberately not Resilience4j's rate over all probes (see the header comment).
       transition_locked(breaker_state::open, now);
     } else if (++probe_successes_ >= config_.success_threshold) {
       transition_locked(breaker_state::closed, now);
@@ -666,7 +848,22 @@ class circuit_breaker {
     transition_locked(to, clock_.now());
   }
 
-  /// Performs a transition; mutex_ held. Listeners are called here, once.
+  /// open → half_open once open_for has passed; mutex_ held. Const because observers
+  /// (state(), metrics()) make it too: it changes how the state is stored, not what
+  /// state() reports, so the members it writes are mutable.
+  void half_open_if_due_locked(time_point now) const noexcept {
+    const std::uint64_t word = word_.load(std::memory_order_relaxed);
+    if (detail::state_of(word) != breaker_state::open ||
+        now.time_since_epoch().count() < detail::open_until_of(word)) {
+      return;
+    }
+    probes_left_ = config_.half_open_calls;
+    probe_successes_ = 0;
+    publish_locked(breaker_state::open, breaker_state::half_open, now,
+                   std::chrono::nanoseconds{0}, 0);
+  }
+
+  /// Performs a transition to anything but half_open; mutex_ held.
   void transition_locked(breaker_state to, time_point now) noexcept {
     const breaker_state from = detail::state_of(word_.load(std::memory_order_relaxed));
     std::chrono::nanoseconds open_for{0};
@@ -681,21 +878,30 @@ class circuit_breaker {
       open_for = grown >= static_cast<double>(config_.max_open_for.count())
                      ? config_.max_open_for
                      : std::chrono::nanoseconds{static_cast<std::int64_t>(grown)};
-      open_until = (now + open_for).time_since_epoch().count();
+      // Saturating: the state word holds 61 bits of nanoseconds (73 years), and a
+      // manual_clock may stand at time_point::max().
+      constexpr std::int64_t max_open_until = (std::int64_t{1} << 61) - 1;
+      const std::int64_t now_ns = now.time_since_epoch().count();
+      open_until = now_ns >= max_open_until - open_for.count() ? max_open_until
+                                                               : now_ns + open_for.count();
     }
-    if (to == breaker_state::half_open) {
-      probes_left_ = config_.half_open_calls;
-      probe_successes_ = 0;
-    }
-    if (to == breaker_state::closed || to == breaker_state::metrics_only) {
-      clear_window();
-      if (to == breaker_state::closed && from != breaker_state::half_open) reopens_ = 0;
-    }
-    generation_.fetch_add(1, std::memory_order_acq_rel);
-    word_.store(detail::pack_state(to, open_until), std::memory_order_release);
-    transitions_.fetch_add(1, std::memory_order_relaxed);
+    if (to == breaker_state::closed || to == breaker_state::metrics_only) clear_window();
     if (to == breaker_state::closed) reopens_ = 0;
+    publish_locked(from, to, now, open_for, open_until);
+  }
+
+  /// Stores the new state and tells the listeners, once; mutex_ held. Staying in the
+  /// same state (reset() while closed) is no transition: nothing is published.
+  void publish_locked(breaker_state from, breaker_state to, time_point now,
+                      std::chrono::nanoseconds open_for,
+                      std::int64_t open_until) const noexcept {
+    generation_.fetch_add(1, std::memory_order_acq_rel);  // in-flight permits go stale
+    word_.store(detail::pack_state(to, open_until), std::memory_order_release);
+    if (from == to) return;
+    transitions_.fetch_add(1, std::memory_order_relaxed);
+    if (listeners_.empty()) return;
     const breaker_transition t{from, to, now, open_for};
+    notifying_.store(std::this_thread::get_id(), std::memory_order_relaxed);
     for (const auto& l : listeners_) {
       try {
         l(t);
@@ -703,21 +909,42 @@ class circuit_breaker {
         // A listener's failure must not break the breaker.
       }
     }
+    notifying_.store(std::thread::id{}, std::memory_order_relaxed);
   }
 
+  /// Empties the window. A count window takes each slot out of its counts as it empties
+  /// it, so outcomes racing with this cannot make the counts drift from the slots.
   void clear_window() noexcept {
     consecutive_.store(0, std::memory_order_relaxed);
     if constexpr (std::same_as<Window, count_window>) {
       for (std::uint32_t i = 0; i < config_.window_size; ++i) {
-        slots_[i].store(0, std::memory_order_relaxed);
+        const std::uint8_t old = slots_[i].exchange(0, std::memory_order_acq_rel);
+        if ((old & detail::slot_used) != 0)
+          window_used_.fetch_sub(1, std::memory_order_relaxed);
+        adjust(window_failures_, old & detail::slot_failure, 0);
+        adjust(window_slow_, old & detail::slot_slow, 0);
       }
-      window_used_.store(0, std::memory_order_relaxed);
-      window_failures_.store(0, std::memory_order_relaxed);
-      window_slow_.store(0, std::memory_order_relaxed);
     } else if constexpr (std::same_as<Window, time_window>) {
+      // Hold the re-sum "lock" so that no re-sum publishes sums of the old buckets.
+      for (;;) {
+        std::int64_t done = summed_for_.load(std::memory_order_relaxed);
+        if (done != resumming &&
+            summed_for_.compare_exchange_weak(done, resumming, std::memory_order_acquire)) {
+          break;
+        }
+        std::this_thread::yield();  // a re-sum is running: O(window_size)
+      }
+      std::atomic_thread_fence(std::memory_order_release);
       for (std::uint32_t i = 0; i < config_.window_size; ++i) {
         buckets_[i].second.store(-1, std::memory_order_relaxed);
+        buckets_[i].calls.store(0, std::memory_order_relaxed);
+        buckets_[i].failures.store(0, std::memory_order_relaxed);
+        buckets_[i].slow.store(0, std::memory_order_relaxed);
       }
+      rest_calls_.store(0, std::memory_order_relaxed);
+      rest_failures_.store(0, std::memory_order_relaxed);
+      rest_slow_.store(0, std::memory_order_relaxed);
+      summed_for_.store(-1, std::memory_order_release);
     }
   }
 
@@ -749,25 +976,33 @@ class circuit_breaker {
 
   circuit_breaker_config config_;
   Clock clock_;
-  // Hot state, read lock-free.
-  alignas(64) std::atomic<std::uint64_t> word_{
+  // Hot state, read lock-free. Mutable members: the open → half_open transition is made
+  // by const observers too (state(), metrics()); see half_open_if_due_locked().
+  alignas(64) mutable std::atomic<std::uint64_t> word_{
       detail::pack_state(breaker_state::closed, 0)};
-  std::atomic<std::uint32_t> generation_{0};
+  mutable std::atomic<std::uint32_t> generation_{0};
   std::atomic<std::uint32_t> consecutive_{0};
-  // Windows.
+  // Count window.
   std::unique_ptr<std::atomic<std::uint8_t>[]> slots_;
   std::atomic<std::uint64_t> cursor_{0};
   std::atomic<std::uint32_t> window_used_{0}, window_failures_{0}, window_slow_{0};
+  // Time window: one bucket per second, and the cached sum of the completed seconds
+  // of the window ending with summed_for_ (see time_snapshot()).
+  static constexpr std::int64_t resumming = -2;
   std::unique_ptr<bucket[]> buckets_;
+  mutable std::atomic<std::int64_t> summed_for_{-1};
+  mutable std::atomic<std::uint64_t> rest_calls_{0}, rest_failures_{0}, rest_slow_{0};
   // Counters.
   detail::striped_counter successes_, failures_, ignored_, rejected_, slow_;
-  std::atomic<std::uint64_t> transitions_{0};
+  mutable std::atomic<std::uint64_t> transitions_{0};
   // Transition state, under mutex_.
-  std::mutex mutex_;
-  std::uint32_t probes_left_ = 0;
-  std::uint32_t probe_successes_ = 0;
+  mutable std::mutex mutex_;
+  mutable std::uint32_t probes_left_ = 0;
+  mutable std::uint32_t probe_successes_ = 0;
   std::uint32_t reopens_ = 0;
   std::vector<std::function<void(const breaker_transition&)>> listeners_;
+  /// The thread running listeners (so that their state()/metrics() do not relock).
+  mutable std::atomic<std::thread::id> notifying_{};
 };
 
 }  // namespace outgrow
