@@ -1191,3 +1191,36 @@ TEST_CASE("redis_stream_queue reads untrusted dead-letter fields without overflo
   CHECK(dlq.size() == 6);
   CHECK(dlq.purge_all() == 6);
 }
+
+namespace sq_validation {
+struct ticket {
+  std::int32_t id;
+  std::int32_t seats;
+};
+// The validation hook redis_tier calls after decoding (ADL); the queue calls it too.
+bool redis_validate(const ticket& t) {
+  return t.id > 0 && t.seats >= 1 && t.seats <= 10;
+}
+}  // namespace sq_validation
+
+TEST_CASE("redis_stream_queue runs a job only when its type's validation hook accepts it") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  auto config = base_config(server);
+  using sq_validation::ticket;
+  outgrow::redis_stream_queue<ticket> q(config);
+  std::vector<std::int32_t> ran;
+  outgrow::redis_stream_worker<ticket, outgrow::redis_default_codec, outgrow::manual_clock>
+      w(
+          config, [&](ticket& t) { ran.push_back(t.id); }, {}, clock);
+  REQUIRE(q.enqueue(ticket{1, 2}));
+  REQUIRE(q.enqueue(ticket{2, 99}));  // decodes, but the hook rejects 99 seats
+  REQUIRE(q.enqueue(ticket{3, 4}));
+  pump(w, clock, [&] { return ran.size() == 2 && q.dead_letters().size() == 1; });
+  CHECK(ran == std::vector<std::int32_t>{1, 3});
+  CHECK(w.stats().decode_errors == 1);
+  const auto dead = q.dead_letters().snapshot();
+  REQUIRE(dead.size() == 1);
+  CHECK(!dead[0].job);  // inspection applies the same hook
+  CHECK(dead[0].error_type == "outgrow::decode_error");
+}

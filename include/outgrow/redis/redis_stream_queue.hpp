@@ -160,6 +160,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -1042,11 +1043,10 @@ class redis_dead_letters {
     out.replayable = d.payload.has_value();
     out.payload = std::move(d.payload).value_or(std::string());
     if (out.replayable) {
-      try {
-        out.job = codec_.decode(out.payload, std::type_identity<Job>{});
-      } catch (...) {
-        out.job.reset();
-      }
+      // Through the tier's decode path: the codec's and the type's validation hooks
+      // run too (redis_validate, Codec::validate), as for cached values.
+      out.job = detail::redis_decode_value<Job>(codec_, out.payload,
+                                                std::numeric_limits<std::size_t>::max());
     }
     out.error = std::move(d.error);
     out.error_type = std::move(d.error_type);
@@ -1701,11 +1701,9 @@ class redis_stream_worker {
     }
     std::optional<Job> job;
     if (m.has_payload) {
-      try {
-        job = codec_.decode(m.payload, std::type_identity<Job>{});
-      } catch (...) {
-        job.reset();
-      }
+      // Decoded and validated as redis_tier does (validation hooks included).
+      job = detail::redis_decode_value<Job>(codec_, m.payload,
+                                            std::numeric_limits<std::size_t>::max());
     }
     if (!job) {
       decode_errors_.fetch_add(1, std::memory_order_relaxed);
