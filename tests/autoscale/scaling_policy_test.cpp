@@ -964,3 +964,290 @@ TEST_CASE("scaling policies reject bad configuration with config_error", "[confi
     }
   }
 }
+
+// ---------------------------------------------------------------------------------
+// Huge inputs: bounded adjustments, saturating arithmetic, no UB (run under UBSan)
+// ---------------------------------------------------------------------------------
+
+namespace {
+
+constexpr int int_max = std::numeric_limits<int>::max();
+
+/// A context at `current` replicas with one fresh sample of `metric`.
+struct direct_ctx {
+  std::vector<outgrow::metric_series> metrics;
+  outgrow::scaling_context ctx;
+
+  direct_ctx(std::string_view metric, double value, int current, int not_ready = 0,
+             int reporting = -1) {
+    metrics.emplace_back(std::string(metric));
+    const outgrow::scaling_time_point now{1h};
+    REQUIRE(metrics[0].push({now, value, reporting}));
+    ctx.now = now;
+    ctx.current = current;
+    ctx.not_ready = not_ready;
+    ctx.min_replicas = 0;
+    ctx.max_replicas = 1'000'000;
+    ctx.metrics = &metrics;
+  }
+};
+
+/// The count one step rule proposes at `current` (the rule always holds).
+int step_result(int adjustment, outgrow::adjustment_type type, int current) {
+  outgrow::step_scaling policy(
+      {.rules = {{"cpu", outgrow::comparison::greater_equal, 0.0, 0s, adjustment, type}}});
+  direct_ctx d("cpu", 50.0, current);
+  const auto r = policy.recommend(d.ctx);
+  REQUIRE(r.kind == outgrow::recommendation_kind::replicas);
+  return r.replicas;
+}
+
+outgrow::scaling_behavior unlimited() {
+  outgrow::scaling_behavior b;
+  b.scale_up = {.stabilization_window = 0s, .policies = {}};
+  b.scale_down = {.stabilization_window = 0s, .policies = {}};
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("step_scaling rejects adjustments outside the documented range",
+          "[step][limits]") {
+  using outgrow::adjustment_type;
+  using outgrow::config_error;
+  const auto make = [](int adjustment, adjustment_type type) {
+    return outgrow::step_scaling(
+        {.rules = {{"cpu", outgrow::comparison::greater, 70.0, 0s, adjustment, type}}});
+  };
+  const auto change = adjustment_type::change_in_capacity;
+  const auto percent = adjustment_type::percent_change;
+  CHECK_THROWS_AS(make(int_max, change), config_error);
+  CHECK_THROWS_AS(make(-int_max, change), config_error);
+  CHECK_THROWS_AS(make(std::numeric_limits<int>::min(), change), config_error);
+  CHECK_THROWS_AS(make(1'000'000'001, change), config_error);
+  CHECK_THROWS_AS(make(-1'000'000'001, change), config_error);
+  CHECK_NOTHROW(make(1'000'000'000, change));
+  CHECK_NOTHROW(make(-1'000'000'000, change));
+  CHECK_THROWS_AS(make(int_max, percent), config_error);
+  CHECK_THROWS_AS(make(10'001, percent), config_error);
+  CHECK_THROWS_AS(make(-101, percent), config_error);
+  CHECK_THROWS_AS(make(0, percent), config_error);
+  CHECK_NOTHROW(make(10'000, percent));
+  CHECK_NOTHROW(make(-100, percent));
+  CHECK_THROWS_AS(make(1'000'001, adjustment_type::exact_capacity), config_error);
+  try {
+    make(int_max, change);
+    FAIL("no exception");
+  } catch (const config_error& e) {
+    CHECK(e.primitive() == "step_scaling");
+    CHECK(std::string(e.what()) ==
+          "step_scaling: rules.adjustment must be non-zero and in [-1000000000, "
+          "1000000000] (replicas), got 2147483647");
+  }
+  try {
+    make(20'000, percent);
+    FAIL("no exception");
+  } catch (const config_error& e) {
+    CHECK(std::string(e.what()) ==
+          "step_scaling: rules.adjustment (percent) must be non-zero and in [-100, "
+          "10000], got 20000");
+  }
+}
+
+TEST_CASE("step_scaling adjustments saturate whatever the current count",
+          "[step][limits]") {
+  using outgrow::adjustment_type;
+  const auto change = adjustment_type::change_in_capacity;
+  const auto percent = adjustment_type::percent_change;
+  // The cap is 1e9 replicas; a scale-up never proposes fewer than the current count.
+  CHECK(step_result(1'000'000'000, change, 1'000) == 1'000'000'000);
+  CHECK(step_result(1'000'000'000, change, int_max) == int_max);
+  CHECK(step_result(2, change, int_max - 1) == int_max - 1);
+  CHECK(step_result(2, change, 999'999'999) == 1'000'000'000);
+  CHECK(step_result(-1'000'000'000, change, int_max) == int_max - 1'000'000'000);
+  CHECK(step_result(-1'000'000'000, change, 5) == 0);
+  CHECK(step_result(10'000, percent, 1'000) == 101'000);
+  CHECK(step_result(10'000, percent, 100'000'000) == 1'000'000'000);
+  CHECK(step_result(10'000, percent, int_max) == int_max);
+  CHECK(step_result(-100, percent, int_max) == 0);
+  CHECK(step_result(-50, percent, int_max) == int_max - int_max / 2);
+  CHECK(step_result(1, percent, 0) == 1);
+  CHECK(step_result(-1, percent, 0) == 0);
+  // Through the autoscaler: a count far above max_replicas comes down to it.
+  rig r({.min_replicas = 1, .max_replicas = 1'000'000});
+  r.scaler.add_policy(outgrow::step_scaling(
+      {.rules = {{"cpu", outgrow::comparison::greater, 70.0, 0s, 1'000'000'000}}}));
+  r.scaler.set_replicas(int_max);
+  r.observe("cpu", 90.0);
+  CHECK(r.tick().desired == 1'000'000);
+}
+
+TEST_CASE("target tracking backlog and predictive clamp huge metrics and tiny targets",
+          "[limits]") {
+  const double huge = 1e300;
+  const double tiny = 1e-300;
+  const double dmax = std::numeric_limits<double>::max();
+  SECTION("target_tracking every metric type, near the cap") {
+    for (const auto type : {metric_target_type::utilization, metric_target_type::per_pod,
+                            metric_target_type::total, metric_target_type::value}) {
+      for (const int current : {1, 1'000, 999'999'999, int_max}) {
+        for (const double target : {tiny, 1.0}) {
+          outgrow::target_tracking policy(
+              {.metrics = {{"m", target, type}}, .behavior = unlimited()});
+          direct_ctx d("m", huge, current);
+          const auto r = policy.recommend(d.ctx);
+          REQUIRE(r.kind == outgrow::recommendation_kind::replicas);
+          CHECK(r.replicas >= std::min(current, 1'000'000'000));
+          CHECK(r.replicas <= std::max(current, 1'000'000'000));
+        }
+      }
+    }
+  }
+  SECTION("target_tracking values and targets near DBL_MAX never propose 0") {
+    // Ratio 1 with missing replicas: sum and target × count overflow to inf.
+    for (const auto type : {metric_target_type::utilization, metric_target_type::per_pod}) {
+      outgrow::target_tracking policy(
+          {.metrics = {{"m", dmax, type}}, .behavior = unlimited()});
+      direct_ctx d("m", dmax, 10, 0, 5);
+      const auto r = policy.recommend(d.ctx);
+      REQUIRE(r.kind == outgrow::recommendation_kind::replicas);
+      CHECK(r.replicas == 10);  // ratio 1, missing replicas at the target: hold (not 0)
+    }
+    outgrow::target_tracking total(
+        {.metrics = {{"m", dmax, metric_target_type::total}}, .behavior = unlimited()});
+    direct_ctx d("m", dmax, 10);
+    const auto r = total.recommend(d.ctx);
+    CHECK(r.replicas == 1);
+    CHECK(r.value == dmax);
+  }
+  SECTION("the autoscaler clamps the proposal to max_replicas") {
+    rig r({.min_replicas = 1, .max_replicas = 1'000'000});
+    r.scaler.add_policy(outgrow::target_tracking(
+        {.metrics = {{"m", tiny, metric_target_type::total}}, .behavior = unlimited()}));
+    r.scaler.set_replicas(999'999);
+    r.observe("m", huge);
+    const auto dec = r.tick();
+    CHECK(dec.desired == 1'000'000);
+    CHECK(dec.limited_by == scale_limit::max_replicas);
+  }
+  SECTION("backlog_scaling") {
+    for (const int current : {0, 1, 999'999'999, int_max}) {
+      outgrow::backlog_scaling policy(
+          {.metric = "q", .target_per_replica = tiny, .behavior = unlimited()});
+      direct_ctx d("q", huge, current);
+      const auto r = policy.recommend(d.ctx);
+      CHECK(r.replicas >= std::min(current, 1'000'000'000));
+      CHECK(r.replicas <= std::max(current, 1'000'000'000));
+    }
+    outgrow::backlog_scaling big({.metric = "q", .target_per_replica = dmax});
+    direct_ctx d("q", dmax, 3);
+    CHECK(big.recommend(d.ctx).replicas >= 1);
+  }
+  SECTION("predictive_scaling learns values near DBL_MAX and stays finite") {
+    outgrow::predictive_scaling policy({.metric = "rps",
+                                        .target_per_replica = tiny,
+                                        .period = 1h,
+                                        .bucket = 5min,
+                                        .min_history = 0s,
+                                        .behavior = unlimited()});
+    const outgrow::scaling_time_point t0{0s};
+    for (int i = 0; i < 3; ++i) policy.learn(t0 + std::chrono::seconds{i}, dmax);
+    policy.learn(t0 + 10min, 1.0);  // closes the first bucket: its sum overflowed
+    policy.learn(t0 + 1h, dmax);    // the next cycle: blend and error near DBL_MAX
+    policy.learn(t0 + 1h + 10min, dmax);
+    policy.learn(t0 + 2h, -5.0);  // ignored, as NaN and infinities are
+    policy.learn(t0 + 2h, std::numeric_limits<double>::quiet_NaN());
+    REQUIRE(policy.forecast(t0 + 2h).has_value());
+    CHECK(*policy.forecast(t0 + 2h) == dmax);
+    CHECK(std::isfinite(policy.forecast_error()));
+    direct_ctx d("rps", huge, int_max);
+    d.ctx.now = t0 + 2h;
+    d.metrics[0] = outgrow::metric_series("rps");
+    REQUIRE(d.metrics[0].push({t0 + 2h, huge}));
+    const auto r = policy.recommend(d.ctx);
+    REQUIRE(r.kind == outgrow::recommendation_kind::replicas);
+    CHECK(r.replicas == 1'000'000'000);  // the cap, not an overflow
+  }
+}
+
+TEST_CASE("scaling policies reject fields their configuration never reads", "[config]") {
+  using outgrow::config_error;
+  SECTION("rate limits with select disabled") {
+    outgrow::scaling_behavior b;
+    b.scale_down.select = outgrow::select_policy::disabled;  // default limits: fine
+    CHECK_NOTHROW(outgrow::target_tracking({.behavior = b}));
+    b.scale_down.policies = {};
+    CHECK_NOTHROW(outgrow::backlog_scaling({.behavior = b}));
+    b.scale_down.policies = {{rate_limit_type::pods, 1, 60s}};
+    CHECK_THROWS_AS(outgrow::target_tracking({.behavior = b}), config_error);
+    CHECK_THROWS_AS(outgrow::backlog_scaling({.behavior = b}), config_error);
+    CHECK_THROWS_AS(outgrow::predictive_scaling({.behavior = b}), config_error);
+    outgrow::scaling_behavior up;
+    up.scale_up.select = outgrow::select_policy::disabled;
+    up.scale_up.policies = {{rate_limit_type::percent, 100, 15s}};  // not the default pair
+    try {
+      outgrow::target_tracking t({.behavior = up});
+      FAIL("no exception");
+    } catch (const config_error& e) {
+      CHECK(e.field() == "behavior.scale_up.policies");
+      CHECK(std::string(e.what()) ==
+            "target_tracking: behavior.scale_up.policies must be empty or the default "
+            "while select is disabled (never read), got 1 rate limits");
+    }
+  }
+  SECTION("step_scaling cooldowns no rule can trigger") {
+    using outgrow::comparison;
+    const std::vector<outgrow::step_rule> up_only = {
+        {"cpu", comparison::greater, 70.0, 0s, +2}};
+    const std::vector<outgrow::step_rule> down_only = {
+        {"cpu", comparison::less, 30.0, 0s, -50, outgrow::adjustment_type::percent_change}};
+    CHECK_NOTHROW(outgrow::step_scaling({.rules = up_only, .scale_up_cooldown = 0s}));
+    CHECK_NOTHROW(outgrow::step_scaling({.rules = down_only, .scale_down_cooldown = 0s}));
+    try {
+      outgrow::step_scaling s({.rules = up_only, .scale_down_cooldown = 0s});
+      FAIL("no exception");
+    } catch (const config_error& e) {
+      CHECK(std::string(e.what()) ==
+            "step_scaling: scale_down_cooldown must be the default 600s when no rule "
+            "scales down (never read), got 0s");
+    }
+    CHECK_THROWS_AS(outgrow::step_scaling({.rules = down_only, .scale_up_cooldown = 1min}),
+                    config_error);
+    // An exact_capacity rule may go either way: both cooldowns are read.
+    CHECK_NOTHROW(
+        outgrow::step_scaling({.rules = {{"cpu", comparison::greater, 70.0, 0s, 5,
+                                          outgrow::adjustment_type::exact_capacity}},
+                               .scale_up_cooldown = 0s,
+                               .scale_down_cooldown = 0s}));
+  }
+}
+
+TEST_CASE("HPA rate limits stay in range at replica counts near INT_MAX", "[hpa][limits]") {
+  outgrow::scaling_behavior b;  // the defaults: +100 % / +4 up, -100 % down
+  b.scale_up.policies.push_back({rate_limit_type::pods, int_max, 15s});
+  b.scale_down.stabilization_window = 0s;
+  b.scale_down.policies.push_back({rate_limit_type::pods, int_max, 15s});
+  b.scale_down.policies.push_back({rate_limit_type::percent, 1'000'000, 15s});
+  for (const int current : {int_max, int_max - 1, 1'000'000'000}) {
+    for (const double value : {1e300, 1e-300}) {
+      outgrow::target_tracking policy(
+          {.metrics = {{"m", 1.0, metric_target_type::total}}, .behavior = b});
+      direct_ctx d("m", value, current);
+      const auto r = policy.recommend(d.ctx);
+      REQUIRE(r.kind == outgrow::recommendation_kind::replicas);
+      CHECK(r.replicas >= 1);
+      CHECK(r.replicas <= current);
+    }
+  }
+  for (const auto sel : {outgrow::select_policy::max, outgrow::select_policy::min}) {
+    outgrow::scaling_behavior m = b;
+    m.scale_up.select = sel;
+    m.scale_down.select = sel;
+    outgrow::target_tracking policy(
+        {.metrics = {{"m", 1.0, metric_target_type::total}}, .behavior = m});
+    direct_ctx d("m", 1e300, 1);
+    const auto r = policy.recommend(d.ctx);
+    CHECK(r.replicas >= 1);
+    CHECK(r.replicas <= 1'000'000'000);
+  }
+}

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -364,4 +365,274 @@ TEST_CASE("simulator rejects bad configuration with config_error", "[simulator]"
   simulator sim(flat);
   CHECK_THROWS_AS(sim.run("x", {.min_replicas = 3, .max_replicas = 2}, fixed_count{1}),
                   config_error);
+}
+
+// ---------------------------------------------------------------------------------
+// Trace and simulator validation: every bad input is a config_error naming load_trace
+// (or simulator), the field or CSV line, the allowed range and the value
+// ---------------------------------------------------------------------------------
+
+namespace {
+
+/// The message of the config_error `f` throws ("" if none).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const outgrow::config_error& e) {
+    CHECK(e.primitive() == "load_trace");
+    return e.what();
+  }
+  return "";
+}
+
+std::string csv_error(const std::string& text) {
+  return error_of([&] {
+    std::istringstream in(text);
+    (void)load_trace::from_csv(in);
+  });
+}
+
+bool has(const std::string& text, std::string_view part) {
+  return text.find(part) != std::string::npos;
+}
+
+constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
+constexpr double infinite = std::numeric_limits<double>::infinity();
+
+}  // namespace
+
+TEST_CASE("load_trace factories reject NaN infinite negative and absurd rates",
+          "[simulator][limits]") {
+  for (const double bad : {not_a_number, infinite, -infinite, -1.0, 1.5e12}) {
+    CHECK(has(error_of([&] { (void)load_trace::steady(bad); }),
+              "load_trace: rate must be in"));
+    CHECK(has(error_of([&] { (void)load_trace::diurnal(bad, 10.0); }), "load_trace: low "));
+    CHECK(has(error_of([&] { (void)load_trace::diurnal(1.0, bad); }), "load_trace: high "));
+    CHECK(has(error_of([&] { (void)load_trace::spike(bad); }), "load_trace: base "));
+    CHECK(has(error_of([&] { (void)load_trace::black_friday(bad); }), "load_trace: base "));
+    CHECK(has(error_of([&] { (void)load_trace::sawtooth(bad, 1.0); }), "load_trace: low "));
+    CHECK(
+        has(error_of([&] { (void)load_trace::sawtooth(1.0, bad); }), "load_trace: high "));
+    CHECK(has(error_of([&] { (void)load_trace::recurring_spike(bad); }),
+              "load_trace: base "));
+  }
+  CHECK(error_of([] { (void)load_trace::steady(not_a_number); }) ==
+        "load_trace: rate must be in [0, 1000000000000], got nan");
+  for (const double bad : {not_a_number, infinite, -1.0, 2e6}) {
+    CHECK(
+        has(error_of([&] { (void)load_trace::spike(10.0, bad); }), "load_trace: factor "));
+    CHECK(has(error_of([&] { (void)load_trace::black_friday(10.0, bad); }),
+              "load_trace: factor "));
+    CHECK(has(error_of([&] { (void)load_trace::recurring_spike(10.0, bad); }),
+              "load_trace: factor "));
+  }
+  // The documented maxima are accepted.
+  CHECK(load_trace::steady(load_trace::max_rate, 10s, {}).peak() == load_trace::max_rate);
+  CHECK(load_trace::spike(load_trace::max_rate, load_trace::max_factor, 1s, 1s, 10s, {})
+            .peak() == 1e18);
+  CHECK(load_trace::steady(0.0, 10s, {}).peak() == 0.0);
+  // The constructor: finite and >= 0, named by index.
+  CHECK(error_of([] {
+          load_trace("x", {1.0, not_a_number});
+        }) == "load_trace: rates[1] must be >= 0 and finite, got nan");
+}
+
+TEST_CASE("load_trace factories reject negative and absurd durations",
+          "[simulator][limits]") {
+  const auto huge = std::chrono::seconds{std::numeric_limits<std::int64_t>::max()};
+  const auto neg = std::chrono::seconds{std::numeric_limits<std::int64_t>::min()};
+  CHECK(error_of([] { (void)load_trace::steady(10.0, 32 * 24h); }) ==
+        "load_trace: length must be in [1s, 744h], got 768h");
+  CHECK(has(error_of([&] { (void)load_trace::steady(10.0, huge); }), "length"));
+  CHECK(has(error_of([&] { (void)load_trace::steady(10.0, -1s); }), "length"));
+  CHECK(load_trace::steady(10.0, load_trace::max_length, {}).length() == 744h);
+  CHECK(has(error_of([&] { (void)load_trace::diurnal(1.0, 2.0, 1h, 0s); }), "period"));
+  CHECK(has(error_of([&] { (void)load_trace::diurnal(1.0, 2.0, 1h, huge); }), "period"));
+  CHECK(has(error_of([&] { (void)load_trace::sawtooth(1.0, 2.0, -5s); }), "period"));
+  SECTION("spike: overflow-free, mark inside the trace") {
+    CHECK(has(error_of([&] { (void)load_trace::spike(1.0, 5.0, huge, huge); }), "at"));
+    CHECK(has(error_of([&] { (void)load_trace::spike(1.0, 5.0, neg); }), "at"));
+    CHECK(error_of([] { (void)load_trace::spike(1.0, 5.0, 2h, 10min, 1h); }) ==
+          "load_trace: at must be in [0s, length = 1h) (the spike mark lies in the "
+          "trace), got 2h");
+    CHECK(has(error_of([&] { (void)load_trace::spike(1.0, 5.0, 10min, huge); }),
+              "load_trace: hold must be in [1s, 744h]"));
+    CHECK(has(error_of([&] { (void)load_trace::spike(1.0, 5.0, 10min, 0s); }), "hold"));
+  }
+  SECTION("black_friday") {
+    CHECK(
+        has(error_of([&] { (void)load_trace::black_friday(1.0, 10.0, huge); }), "lead_in"));
+    CHECK(
+        has(error_of([&] { (void)load_trace::black_friday(1.0, 10.0, -1s); }), "lead_in"));
+    CHECK(
+        has(error_of([&] { (void)load_trace::black_friday(1.0, 10.0, 0s, 0s); }), "ramp"));
+    CHECK(
+        has(error_of([&] { (void)load_trace::black_friday(1.0, 10.0, 0s, neg); }), "ramp"));
+    CHECK(has(error_of([&] { (void)load_trace::black_friday(1.0, 10.0, 0s, 1s, huge); }),
+              "hold"));
+    CHECK(error_of([] { (void)load_trace::black_friday(1.0, 10.0, 3h, 1h, 1h, 4h); }) ==
+          "load_trace: lead_in + ramp must be < length = 4h (the spike mark lies in the "
+          "trace), got 4h");
+  }
+  SECTION("recurring_spike") {
+    CHECK(has(
+        error_of([] { (void)load_trace::recurring_spike(1.0, 5.0, 24h, 14h, 30min, 0); }),
+        "cycles"));
+    CHECK(error_of(
+              [] { (void)load_trace::recurring_spike(1.0, 5.0, 24h, 14h, 30min, 1000); }) ==
+          "load_trace: period * cycles must be at most 744h (31 days: the trace's "
+          "length), got 24000h");
+    CHECK(has(error_of([&] { (void)load_trace::recurring_spike(1.0, 5.0, huge); }),
+              "period"));
+    CHECK(has(error_of([] { (void)load_trace::recurring_spike(1.0, 5.0, 1h, 1h); }),
+              "load_trace: offset must be in [0s, period = 1h), got 1h"));
+    CHECK(has(error_of([] { (void)load_trace::recurring_spike(1.0, 5.0, 1h, -1s); }),
+              "offset"));
+    CHECK(has(error_of([] { (void)load_trace::recurring_spike(1.0, 5.0, 1h, 0s, 0s); }),
+              "width"));
+    CHECK(has(error_of([] { (void)load_trace::recurring_spike(1.0, 5.0, 1h, 0s, 2h); }),
+              "width"));
+  }
+  SECTION("constructor spike marks") {
+    CHECK(has(error_of([] { load_trace("x", {1.0, 2.0}, {2s}); }), "load_trace: spikes"));
+    CHECK(has(error_of([] { load_trace("x", {1.0, 2.0}, {-1s}); }), "spikes"));
+  }
+}
+
+TEST_CASE("load_trace from_csv reports malformed lines by number", "[simulator][limits]") {
+  CHECK(csv_error("-5,10\n") ==
+        "load_trace: csv line 1 seconds must be in [0, 2678399], got -5");
+  CHECK(csv_error("0,1\n1e18,10\n") ==
+        "load_trace: csv line 2 seconds must be in [0, 2678399], got 1e+18");
+  CHECK(csv_error("1,2,3\n") ==
+        "load_trace: csv line 1 must be two numbers \"seconds,rate\", got \"1,2,3\"");
+  CHECK(csv_error("seconds,rate\n0,1\n5\n") ==
+        "load_trace: csv line 3 must be two numbers \"seconds,rate\", got \"5\"");
+  CHECK(has(csv_error("0,1\n1,2x\n"), "csv line 2 must be two numbers"));
+  CHECK(has(csv_error("0,1\n1x,2\n"), "csv line 2 must be two numbers"));
+  CHECK(has(csv_error("0,1\n1,\n"), "csv line 2 must be two numbers"));
+  CHECK(has(csv_error("0,1\n,1\n"), "csv line 2 must be two numbers"));
+  CHECK(has(csv_error("0,1\nten,1\n"), "csv line 2 must be two numbers"));
+  CHECK(has(csv_error("0,1\n1,2 3\n"), "csv line 2 must be two numbers"));
+  CHECK(csv_error("0,1\n1,nan\n") ==
+        "load_trace: csv line 2 rate must be in [0, 1000000000000], got nan");
+  CHECK(has(csv_error("0,1\n1,inf\n"), "csv line 2 rate"));
+  CHECK(has(csv_error("0,1\n1,-3\n"), "csv line 2 rate"));
+  CHECK(has(csv_error("0,1\n1,2e12\n"), "csv line 2 rate"));
+  CHECK(has(csv_error("0,1\nnan,1\n"), "csv line 2 seconds"));
+  CHECK(has(csv_error("0,1\ninf,1\n"), "csv line 2 seconds"));
+  CHECK(has(csv_error("0,1\n2678400,1\n"), "csv line 2 seconds"));
+  CHECK(csv_error("5,1\n3,1\n") ==
+        "load_trace: csv line 2 seconds must be non-decreasing (>= 5), got 3");
+  CHECK(has(csv_error("# only a comment\n"), "at least one"));
+  CHECK(has(csv_error(std::string(500, 'x') + ",1\n0,1\n1,2,3" + std::string(500, '4')),
+            "...\""));  // long lines are cut in the message
+  // Accepted: a header, blanks, CRLF, comments, fractions floored, the last second.
+  std::istringstream ok("seconds , rate\r\n 0 , 10 \r\n\r\n# c\n2.7,\t20\n2678399,1\n");
+  const auto t = load_trace::from_csv(ok);
+  CHECK(t.length() == load_trace::max_length);
+  CHECK(t.rate(1) == 10.0);
+  CHECK(t.rate(2) == 20.0);
+  CHECK(t.rate(2678399) == 1.0);
+}
+
+TEST_CASE("load_trace rejects noise fields that no noise reads", "[simulator][config]") {
+  CHECK(error_of([] {
+          (void)load_trace::steady(10.0, 1h, {0.0, 10s, 1});
+        }) ==
+        "load_trace: noise.correlation must be the default 30s while noise.relative is 0 "
+        "(unused), got 10s");
+  CHECK(has(error_of([] {
+              (void)load_trace::steady(10.0, 1h, {0.0, 30s, 7});
+            }),
+            "load_trace: noise.seed must be the default 1"));
+  CHECK(has(error_of([] {
+              (void)load_trace::steady(10.0, 1h, {not_a_number, 30s, 1});
+            }),
+            "noise.relative"));
+  CHECK_NOTHROW(load_trace::steady(10.0, 1h, {}));
+  CHECK_NOTHROW(load_trace::steady(10.0, 1h, {0.2, 5s, 7}));
+}
+
+TEST_CASE("simulator rejects absurd config fields and never clamps initial_replicas",
+          "[simulator][config]") {
+  const load_trace flat("flat", std::vector<double>(100, 1.0));
+  using outgrow::config_error;
+  const auto message = [&](const outgrow::simulation_config& c) -> std::string {
+    try {
+      simulator sim(flat, c);
+    } catch (const config_error& e) {
+      CHECK(e.primitive() == "simulator");
+      return e.what();
+    }
+    return "";
+  };
+  CHECK(
+      message({.capacity_per_replica = not_a_number}) ==
+      "simulator: capacity_per_replica must be in (0, 1000000000000] requests/s, got nan");
+  CHECK(has(message({.capacity_per_replica = infinite}), "capacity_per_replica"));
+  CHECK(has(message({.capacity_per_replica = 2e12}), "capacity_per_replica"));
+  CHECK(message({.slo_latency = 2h}) ==
+        "simulator: slo_latency must be in (service_time = 20ms, 1h], got 2h");
+  CHECK(message({.warmup = 100s}) ==
+        "simulator: warmup must be in [0s, the trace's length = 100s), got 100s");
+  CHECK(has(message({.record_every = 101s}), "record_every"));
+  CHECK(has(message({.record_every = -1s}), "record_every"));
+  CHECK(has(message({.settle = 0s}), "settle"));
+  CHECK(has(message({.initial_replicas = 1'000'001}), "initial_replicas"));
+  CHECK(message({.warmup = 99s, .record_every = 100s}).empty());
+
+  // An explicit initial count outside the run's limits is an error, not a clamp.
+  simulator sim(flat, {.initial_replicas = 50});
+  try {
+    (void)sim.run("x", {.min_replicas = 1, .max_replicas = 10}, fixed_count{1});
+    FAIL("no exception");
+  } catch (const config_error& e) {
+    CHECK(std::string(e.what()) ==
+          "simulator: initial_replicas must be in [1, 10], got 50");
+  }
+  CHECK_THROWS_AS(sim.run("x", {.min_replicas = 60, .max_replicas = 100}, fixed_count{60}),
+                  config_error);
+  const auto ok = sim.run("x", {.min_replicas = 1, .max_replicas = 50}, fixed_count{50});
+  CHECK(ok.timeline.front().replicas == 50);
+  // 0 = automatic: enough for the first second, within the limits (documented).
+  simulator automatic(load_trace("busy", std::vector<double>(100, 1e6)), {});
+  CHECK(automatic.run("x", {.min_replicas = 1, .max_replicas = 10}, fixed_count{10})
+            .timeline.front()
+            .replicas == 10);
+}
+
+TEST_CASE("simulator rejects settle without a spike to measure and bad svg sizes",
+          "[simulator][config]") {
+  using outgrow::config_error;
+  const load_trace flat("flat", std::vector<double>(100, 1.0));
+  CHECK_NOTHROW(simulator(flat, {}));
+  try {
+    simulator sim(flat, {.settle = 30s});
+    FAIL("no exception");
+  } catch (const config_error& e) {
+    CHECK(std::string(e.what()) ==
+          "simulator: settle must be the default 60s when the trace has no spike mark at "
+          "or after warmup (never read), got 30s");
+  }
+  const load_trace marked("marked", std::vector<double>(100, 1.0), {50s});
+  CHECK_NOTHROW(simulator(marked, {.settle = 30s}));
+  CHECK_NOTHROW(simulator(marked, {.warmup = 50s, .settle = 30s}));
+  CHECK_THROWS_AS(simulator(marked, {.warmup = 51s, .settle = 30s}), config_error);
+
+  simulator sim(flat, {});
+  std::vector<simulation_result> runs;
+  runs.push_back(sim.run("x", limits, fixed_count{2}));
+  std::ostringstream out;
+  CHECK_THROWS_AS(outgrow::write_svg(out, runs, {.width = 100}), config_error);
+  CHECK_THROWS_AS(outgrow::write_svg(out, runs, {.height = -5}), config_error);
+  CHECK_THROWS_AS(outgrow::write_svg(out, runs, {.width = 1'000'000}), config_error);
+  CHECK(out.str().empty());
+  const auto path =
+      (std::filesystem::temp_directory_path() / "outgrow_simulator_bad.svg").string();
+  std::filesystem::remove(path);
+  CHECK_THROWS_AS(outgrow::write_svg_file(path, runs, {.height = 10}), config_error);
+  CHECK_FALSE(std::filesystem::exists(path));  // checked before the file is created
+  CHECK_NOTHROW(outgrow::write_svg(out, runs, {.width = 220, .height = 80}));
 }

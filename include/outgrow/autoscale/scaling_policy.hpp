@@ -41,6 +41,12 @@
 //   scaler.add_policy(outgrow::backlog_scaling({.metric = "queue",
 //                                               .target_per_replica = 20}));
 //
+// Huge inputs: every proposal is a replica count in [0, 1e9] (a metric of 1e300 over a
+// target of 1e-300 proposes 1e9; values and targets near DBL_MAX never overflow into
+// NaN or 0), step adjustments saturate the same way whatever the current count (a
+// count already above 1e9 is never raised), and the autoscaler then applies its
+// max_replicas (at most 1e6). No signed overflow, no out-of-range conversion.
+//
 // Your own policy: any movable type with `recommendation recommend(const
 // scaling_context&)` satisfies `scaling_policy`. The smallest one:
 //
@@ -155,13 +161,28 @@ class growing_ring {
   std::size_t size_ = 0;
 };
 
-/// ceil(x) as a replica count, clamped to [0, 1e9] (NaN counts as 0). Deliberate
-/// difference: the HPA caps at MaxInt32 instead; both are far above any max_replicas
-/// (the autoscaler's is at most 1e6), and 1e9 leaves room to add to it in an int.
+/// The largest replica count a policy proposes: 1e9. Deliberate difference: the HPA
+/// caps at MaxInt32 instead; both are far above any max_replicas (the autoscaler's is
+/// at most 1e6), and 1e9 leaves room to add to it in an int.
+inline constexpr int max_replica_count = 1'000'000'000;
+
+/// ceil(x) as a replica count, clamped to [0, max_replica_count] (NaN counts as 0).
 [[nodiscard]] inline int ceil_replicas(double x) noexcept {
   if (!(x > 0.0)) return 0;
-  if (x >= 1e9) return 1'000'000'000;
+  if (x >= max_replica_count) return max_replica_count;
   return static_cast<int>(std::ceil(x));
+}
+
+/// current + delta without overflow, for any int current and delta: in [0,
+/// max(current, max_replica_count)] — a scale-up never proposes fewer than `current`
+/// and never more than the cap (unless current is already above it), a scale-down
+/// never goes below 0.
+[[nodiscard]] inline int add_replicas(int current, std::int64_t delta) noexcept {
+  const std::int64_t hi = std::max<std::int64_t>(current, max_replica_count);
+  // |delta| beyond hi + 1 lands on a bound either way; clamped first, the sum fits.
+  const std::int64_t sum =
+      static_cast<std::int64_t>(current) + std::clamp<std::int64_t>(delta, -hi - 1, hi + 1);
+  return static_cast<int>(std::clamp<std::int64_t>(sum, 0, hi));
 }
 
 inline void validate_duration(std::string_view primitive, std::string_view field,
@@ -490,7 +511,9 @@ struct scaling_rules {
   /// highest for scale-down. [0, 1 h] (HPA's range).
   std::chrono::nanoseconds stabilization_window{0};
   select_policy select = select_policy::max;
-  /// Empty = no rate limit. Periods in (0, 30 min] (HPA's range), values >= 1.
+  /// Empty = no rate limit. Periods in (0, 30 min] (HPA's range), values >= 1 (percent:
+  /// at most 1000000). With select = disabled they are never read: empty or the
+  /// direction's default only (config_error otherwise).
   std::vector<rate_limit> policies{};
 };
 
@@ -510,11 +533,26 @@ struct scaling_behavior {
 
 namespace detail {
 
+inline bool same_policies(const std::vector<rate_limit>& a,
+                          const std::vector<rate_limit>& b) noexcept {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const rate_limit& x, const rate_limit& y) {
+                      return x.type == y.type && x.value == y.value && x.period == y.period;
+                    });
+}
+
+/// `defaults`: the direction's default rules (scaling_behavior{}.scale_up / scale_down).
 inline void validate_rules(std::string_view primitive, std::string_view prefix,
-                           const scaling_rules& r) {
+                           const scaling_rules& r, const scaling_rules& defaults) {
   using namespace std::chrono;
   validate_duration(primitive, fmt::format("{}.stabilization_window", prefix),
                     r.stabilization_window, nanoseconds{0}, hours{1});
+  // select = disabled never reads the rate limits: only their default (or none).
+  require(r.select != select_policy::disabled || r.policies.empty() ||
+              same_policies(r.policies, defaults.policies),
+          primitive, fmt::format("{}.policies", prefix),
+          "empty or the default while select is disabled (never read)",
+          fmt::format("{} rate limits", r.policies.size()));
   for (const rate_limit& p : r.policies) {
     require_at_least(primitive, fmt::format("{}.policies.value", prefix), p.value, 1);
     if (p.type == rate_limit_type::percent) {
@@ -705,6 +743,13 @@ struct target_tracking_config {
 
 namespace detail {
 
+/// value / (target × current) — the ratio of a total to what `current` replicas should
+/// carry — also when target × current overflows (a target near DBL_MAX).
+[[nodiscard]] inline double total_ratio(double value, double target, int current) noexcept {
+  const double capacity = target * current;
+  return std::isfinite(capacity) ? value / capacity : value / target / current;
+}
+
 struct hpa_proposal {
   int replicas = 0;
   bool within_tolerance = false;  ///< held: the (adjusted) ratio is within tolerance
@@ -743,7 +788,13 @@ inline hpa_proposal hpa_average(double value, double target, const hpa_groups& g
     count += g.missing;  // ... and at 0 on a scale-up
   }
   if (scale_up_with_unready) count += g.unready;  // unready replicas at 0 on a scale-up
-  const double new_ratio = sum / (target * count);
+  double new_ratio = sum / (target * count);
+  if (!std::isfinite(sum) || !std::isfinite(target * count)) {
+    // Values or targets near DBL_MAX: the same ratio without an infinite intermediate
+    // (inf / inf would be NaN and propose 0 replicas).
+    const double missing_share = ratio < 1.0 ? g.fallback / target * g.missing : 0.0;
+    new_ratio = (ratio * g.reporting + missing_share) / count;
+  }
   if (within(new_ratio)) return {current, true, new_ratio};
   if ((ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0)) {
     return {current, false, new_ratio, true};
@@ -859,8 +910,10 @@ class target_tracking {
               "> 0 and finite", m.target);
     }
     require_in_range(me, "tolerance", c.tolerance, 0.0, 10.0);
-    detail::validate_rules(me, "behavior.scale_up", c.behavior.scale_up);
-    detail::validate_rules(me, "behavior.scale_down", c.behavior.scale_down);
+    detail::validate_rules(me, "behavior.scale_up", c.behavior.scale_up,
+                           scaling_behavior{}.scale_up);
+    detail::validate_rules(me, "behavior.scale_down", c.behavior.scale_down,
+                           scaling_behavior{}.scale_down);
     return c;
   }
 
@@ -895,7 +948,7 @@ class target_tracking {
           return detail::hpa_proposal{detail::ceil_replicas(s.value / m.target), false,
                                       0.0};
         }
-        const double ratio = s.value / (m.target * current);
+        const double ratio = detail::total_ratio(s.value, m.target, current);
         if (std::abs(1.0 - ratio) <= tolerance) {
           return detail::hpa_proposal{current, true, ratio};
         }
@@ -940,10 +993,15 @@ enum class comparison : std::uint8_t { greater, greater_equal, less, less_equal 
   return "?";
 }
 
+/// How a step rule's `adjustment` applies to the current count. The result saturates:
+/// it never goes below 0 nor above max(current, 1e9) replicas (then the autoscaler's
+/// min/max apply), whatever the current count — no overflow.
 enum class adjustment_type : std::uint8_t {
-  change_in_capacity,  ///< current + adjustment
-  percent_change,      ///< current + adjustment % of current (at least 1 either way)
-  exact_capacity,      ///< adjustment itself
+  change_in_capacity,  ///< current + adjustment; non-zero, in [-1e9, 1e9]
+  /// current + adjustment % of current, truncated, at least 1 either way; non-zero, in
+  /// [-100, 10000] (−100 % = to zero, +10000 % = ×101)
+  percent_change,
+  exact_capacity,  ///< adjustment itself; in [0, 1e6]
 };
 
 /// "metric op threshold for for_at_least → adjustment".
@@ -951,8 +1009,8 @@ struct step_rule {
   std::string metric;
   comparison op = comparison::greater;
   double threshold = 0.0;
-  std::chrono::nanoseconds for_at_least{0};
-  int adjustment = 0;
+  std::chrono::nanoseconds for_at_least{0};  ///< [0, 7 days]
+  int adjustment = 0;                        ///< range by `type` (see adjustment_type)
   adjustment_type type = adjustment_type::change_in_capacity;
 };
 
@@ -965,10 +1023,11 @@ struct step_scaling_config {
       {"cpu", comparison::less, 30.0, std::chrono::minutes{10}, -1,
        adjustment_type::change_in_capacity}};
   /// No scale-up within this time of the last scale-up: 300 s (the textbook's).
-  /// [0, 24 h]
+  /// [0, 24 h]; only the default when no rule scales up (it is never read then).
   std::chrono::nanoseconds scale_up_cooldown = std::chrono::seconds{300};
   /// No scale-down within this time of the last scaling in either direction: 600 s
-  /// (the textbook's; scale up fast, down slowly). [0, 24 h]
+  /// (the textbook's; scale up fast, down slowly). [0, 24 h]; only the default when no
+  /// rule scales down (an exact_capacity rule may go either way).
   std::chrono::nanoseconds scale_down_cooldown = std::chrono::seconds{600};
 };
 
@@ -1055,15 +1114,20 @@ class step_scaling {
     return false;
   }
 
+  /// The rule's count from `current`, saturating (detail::add_replicas): in [0,
+  /// max(current, 1e9)], no overflow whatever the current count.
   static int apply(const step_rule& r, int current) noexcept {
     switch (r.type) {
       case adjustment_type::change_in_capacity:
-        return std::max(0, current + r.adjustment);
+        return detail::add_replicas(current, r.adjustment);
       case adjustment_type::percent_change: {
-        const double delta = current * (r.adjustment / 100.0);
-        int step = static_cast<int>(std::trunc(delta));
+        // |delta| <= 2^31 × 100 (adjustment validated), clamped to ±2^32 before the
+        // conversion anyway, so the conversion is always in range.
+        const double delta = static_cast<double>(current) * (r.adjustment / 100.0);
+        auto step = static_cast<std::int64_t>(
+            std::clamp(std::trunc(delta), -4294967296.0, 4294967296.0));
         if (step == 0) step = r.adjustment > 0 ? 1 : -1;
-        return std::max(0, current + step);
+        return detail::add_replicas(current, step);
       }
       case adjustment_type::exact_capacity:
         return r.adjustment;
@@ -1107,22 +1171,48 @@ class step_scaling {
 
   static step_scaling_config validated(step_scaling_config c) {
     constexpr std::string_view me = "step_scaling";
+    constexpr int max_change = detail::max_replica_count;
+    constexpr int max_percent = 10'000;
     require(!c.rules.empty(), me, "rules", "non-empty", "an empty list");
     for (const step_rule& r : c.rules) {
       require(!r.metric.empty(), me, "rules.metric", "a non-empty name", "\"\"");
       require(std::isfinite(r.threshold), me, "rules.threshold", "finite", r.threshold);
       detail::validate_duration(me, "rules.for_at_least", r.for_at_least,
                                 std::chrono::nanoseconds{0}, std::chrono::hours{24 * 7});
-      if (r.type == adjustment_type::exact_capacity) {
-        require_in_range(me, "rules.adjustment (exact)", r.adjustment, 0, 1'000'000);
-      } else {
-        require(r.adjustment != 0, me, "rules.adjustment", "non-zero", r.adjustment);
+      switch (r.type) {
+        case adjustment_type::exact_capacity:
+          require_in_range(me, "rules.adjustment (exact)", r.adjustment, 0, 1'000'000);
+          break;
+        case adjustment_type::change_in_capacity:
+          require(r.adjustment != 0 && r.adjustment >= -max_change &&
+                      r.adjustment <= max_change,
+                  me, "rules.adjustment",
+                  "non-zero and in [-1000000000, 1000000000] (replicas)", r.adjustment);
+          break;
+        case adjustment_type::percent_change:
+          require(r.adjustment != 0 && r.adjustment >= -100 && r.adjustment <= max_percent,
+                  me, "rules.adjustment (percent)", "non-zero and in [-100, 10000]",
+                  r.adjustment);
+          break;
       }
     }
     detail::validate_duration(me, "scale_up_cooldown", c.scale_up_cooldown,
                               std::chrono::nanoseconds{0}, std::chrono::hours{24});
     detail::validate_duration(me, "scale_down_cooldown", c.scale_down_cooldown,
                               std::chrono::nanoseconds{0}, std::chrono::hours{24});
+    // A cooldown no rule can trigger is never read: only its default.
+    const auto can = [&](int sign) {
+      return std::any_of(c.rules.begin(), c.rules.end(), [sign](const step_rule& r) {
+        return r.type == adjustment_type::exact_capacity || r.adjustment * sign > 0;
+      });
+    };
+    const step_scaling_config defaults;
+    require(can(+1) || c.scale_up_cooldown == defaults.scale_up_cooldown, me,
+            "scale_up_cooldown", "the default 300s when no rule scales up (never read)",
+            c.scale_up_cooldown);
+    require(can(-1) || c.scale_down_cooldown == defaults.scale_down_cooldown, me,
+            "scale_down_cooldown", "the default 600s when no rule scales down (never read)",
+            c.scale_down_cooldown);
     return c;
   }
 
@@ -1231,7 +1321,8 @@ class backlog_scaling {
     int raw = detail::ceil_replicas(s->value / config_.target_per_replica);
     bool within = false;
     if (ctx.current > 0) {
-      const double ratio = s->value / (config_.target_per_replica * ctx.current);
+      const double ratio =
+          detail::total_ratio(s->value, config_.target_per_replica, ctx.current);
       within = std::abs(1.0 - ratio) <= config_.tolerance;
       if (within) raw = ctx.current;
     }
@@ -1259,8 +1350,10 @@ class backlog_scaling {
     detail::validate_duration(me, "initial_cooldown", c.initial_cooldown,
                               std::chrono::nanoseconds{0}, std::chrono::hours{24});
     require_in_range(me, "tolerance", c.tolerance, 0.0, 10.0);
-    detail::validate_rules(me, "behavior.scale_up", c.behavior.scale_up);
-    detail::validate_rules(me, "behavior.scale_down", c.behavior.scale_down);
+    detail::validate_rules(me, "behavior.scale_up", c.behavior.scale_up,
+                           scaling_behavior{}.scale_up);
+    detail::validate_rules(me, "behavior.scale_down", c.behavior.scale_down,
+                           scaling_behavior{}.scale_down);
     return c;
   }
 
@@ -1323,9 +1416,11 @@ class predictive_scaling {
   }
 
   /// Feeds one historical (or live) sample into the model. Samples must come in time
-  /// order; older ones are ignored.
+  /// order; older ones are ignored, and so are NaN, infinite and negative values (as
+  /// metric_series::push() turns them away). Any finite value up to DBL_MAX is learned
+  /// without overflow: forecasts stay finite.
   void learn(scaling_time_point at, double value) {
-    if (!std::isfinite(value) || (seen_any_ && at < last_learned_)) return;
+    if (!std::isfinite(value) || value < 0.0 || (seen_any_ && at < last_learned_)) return;
     if (!seen_any_) {
       first_ = at;
       seen_any_ = true;
@@ -1346,6 +1441,8 @@ class predictive_scaling {
     }
     open_sum_ += value;
     ++open_count_;
+    // Running mean, used only if the sum overflowed (values near DBL_MAX).
+    open_mean_ += (value - open_mean_) / static_cast<double>(open_count_);
   }
 
   /// The learned load for time t, if its bucket was seen in an earlier cycle.
@@ -1376,7 +1473,8 @@ class predictive_scaling {
     int reactive = detail::ceil_replicas(s->value / config_.target_per_replica);
     bool within = false;
     if (ctx.current > 0) {
-      const double ratio = s->value / (config_.target_per_replica * ctx.current);
+      const double ratio =
+          detail::total_ratio(s->value, config_.target_per_replica, ctx.current);
       within = std::abs(1.0 - ratio) <= config_.tolerance;
       if (within) reactive = ctx.current;
     }
@@ -1436,11 +1534,17 @@ class predictive_scaling {
   void close_open_slot() {
     if (open_count_ == 0) return;
     bucket& b = buckets_[bucket_index(open_slot_)];
-    const double mean = open_sum_ / static_cast<double>(open_count_);
-    b.forecast =
-        b.learned ? b.forecast + config_.learning_rate * (mean - b.forecast) : mean;
+    const double mean = std::isfinite(open_sum_)
+                            ? open_sum_ / static_cast<double>(open_count_)
+                            : open_mean_;
+    // Both in [0, DBL_MAX]: the blend is too, up to rounding — hence the min.
+    b.forecast = b.learned
+                     ? std::min(b.forecast + config_.learning_rate * (mean - b.forecast),
+                                std::numeric_limits<double>::max())
+                     : mean;
     b.learned = true;
     open_sum_ = 0.0;
+    open_mean_ = 0.0;
     open_count_ = 0;
   }
   std::optional<double> peak_forecast(scaling_time_point from,
@@ -1478,8 +1582,10 @@ class predictive_scaling {
     require(c.error_smoothing > 0.0 && c.error_smoothing <= 1.0, me, "error_smoothing",
             "in (0, 1]", c.error_smoothing);
     require_in_range(me, "tolerance", c.tolerance, 0.0, 10.0);
-    detail::validate_rules(me, "behavior.scale_up", c.behavior.scale_up);
-    detail::validate_rules(me, "behavior.scale_down", c.behavior.scale_down);
+    detail::validate_rules(me, "behavior.scale_up", c.behavior.scale_up,
+                           scaling_behavior{}.scale_up);
+    detail::validate_rules(me, "behavior.scale_down", c.behavior.scale_down,
+                           scaling_behavior{}.scale_down);
     return c;
   }
 
@@ -1491,6 +1597,7 @@ class predictive_scaling {
   scaling_time_point last_learned_{};
   std::int64_t open_slot_ = std::numeric_limits<std::int64_t>::min();
   double open_sum_ = 0.0;
+  double open_mean_ = 0.0;
   std::size_t open_count_ = 0;
   double error_ = 0.0;
   std::uint64_t errors_seen_ = 0;

@@ -42,7 +42,12 @@
 // Traces: steady (+ correlated noise), diurnal, spike (5×), black_friday (10× ramp),
 // sawtooth, recurring_spike (daily), from_csv ("seconds,rate" lines). Noise is a
 // seeded AR(1) process (hash-based normal draws): the same seed gives the same trace
-// on every platform.
+// on every platform. Limits: a trace has at most 31 days of 1-second points
+// (load_trace::max_length; nothing is allocated before that is checked), factory and
+// CSV rates are finite and in [0, 1e12] requests/s, factors in [0, 1e6], spike marks
+// inside the trace; a NaN, negative or out-of-range argument, a malformed CSV line
+// (reported by line number) or an unused noise field is a config_error naming
+// load_trace — never a silent clamp.
 //
 // Thread-safety: a simulator is immutable after construction; run() may be called
 // from several threads at once (each run has its own autoscaler and clock).
@@ -51,17 +56,19 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <istream>
 #include <numbers>
+#include <optional>
 #include <ostream>
 #include <span>
-#include <sstream>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -86,22 +93,91 @@ inline constexpr std::string_view latency_ms = "latency_ms";
 }  // namespace sim_metric
 
 /// Multiplicative noise on a trace: rate × max(0, 1 + relative × x), x an AR(1)
-/// process with unit variance and time constant `correlation`.
+/// process with unit variance and time constant `correlation`. With relative = 0 (no
+/// noise) correlation and seed are never read and must keep their defaults.
 struct trace_noise {
   double relative = 0.0;                 ///< [0, 1]
   std::chrono::seconds correlation{30};  ///< [1 s, 1 day]
   std::uint64_t seed = 1;
 };
 
+namespace detail {
+/// `s` without leading and trailing spaces and tabs.
+[[nodiscard]] inline std::string_view trim_blanks(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+/// The whole of `s` (blanks around it aside) as a number, or nullopt (std::from_chars:
+/// no locale, no trailing garbage; "inf" and "nan" parse and are checked by the caller).
+[[nodiscard]] inline std::optional<double> parse_number(std::string_view s) noexcept {
+  s = trim_blanks(s);
+  if (s.empty()) return std::nullopt;
+  double v = 0.0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+/// A duration for an error message, also one too large for describe_duration (which
+/// converts to nanoseconds: seconds::max() would overflow there).
+template <class Rep, class Period>
+[[nodiscard]] std::string describe_any_duration(std::chrono::duration<Rep, Period> d) {
+  constexpr std::chrono::hours century{24 * 365 * 100};
+  if (d >= -century && d <= century) return describe_duration(d);
+  return fmt::format("{}", d);
+}
+/// require_in_range for durations of any size (see describe_any_duration).
+template <class D, class Lo, class Hi>
+void require_duration_in(std::string_view primitive, std::string_view field, D d, Lo lo,
+                         Hi hi) {
+  if (!(lo <= d && d <= hi)) [[unlikely]] {
+    throw config_error(
+        primitive, field,
+        fmt::format("in [{}, {}]", describe_any_duration(lo), describe_any_duration(hi)),
+        describe_any_duration(d));
+  }
+}
+/// A line of untrusted input for an error message: quoted, cut at 80 characters.
+[[nodiscard]] inline std::string quote_line(std::string_view s) {
+  return s.size() <= 80 ? fmt::format("\"{}\"", s)
+                        : fmt::format("\"{}...\"", s.substr(0, 80));
+}
+}  // namespace detail
+
 /// Requests per second for each second of a simulated period, with spike marks.
+///
+/// Limits (every factory throws config_error naming load_trace, the field or CSV line,
+/// the allowed range and the value): at most `max_length` = 31 days of 1-second points
+/// (2,678,400 points, 21 MB; nothing is allocated before the length is checked); rates
+/// given to a factory or read from CSV finite and in [0, max_rate = 1e12] requests/s;
+/// factors in [0, max_factor = 1e6]; durations and periods in their documented ranges
+/// (all at most max_length); spike marks inside the trace.
 class load_trace {
  public:
+  /// The longest trace: 31 days of 1-second points.
+  static constexpr std::chrono::seconds max_length{std::chrono::hours{24 * 31}};
+  /// The largest rate a factory or from_csv accepts, requests/s.
+  static constexpr double max_rate = 1e12;
+  /// The largest spike / Black Friday factor.
+  static constexpr double max_factor = 1e6;
+
+  /// Any finite rates >= 0, one per second (at most max_length of them); spike marks
+  /// in [0, length).
   load_trace(std::string name, std::vector<double> rates,
              std::vector<std::chrono::seconds> spikes = {})
       : name_(std::move(name)), rates_(std::move(rates)), spikes_(std::move(spikes)) {
     require(!rates_.empty(), "load_trace", "rates", "non-empty", "an empty list");
-    for (double r : rates_) {
-      require(std::isfinite(r) && r >= 0.0, "load_trace", "rates", ">= 0 and finite", r);
+    require(rates_.size() <= static_cast<std::size_t>(max_length.count()), "load_trace",
+            "rates", "at most 2678400 points (31 days of seconds)", rates_.size());
+    for (std::size_t i = 0; i < rates_.size(); ++i) {
+      require(std::isfinite(rates_[i]) && rates_[i] >= 0.0, "load_trace",
+              fmt::format("rates[{}]", i), ">= 0 and finite", rates_[i]);
+    }
+    for (std::chrono::seconds m : spikes_) {
+      require(m.count() >= 0 && m < length(), "load_trace", "spikes",
+              fmt::format("in [0s, {}) (inside the trace)",
+                          detail::describe_duration(length())),
+              detail::describe_any_duration(m));
     }
     std::sort(spikes_.begin(), spikes_.end());
   }
@@ -125,18 +201,21 @@ class load_trace {
     return *std::max_element(rates_.begin(), rates_.end());
   }
 
-  /// A flat rate with noise (default ±10 %, 10 s correlation).
+  /// A flat rate with noise (default ±10 %, 10 s correlation). length in [1 s, 31 days].
   static load_trace steady(double rate, std::chrono::seconds length = std::chrono::hours{2},
                            trace_noise noise = {0.1, std::chrono::seconds{10}, 1}) {
+    check_rate("rate", rate);
     return shaped("steady", length, noise, {}, [=](std::int64_t) { return rate; });
   }
 
-  /// low at t = 0, high half a period later (cosine), repeating.
+  /// low at t = 0, high half a period later (cosine), repeating. period in [1 s, 31 days].
   static load_trace diurnal(double low, double high,
                             std::chrono::seconds length = std::chrono::hours{24},
                             std::chrono::seconds period = std::chrono::hours{24},
                             trace_noise noise = {0.05, std::chrono::seconds{60}, 1}) {
-    require(period.count() > 0, "load_trace", "period", "> 0", period);
+    check_rate("low", low);
+    check_rate("high", high);
+    check_duration("period", period, std::chrono::seconds{1});
     const auto p = static_cast<double>(period.count());
     return shaped("diurnal", length, noise, {}, [=](std::int64_t s) {
       const double phase = 2.0 * std::numbers::pi * static_cast<double>(s) / p;
@@ -144,12 +223,21 @@ class load_trace {
     });
   }
 
-  /// base, then a sudden factor × base at `at` for `hold`, then base again.
+  /// base, then a sudden factor × base at `at` for `hold`, then base again. at in
+  /// [0, length) (the spike mark), hold in [1 s, 31 days].
   static load_trace spike(double base, double factor = 5.0,
                           std::chrono::seconds at = std::chrono::minutes{30},
                           std::chrono::seconds hold = std::chrono::minutes{20},
                           std::chrono::seconds length = std::chrono::hours{1},
                           trace_noise noise = {0.05, std::chrono::seconds{30}, 1}) {
+    check_rate("base", base);
+    check_factor(factor);
+    check_length(length);
+    require(at.count() >= 0 && at < length, "load_trace", "at",
+            fmt::format("in [0s, length = {}) (the spike mark lies in the trace)",
+                        detail::describe_duration(length)),
+            detail::describe_any_duration(at));
+    check_duration("hold", hold, std::chrono::seconds{1});
     const std::int64_t from = at.count();
     const std::int64_t to = (at + hold).count();
     return shaped("spike", length, noise, {at}, [=](std::int64_t s) {
@@ -159,14 +247,24 @@ class load_trace {
 
   /// Black Friday: base for `lead_in`, a linear ramp to factor × base over `ramp`,
   /// `hold` at the peak, a ramp back down over `ramp`, base until the end. The spike
-  /// mark is the end of the up-ramp.
+  /// mark is the end of the up-ramp: lead_in + ramp < length. lead_in and hold in
+  /// [0, 31 days], ramp in [1 s, 31 days].
   static load_trace black_friday(double base, double factor = 10.0,
                                  std::chrono::seconds lead_in = std::chrono::minutes{30},
                                  std::chrono::seconds ramp = std::chrono::minutes{30},
                                  std::chrono::seconds hold = std::chrono::minutes{90},
                                  std::chrono::seconds length = std::chrono::hours{4},
                                  trace_noise noise = {0.05, std::chrono::seconds{30}, 1}) {
-    require(ramp.count() > 0, "load_trace", "ramp", "> 0", ramp);
+    check_rate("base", base);
+    check_factor(factor);
+    check_length(length);
+    check_duration("lead_in", lead_in, std::chrono::seconds{0});
+    check_duration("ramp", ramp, std::chrono::seconds{1});
+    check_duration("hold", hold, std::chrono::seconds{0});
+    require(lead_in + ramp < length, "load_trace", "lead_in + ramp",
+            fmt::format("< length = {} (the spike mark lies in the trace)",
+                        detail::describe_duration(length)),
+            lead_in + ramp);
     const auto l = lead_in.count();
     const auto r = ramp.count();
     const auto h = hold.count();
@@ -185,11 +283,14 @@ class load_trace {
   }
 
   /// Rises linearly from low to high over each period, then drops back at once.
+  /// period in [1 s, 31 days].
   static load_trace sawtooth(double low, double high,
                              std::chrono::seconds period = std::chrono::minutes{20},
                              std::chrono::seconds length = std::chrono::hours{2},
                              trace_noise noise = {}) {
-    require(period.count() > 0, "load_trace", "period", "> 0", period);
+    check_rate("low", low);
+    check_rate("high", high);
+    check_duration("period", period, std::chrono::seconds{1});
     const auto p = period.count();
     return shaped("sawtooth", length, noise, {}, [=](std::int64_t s) {
       return low + (high - low) * static_cast<double>(s % p) / static_cast<double>(p);
@@ -197,7 +298,9 @@ class load_trace {
   }
 
   /// base with a factor × base spike every `period` at `offset` for `width`, for
-  /// `cycles` periods (e.g. a daily 14:00 rush).
+  /// `cycles` periods (e.g. a daily 14:00 rush). period in [1 s, 31 days], offset in
+  /// [0, period), width in [1 s, period], cycles in [1, 1000], period × cycles (the
+  /// length) at most 31 days.
   static load_trace recurring_spike(double base, double factor = 5.0,
                                     std::chrono::seconds period = std::chrono::hours{24},
                                     std::chrono::seconds offset = std::chrono::hours{14},
@@ -205,8 +308,17 @@ class load_trace {
                                     int cycles = 3,
                                     trace_noise noise = {0.05, std::chrono::seconds{30},
                                                          1}) {
-    require(period.count() > 0, "load_trace", "period", "> 0", period);
+    check_rate("base", base);
+    check_factor(factor);
+    check_duration("period", period, std::chrono::seconds{1});
     require_in_range("load_trace", "cycles", cycles, 1, 1000);
+    require(period * cycles <= max_length, "load_trace", "period * cycles",
+            "at most 744h (31 days: the trace's length)", period * cycles);
+    require(offset.count() >= 0 && offset < period, "load_trace", "offset",
+            fmt::format("in [0s, period = {})", detail::describe_duration(period)),
+            detail::describe_any_duration(offset));
+    detail::require_duration_in("load_trace", "width", width, std::chrono::seconds{1},
+                                period);
     std::vector<std::chrono::seconds> marks;
     for (int c = 0; c < cycles; ++c) marks.push_back(period * c + offset);
     const auto p = period.count();
@@ -219,40 +331,54 @@ class load_trace {
                   });
   }
 
-  /// Lines "seconds,rate" (a header line and '#' comments are skipped); the rate
-  /// holds until the next line's second. Throws config_error on a malformed line or
-  /// seconds that go backwards.
+  /// Lines "seconds,rate" — two numbers (std::from_chars; blanks around them are
+  /// fine), seconds in [0, 31 days) (fractions are floored) and non-decreasing, rate in
+  /// [0, 1e12]; the rate holds until the next line's second. Line 1 is skipped as a
+  /// header when its first field is not a number; empty lines and '#' comments are
+  /// skipped. Throws config_error naming the line number on anything else: a wrong
+  /// number of columns, a non-number, trailing garbage, NaN/inf, a value out of range.
   static load_trace from_csv(std::istream& in, std::string name = "csv") {
+    constexpr double last_second = static_cast<double>(max_length.count() - 1);
     std::vector<std::pair<std::int64_t, double>> points;
     std::string line;
     std::size_t line_no = 0;
     while (std::getline(in, line)) {
       ++line_no;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty() || line[0] == '#') continue;
-      std::istringstream fields(line);
-      double sec = 0.0;
-      double rate = 0.0;
-      char comma = 0;
-      if (!(fields >> sec >> comma >> rate) || comma != ',') {
-        require(points.empty() && line_no == 1, "load_trace",
-                fmt::format("csv line {}", line_no), "\"seconds,rate\"", line);
-        continue;  // a header
+      const std::string_view text = detail::trim_blanks(
+          std::string_view(line).substr(0, line.size() - (line.ends_with('\r') ? 1 : 0)));
+      if (text.empty() || text[0] == '#') continue;
+      const std::size_t comma = text.find(',');
+      const std::optional<double> first = detail::parse_number(text.substr(0, comma));
+      if (line_no == 1 && !first) continue;  // a header
+      std::optional<double> second;
+      if (comma != std::string_view::npos &&
+          text.find(',', comma + 1) == std::string_view::npos) {
+        second = detail::parse_number(text.substr(comma + 1));
       }
+      require(first.has_value() && second.has_value(), "load_trace",
+              fmt::format("csv line {}", line_no), "two numbers \"seconds,rate\"",
+              detail::quote_line(text));
+      const double sec = *first;
+      const double rate = *second;
+      require_in_range("load_trace", fmt::format("csv line {} seconds", line_no), sec, 0.0,
+                       last_second);
       const auto s = static_cast<std::int64_t>(std::floor(sec));
-      require(points.empty() || s >= points.back().first, "load_trace",
-              fmt::format("csv line {} seconds", line_no), "non-decreasing", sec);
-      require(std::isfinite(rate) && rate >= 0.0, "load_trace",
-              fmt::format("csv line {} rate", line_no), ">= 0 and finite", rate);
+      require(
+          points.empty() || s >= points.back().first, "load_trace",
+          fmt::format("csv line {} seconds", line_no),
+          fmt::format("non-decreasing (>= {})", points.empty() ? 0 : points.back().first),
+          sec);
+      require_in_range("load_trace", fmt::format("csv line {} rate", line_no), rate, 0.0,
+                       max_rate);
       points.emplace_back(s, rate);
     }
     require(!points.empty(), "load_trace", "csv", "at least one \"seconds,rate\" line",
             "no data");
-    const std::int64_t end = points.back().first + 1;
+    const std::int64_t end = points.back().first + 1;  // <= max_length: checked above
     std::vector<double> rates(static_cast<std::size_t>(end), points.front().second);
     for (std::size_t i = 0; i < points.size(); ++i) {
       const std::int64_t to = i + 1 < points.size() ? points[i + 1].first : end;
-      for (std::int64_t s = std::max<std::int64_t>(points[i].first, 0); s < to; ++s) {
+      for (std::int64_t s = points[i].first; s < to; ++s) {
         rates[static_cast<std::size_t>(s)] = points[i].second;
       }
     }
@@ -266,14 +392,36 @@ class load_trace {
   }
 
  private:
+  static void check_rate(std::string_view field, double rate) {
+    require_in_range("load_trace", field, rate, 0.0, max_rate);
+  }
+  static void check_factor(double factor) {
+    require_in_range("load_trace", "factor", factor, 0.0, max_factor);
+  }
+  static void check_length(std::chrono::seconds length) {
+    detail::require_duration_in("load_trace", "length", length, std::chrono::seconds{1},
+                                max_length);
+  }
+  static void check_duration(std::string_view field, std::chrono::seconds d,
+                             std::chrono::seconds lo) {
+    detail::require_duration_in("load_trace", field, d, lo, max_length);
+  }
+
   template <class Shape>
   static load_trace shaped(std::string name, std::chrono::seconds length, trace_noise noise,
                            std::vector<std::chrono::seconds> spikes, Shape shape) {
-    require_in_range("load_trace", "length", length, std::chrono::seconds{1},
-                     std::chrono::hours{24 * 366});
+    check_length(length);
     require_in_range("load_trace", "noise.relative", noise.relative, 0.0, 1.0);
-    require_in_range("load_trace", "noise.correlation", noise.correlation,
-                     std::chrono::seconds{1}, std::chrono::hours{24});
+    detail::require_duration_in("load_trace", "noise.correlation", noise.correlation,
+                                std::chrono::seconds{1}, std::chrono::hours{24});
+    if (noise.relative == 0.0) {
+      // No noise: correlation and seed are never read (see trace_noise).
+      require(noise.correlation == trace_noise{}.correlation, "load_trace",
+              "noise.correlation", "the default 30s while noise.relative is 0 (unused)",
+              noise.correlation);
+      require(noise.seed == trace_noise{}.seed, "load_trace", "noise.seed",
+              "the default 1 while noise.relative is 0 (unused)", noise.seed);
+    }
     const auto n = static_cast<std::size_t>(length.count());
     std::vector<double> rates(n);
     const double phi = std::exp(-1.0 / static_cast<double>(noise.correlation.count()));
@@ -304,7 +452,7 @@ class load_trace {
 };
 
 struct simulation_config {
-  /// Requests/s one ready replica serves at 100 % utilization. > 0
+  /// Requests/s one ready replica serves at 100 % utilization. (0, 1e12]
   double capacity_per_replica = 100.0;
   /// Time from a scale-up until the new replica serves: 60 s. [0, 1 h]
   std::chrono::seconds startup{60};
@@ -312,15 +460,19 @@ struct simulation_config {
   std::chrono::seconds evaluation_period{15};
   /// Service time of one request at no load. (0, 1 min]
   std::chrono::milliseconds service_time{20};
-  /// Latency above this violates the SLO. > service_time
+  /// Latency above this violates the SLO. (service_time, 1 h]
   std::chrono::milliseconds slo_latency{500};
-  /// Replicas at t = 0 (all ready); 0 = enough for the first second at 70 %.
+  /// Replicas at t = 0 (all ready); 0 = enough for the first second at 70 %, within
+  /// the run's min/max replicas. An explicit count must lie within them (run() throws
+  /// config_error otherwise). [0, 1000000]
   int initial_replicas = 0;
-  /// Seconds before this are simulated but not counted in the report.
+  /// Seconds before this are simulated but not counted in the report. [0, length)
   std::chrono::seconds warmup{0};
   /// A spike counts as absorbed once within SLO with enough ready capacity this long.
+  /// [1 s, 24 h]; only the default when the trace has no spike mark at or after
+  /// warmup (it is never read then).
   std::chrono::seconds settle{60};
-  /// Timeline resolution; 0 = one point per evaluation period.
+  /// Timeline resolution; 0 = one point per evaluation period. [0, trace length]
   std::chrono::seconds record_every{0};
 };
 
@@ -433,9 +585,15 @@ class simulator {
     const std::int64_t n = trace_.length().count();
 
     int initial = config_.initial_replicas;
-    if (initial == 0)
+    if (initial == 0) {
       initial = std::max(1, detail::ceil_replicas(trace_.rate(0) / (0.7 * cap_per)));
-    initial = std::clamp(initial, limits.min_replicas, limits.max_replicas);
+      initial = std::clamp(initial, limits.min_replicas, limits.max_replicas);
+    } else {
+      // An explicit count is used as given, never clamped: outside the limits it is an
+      // error (the autoscaler validated the limits themselves above).
+      require_in_range("simulator", "initial_replicas", initial, limits.min_replicas,
+                       limits.max_replicas);
+    }
 
     int ready = initial;
     std::vector<std::int64_t> starting;  // ready-at seconds, ascending
@@ -586,20 +744,39 @@ class simulator {
   }
 
  private:
-  static simulation_config validated(const simulation_config& c, const load_trace&) {
+  static simulation_config validated(const simulation_config& c, const load_trace& trace) {
     using namespace std::chrono;
     constexpr std::string_view me = "simulator";
-    require(std::isfinite(c.capacity_per_replica) && c.capacity_per_replica > 0.0, me,
-            "capacity_per_replica", "> 0 and finite", c.capacity_per_replica);
-    require_in_range(me, "startup", c.startup, seconds{0}, hours{1});
-    require_in_range(me, "evaluation_period", c.evaluation_period, seconds{1}, hours{1});
-    require_in_range(me, "service_time", c.service_time, milliseconds{1}, minutes{1});
-    require(c.slo_latency > c.service_time, me, "slo_latency", "> service_time",
-            c.slo_latency);
+    require(c.capacity_per_replica > 0.0 && c.capacity_per_replica <= load_trace::max_rate,
+            me, "capacity_per_replica", "in (0, 1000000000000] requests/s",
+            c.capacity_per_replica);
+    detail::require_duration_in(me, "startup", c.startup, seconds{0}, hours{1});
+    detail::require_duration_in(me, "evaluation_period", c.evaluation_period, seconds{1},
+                                hours{1});
+    detail::require_duration_in(me, "service_time", c.service_time, milliseconds{1},
+                                minutes{1});
+    require(c.slo_latency > c.service_time && c.slo_latency <= hours{1}, me, "slo_latency",
+            fmt::format("in (service_time = {}, 1h]",
+                        detail::describe_duration(c.service_time)),
+            detail::describe_any_duration(c.slo_latency));
     require_in_range(me, "initial_replicas", c.initial_replicas, 0, 1'000'000);
-    require_at_least(me, "warmup", c.warmup, seconds{0});
-    require_in_range(me, "settle", c.settle, seconds{1}, hours{24});
-    require_at_least(me, "record_every", c.record_every, seconds{0});
+    // Seconds at or after the trace's end are never simulated: a warmup that long
+    // would leave nothing to count, a record_every that long nothing to record.
+    require(c.warmup.count() >= 0 && c.warmup < trace.length(), me, "warmup",
+            fmt::format("in [0s, the trace's length = {})",
+                        detail::describe_duration(trace.length())),
+            detail::describe_any_duration(c.warmup));
+    detail::require_duration_in(me, "settle", c.settle, seconds{1}, hours{24});
+    // settle only measures spikes counted in the report (marks at or after warmup).
+    const bool measures_spikes =
+        std::any_of(trace.spikes().begin(), trace.spikes().end(),
+                    [&](seconds mark) { return mark >= c.warmup; });
+    require(measures_spikes || c.settle == simulation_config{}.settle, me, "settle",
+            "the default 60s when the trace has no spike mark at or after warmup (never "
+            "read)",
+            detail::describe_any_duration(c.settle));
+    detail::require_duration_in(me, "record_every", c.record_every, seconds{0},
+                                trace.length());
     return c;
   }
 
@@ -695,20 +872,29 @@ inline std::string xml_escape(std::string_view text) {
 }  // namespace detail
 
 struct svg_options {
-  int width = 960;
-  int height = 360;
+  int width = 960;   ///< pixels, [220, 100000] (the plot area is width − 210)
+  int height = 360;  ///< pixels, [80, 100000] (the plot area is height − 70)
   std::string title = "replicas over time";
 };
 
+namespace detail {
+inline void validate_svg_options(const svg_options& options) {
+  require_in_range("write_svg", "svg_options.width", options.width, 220, 100'000);
+  require_in_range("write_svg", "svg_options.height", options.height, 80, 100'000);
+}
+}  // namespace detail
+
 /// An SVG line chart: replicas the load needs (grey area) and each run's provisioned
-/// replicas (one colored line each), over time.
+/// replicas (one colored line each), over time. Throws config_error (naming write_svg)
+/// for a width or height outside svg_options' ranges.
 inline void write_svg(std::ostream& out, std::span<const simulation_result> runs,
                       const svg_options& options = {}) {
   constexpr std::string_view colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                          "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+  detail::validate_svg_options(options);
   const double left = 50, right = 160, top = 30, bottom = 40;
-  const double pw = std::max(10.0, options.width - left - right);
-  const double ph = std::max(10.0, options.height - top - bottom);
+  const double pw = options.width - left - right;  // >= 10: checked above
+  const double ph = options.height - top - bottom;
   double t_max = 1.0;
   double y_max = 1.0;
   for (const simulation_result& r : runs) {
@@ -782,9 +968,11 @@ inline void write_svg(std::ostream& out, std::span<const simulation_result> runs
   out << svg;
 }
 
-/// write_svg() into a file; false if it cannot be written.
+/// write_svg() into a file; false if it cannot be written (config_error for bad
+/// options, before the file is created).
 inline bool write_svg_file(const std::string& path, std::span<const simulation_result> runs,
                            const svg_options& options = {}) {
+  detail::validate_svg_options(options);  // before the file is created
   std::ofstream out(path);
   if (!out) return false;
   write_svg(out, runs, options);
