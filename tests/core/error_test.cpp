@@ -46,6 +46,18 @@ TEST_CASE("durations print in the largest exact unit", "[error]") {
       "x: ttl must be positive, got -10min");
 }
 
+TEST_CASE("durations beyond the nanosecond range print without overflowing", "[error]") {
+  CHECK_THROWS_WITH(
+      outgrow::require(false, "x", "slo", "at most 1h", std::chrono::seconds::max()),
+      "x: slo must be at most 1h, got 9223372036854775807s");
+  CHECK_THROWS_WITH(
+      outgrow::require(false, "x", "slo", "at most 1h", std::chrono::hours::min()),
+      "x: slo must be at most 1h, got -9223372036854775808h");
+  CHECK_THROWS_WITH(
+      outgrow::require(false, "x", "slo", "at most 1h", std::chrono::nanoseconds::max()),
+      "x: slo must be at most 1h, got 9223372036854775807ns");
+}
+
 TEST_CASE("require_at_least prints an open-ended range", "[error]") {
   CHECK_THROWS_WITH(outgrow::require_at_least("bounded_queue", "capacity", 0, 1),
                     "bounded_queue: capacity must be in [1, inf), got 0");

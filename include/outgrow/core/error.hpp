@@ -63,9 +63,12 @@ struct is_duration<std::chrono::duration<Rep, Period>> : std::true_type {};
 template <class Rep, class Period>
 std::string describe_duration(std::chrono::duration<Rep, Period> d) {
   using namespace std::chrono;
+  // Only durations that fit in nanoseconds take the exact path (seconds::max() would
+  // overflow the conversion); the others print in their own unit.
   if constexpr (std::is_integral_v<Rep>) {
-    const auto ns = duration_cast<nanoseconds>(d).count();
-    if (duration_cast<nanoseconds>(d) == d) {
+    const long double as_ns = duration<long double, std::nano>(d).count();
+    if (as_ns < 9.2e18L && as_ns > -9.2e18L && duration_cast<nanoseconds>(d) == d) {
+      const auto ns = duration_cast<nanoseconds>(d).count();
       struct unit {
         std::int64_t ns;
         const char* name;
