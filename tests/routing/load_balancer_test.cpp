@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <queue>
@@ -11,6 +12,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <fmt/format.h>
@@ -510,6 +512,72 @@ TEST_CASE("drain and remove while leases are in flight", "[load_balancer]") {
   CHECK(b.metrics().no_endpoint == 1);
 }
 
+TEST_CASE("a lease outcome counts after its endpoint is removed", "[load_balancer]") {
+  lb<outgrow::round_robin> b({"a", "b"});
+  auto failed = b.pick_if([](const std::string& e) { return e == "a"; });
+  auto held = b.pick_if([](const std::string& e) { return e == "a"; });
+  b.remove("a");
+  auto m = b.metrics();
+  CHECK(m.picks == 2);
+  CHECK(m.in_flight == 2);  // leases on removed endpoints are still in flight
+  failed.failure();
+  m = b.metrics();
+  CHECK(m.failures == 1);
+  CHECK(m.in_flight == 1);
+  CHECK(m.successes == 0);
+  auto r = b.removed_endpoints();
+  CHECK(r.picks == 2);
+  CHECK(r.failures == 1);
+  CHECK(r.in_flight == 1);
+  held.success();
+  r = b.removed_endpoints();
+  CHECK(r.successes == 1);
+  CHECK(r.in_flight == 0);
+  m = b.metrics();
+  CHECK(m.picks == 2);
+  CHECK(m.successes == 1);
+  CHECK(m.failures == 1);
+  CHECK(m.in_flight == 0);
+  CHECK(m.endpoints == 1);
+  CHECK(b.endpoints().size() == 1);  // only members are listed
+}
+
+TEST_CASE("a lease outcome counts after its endpoint is replaced by add",
+          "[load_balancer]") {
+  lb<outgrow::round_robin> b({"a", "b"});
+  auto old_a = b.pick_if([](const std::string& e) { return e == "a"; });
+  b.remove("a");
+  b.add("a");  // a new "a": the lease belongs to the old one
+  {
+    auto new_a = b.pick_if([](const std::string& e) { return e == "a"; });
+    new_a.success();
+  }
+  old_a.failure();
+  {
+    auto dropped = b.pick_if([](const std::string& e) { return e == "b"; });
+  }
+  const auto m = b.metrics();
+  CHECK(m.picks == 3);
+  CHECK(m.successes == 1);
+  CHECK(m.failures == 1);
+  CHECK(m.abandoned == 1);
+  CHECK(m.in_flight == 0);
+  const auto r = b.removed_endpoints();
+  CHECK(r.picks == 1);
+  CHECK(r.failures == 1);
+  CHECK(r.successes == 0);
+  const auto e = b.endpoints();
+  REQUIRE(e.size() == 2);
+  CHECK(e[1].endpoint == "a");
+  CHECK(e[1].picks == 1);
+  CHECK(e[1].successes == 1);
+  CHECK(e[1].failures == 0);
+  // The old "a" failing does not touch the new one's health.
+  CHECK(b.status("a") == endpoint_status::available);
+  const std::string text = fmt::format("{}", r);
+  CHECK(text.rfind("lb_removed_stats{picks=1, successes=0, failures=1,", 0) == 0);
+}
+
 TEST_CASE("bad balancer input throws config_error", "[load_balancer]") {
   using outgrow::config_error;
   const std::vector<std::string> none;
@@ -535,6 +603,152 @@ TEST_CASE("bad balancer input throws config_error", "[load_balancer]") {
   CHECK(b.size() == 1);  // failed changes publish nothing
 }
 
+TEST_CASE("max_ejection_time below base_ejection_time throws config_error",
+          "[load_balancer]") {
+  CHECK_THROWS_WITH(lb<outgrow::round_robin>(
+                        {"a"}, {.base_ejection_time = 60s, .max_ejection_time = 30s}),
+                    "load_balancer: max_ejection_time must be in [1min, 24h] (not below "
+                    "base_ejection_time), got 30s");
+  // Equal is allowed: every ejection then lasts base_ejection_time.
+  manual_clock clock;
+  lb<outgrow::round_robin> b(
+      {"a", "b"},
+      {.base_ejection_time = 60s, .max_ejection_time = 60s, .max_ejection_fraction = 0.5},
+      clock);
+  for (int round = 0; round < 3; ++round) {
+    fail_endpoint(b, "a", 5);
+    CHECK(b.status("a") == endpoint_status::ejected);
+    clock.advance(59s);
+    b.refresh();
+    CHECK(b.status("a") == endpoint_status::ejected);
+    clock.advance(1s);
+    b.refresh();
+    CHECK(b.status("a") == endpoint_status::available);
+  }
+}
+
+TEST_CASE("max_ejection_fraction 0 throws config_error instead of ejecting one",
+          "[load_balancer]") {
+  CHECK_THROWS_WITH(lb<outgrow::round_robin>({"a"}, {.max_ejection_fraction = 0.0}),
+                    "load_balancer: max_ejection_fraction must be in (0, 1] (one endpoint "
+                    "may always be ejected; consecutive_failures = 0 turns ejection off), "
+                    "got 0");
+}
+
+TEST_CASE("config fields the configuration never reads must keep their defaults",
+          "[load_balancer]") {
+  using outgrow::key_hash;
+  using outgrow::least_connections;
+  using outgrow::least_response_time;
+  using outgrow::round_robin;
+  using outgrow::weighted_round_robin;
+  // Passive ejection off: its three fields are never read.
+  CHECK_THROWS_WITH(
+      lb<round_robin>({"a"}, {.consecutive_failures = 0, .base_ejection_time = 10s}),
+      "load_balancer: base_ejection_time must be 30s (the default) when "
+      "consecutive_failures = 0: passive ejection is off and never reads it, "
+      "got 10s");
+  CHECK_THROWS_WITH(
+      lb<round_robin>({"a"}, {.consecutive_failures = 0, .max_ejection_time = 10min}),
+      "load_balancer: max_ejection_time must be 5min (the default) when "
+      "consecutive_failures = 0: passive ejection is off and never reads it, "
+      "got 10min");
+  CHECK_THROWS_WITH(
+      lb<round_robin>({"a"}, {.consecutive_failures = 0, .max_ejection_fraction = 0.5}),
+      "load_balancer: max_ejection_fraction must be 0.1 (the default) when "
+      "consecutive_failures = 0: passive ejection is off and never reads it, "
+      "got 0.5");
+  CHECK_NOTHROW(lb<round_robin>({"a"}, {.consecutive_failures = 0}));
+  // Slow start: not for policies without weights to ramp; its details need a window.
+  CHECK_THROWS_WITH(
+      lb<round_robin>({"a"}, {.slow_start_window = 10s}),
+      "load_balancer: slow_start_window must be 0s (the default) under "
+      "round_robin: slow start ramps weights, which it does not use, got 10s");
+  CHECK_THROWS_WITH(lb<outgrow::random_choice>({"a"}, {.slow_start_window = 10s}),
+                    "load_balancer: slow_start_window must be 0s (the default) under "
+                    "random: slow start ramps weights, which it does not use, got 10s");
+  CHECK_THROWS_WITH(lb<key_hash>({"a"}, {.slow_start_window = 10s}),
+                    "load_balancer: slow_start_window must be 0s (the default) under "
+                    "key_hash: slow start ramps weights, which it keeps as configured on "
+                    "the ring so keys do not move, got 10s");
+  CHECK_THROWS_WITH(lb<weighted_round_robin>({"a"}, {.slow_start_steps = 5}),
+                    "load_balancer: slow_start_steps must be 10 (the default) when "
+                    "slow_start_window = 0s: slow start is off and never reads it, got 5");
+  CHECK_THROWS_WITH(
+      lb<least_connections>({"a"}, {.slow_start_min_weight = 0.5}),
+      "load_balancer: slow_start_min_weight must be 0.1 (the default) when "
+      "slow_start_window = 0s: slow start is off and never reads it, got 0.5");
+  CHECK_NOTHROW(lb<weighted_round_robin>(
+      {"a"},
+      {.slow_start_window = 10s, .slow_start_min_weight = 0.5, .slow_start_steps = 5}));
+  // Policy-specific fields.
+  CHECK_THROWS_WITH(lb<round_robin>({"a"}, {.ring_vnodes = 100}),
+                    "load_balancer: ring_vnodes must be 160 (the default) under "
+                    "round_robin: only key_hash reads it, got 100");
+  CHECK_NOTHROW(lb<key_hash>({"a"}, {.ring_vnodes = 100}));
+  CHECK_THROWS_WITH(lb<outgrow::power_of_two_choices>({"a"}, {.latency_stale_after = 1s}),
+                    "load_balancer: latency_stale_after must be 10s (the default) under "
+                    "power_of_two_choices: only least_response_time reads it, got 1s");
+  CHECK_NOTHROW(lb<least_response_time>({"a"}, {.latency_stale_after = 1s}));
+  CHECK_THROWS_WITH(lb<least_connections>({"a"}, {.seed = 42}),
+                    "load_balancer: seed must be 0 (the default) under least_connections: "
+                    "the policy draws no random numbers, got 42");
+  CHECK_THROWS_AS(lb<round_robin>({"a"}, {.seed = 42}), outgrow::config_error);
+  CHECK_THROWS_AS(lb<weighted_round_robin>({"a"}, {.seed = 42}), outgrow::config_error);
+  CHECK_NOTHROW(lb<key_hash>({"a"}, {.seed = 42}));  // pick() without a key draws
+  CHECK_NOTHROW(lb<outgrow::weighted_random>({"a"}, {.seed = 42}));
+  // Redundant but consistent: least_response_time measures anyway.
+  CHECK_NOTHROW(lb<least_response_time>({"a"}, {.measure_latency = true}));
+  // The check is reusable with another owner's name (read_write_splitter).
+  CHECK_THROWS_WITH(
+      lb<round_robin>::validate({.ring_vnodes = 7}, "read_write_splitter", "replicas."),
+      "read_write_splitter: replicas.ring_vnodes must be 160 (the default) "
+      "under round_robin: only key_hash reads it, got 7");
+}
+
+TEST_CASE("bad key_hash ring sizes name load_balancer and change nothing",
+          "[load_balancer]") {
+  using kh = lb<outgrow::key_hash>;
+  const std::string too_many =
+      "load_balancer: ring_vnodes x total weight must be at most 8388608 ring points "
+      "(key_hash, ring_vnodes = 160), got ";
+  CHECK_THROWS_WITH(kh({{"a", 60'000.0}}), too_many + "9600000");
+  CHECK_THROWS_WITH(kh({{"a", 100.0}}, {.ring_vnodes = 100'000}, {}),
+                    "load_balancer: ring_vnodes x total weight must be at most 8388608 "
+                    "ring points (key_hash, ring_vnodes = 100000), got 10000000");
+  CHECK_THROWS_WITH(
+      kh({{"a", 0.001}}),
+      "load_balancer: weight must be at least 0.003125 under key_hash (1 / (2 "
+      "x ring_vnodes): a smaller weight has no ring point of its own), got "
+      "0.001");
+  kh b({{"a", 50'000.0}, {"b", 1.0}});
+  CHECK_THROWS_WITH(b.add("c", 2'500.0), too_many + "8400160");
+  CHECK_THROWS_WITH(
+      b.add("c", 0.001),
+      "load_balancer: weight must be at least 0.003125 under key_hash (1 / (2 "
+      "x ring_vnodes): a smaller weight has no ring point of its own), got "
+      "0.001");
+  CHECK_THROWS_WITH(b.set_weight("b", 2'500.0), too_many + "8400000");
+  CHECK_THROWS_AS(b.set_weight("b", 0.001), outgrow::config_error);
+  // Nothing changed: the failed calls left no member behind and no weight changed, so
+  // every later change still publishes (before, each one rethrew the ring's message).
+  CHECK_FALSE(b.contains("c"));
+  CHECK(b.size() == 2);
+  CHECK(b.endpoints()[1].weight == 1.0);
+  b.drain("a");
+  CHECK(*b.pick_hash(42) == "b");
+  b.undrain("a");
+  b.report_health("a", false);
+  b.set_excluded("b", true);
+  b.refresh();
+  b.set_excluded("b", false);
+  b.remove("a");
+  b.add("c", 2'500.0);  // fits now that a is gone
+  b.set_weight("b", 100.0);
+  CHECK(b.size() == 2);
+  CHECK(b.routable() == 2);
+}
+
 TEST_CASE("balancer metrics print with fmt", "[load_balancer]") {
   lb<outgrow::round_robin> b({"a"});
   {
@@ -551,7 +765,13 @@ TEST_CASE("balancer metrics print with fmt", "[load_balancer]") {
 namespace {
 template <class Policy>
 void membership_stress() {
-  outgrow::load_balancer<std::string, Policy> b({"s0", "s1", "s2"}, {.seed = 9});
+  // seed only where the policy reads it (config_error otherwise).
+  outgrow::load_balancer_config config;
+  if constexpr (!std::is_same_v<Policy, outgrow::round_robin> &&
+                !std::is_same_v<Policy, outgrow::weighted_round_robin>) {
+    config.seed = 9;
+  }
+  outgrow::load_balancer<std::string, Policy> b({"s0", "s1", "s2"}, config);
   std::atomic<bool> stop{false};
   std::atomic<int> ready{0};
   constexpr int pickers = 3;
@@ -601,6 +821,122 @@ void membership_stress() {
   CHECK(m.endpoints == 3);
 }
 }  // namespace
+
+namespace {
+/// Pickers count their own outcomes while one thread adds and removes endpoints (some
+/// removed under leases held across the removal); the balancer's totals must equal the
+/// pickers' counts exactly at the end.
+template <class Policy>
+void churn_totals(std::uint32_t seed) {
+  outgrow::load_balancer<std::string, Policy> b({"s0", "s1"});
+  constexpr int pickers = 3;
+  constexpr int picks_each = 2000;  // at least; pickers go on until the churn ends
+  constexpr int churn_rounds = 300;
+  struct tally {
+    std::uint64_t picks = 0, successes = 0, failures = 0, abandoned = 0, empty = 0;
+  };
+  std::vector<tally> tallies(pickers);
+  std::atomic<bool> churned{false};
+  std::atomic<int> started{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < pickers; ++t) {
+    threads.emplace_back([&, t] {
+      tally& mine = tallies[static_cast<std::size_t>(t)];
+      std::mt19937 rng(seed + static_cast<std::uint32_t>(t));
+      std::deque<typename outgrow::load_balancer<std::string, Policy>::lease> held;
+      started.fetch_add(1);
+      for (int i = 0; i < picks_each || !churned.load(std::memory_order_relaxed); ++i) {
+        auto l = b.pick();
+        if (!l) {
+          ++mine.empty;
+          continue;
+        }
+        ++mine.picks;
+        held.push_back(std::move(l));
+        if (held.size() <= rng() % 4) continue;  // hold up to 3 leases across churn
+        auto& oldest = held.front();
+        switch (rng() % 4) {
+          case 0:
+            oldest.failure();
+            ++mine.failures;
+            break;
+          case 1:
+            oldest.abandon();
+            ++mine.abandoned;
+            break;
+          case 2:
+            oldest = {};  // dropped by move-assignment: abandoned
+            ++mine.abandoned;
+            break;
+          default:
+            oldest.success();
+            ++mine.successes;
+            break;
+        }
+        held.pop_front();
+      }
+      for (auto& l : held) {
+        l.success();
+        ++mine.successes;
+      }
+    });
+  }
+  while (started.load() < pickers) std::this_thread::yield();
+  std::mt19937 rng(seed);
+  std::vector<std::string> extra;
+  for (int round = 0; round < churn_rounds; ++round) {
+    const std::string e = fmt::format("d{}", rng() % 6);
+    if (std::find(extra.begin(), extra.end(), e) == extra.end()) {
+      b.add(e, static_cast<double>(1 + rng() % 3));
+      extra.push_back(e);
+    } else {
+      b.remove(e);  // leases on it may be in flight
+      extra.erase(std::find(extra.begin(), extra.end(), e));
+    }
+    if (round % 7 == 0) {
+      b.remove("s1");  // a base endpoint too, replaced by add() of the same id
+      b.add("s1");
+    }
+  }
+  churned = true;
+  for (auto& t : threads) t.join();
+  tally sum;
+  for (const tally& t : tallies) {
+    sum.picks += t.picks;
+    sum.successes += t.successes;
+    sum.failures += t.failures;
+    sum.abandoned += t.abandoned;
+    sum.empty += t.empty;
+  }
+  const auto m = b.metrics();
+  CHECK(sum.empty == 0);  // s0 is always routable
+  CHECK(m.in_flight == 0);
+  CHECK(m.picks == sum.picks);
+  CHECK(m.successes == sum.successes);
+  CHECK(m.failures == sum.failures);
+  CHECK(m.abandoned == sum.abandoned);
+  CHECK(m.picks == m.successes + m.failures + m.abandoned);
+  // Members plus removed endpoints make up the totals.
+  const auto r = b.removed_endpoints();
+  std::uint64_t picks = r.picks, failures = r.failures, abandoned = r.abandoned;
+  for (const auto& e : b.endpoints()) {
+    picks += e.picks;
+    failures += e.failures;
+    abandoned += e.abandoned;
+  }
+  CHECK(r.in_flight == 0);
+  CHECK(picks == m.picks);
+  CHECK(failures == m.failures);
+  CHECK(abandoned == m.abandoned);
+}
+}  // namespace
+
+TEST_CASE("totals add up exactly under endpoint churn", "[load_balancer][stress]") {
+  churn_totals<outgrow::round_robin>(1);
+  churn_totals<outgrow::power_of_two_choices>(2);
+  churn_totals<outgrow::least_connections>(3);
+  churn_totals<outgrow::key_hash>(4);
+}
 
 TEST_CASE("membership changes during concurrent picks are safe", "[load_balancer]") {
   membership_stress<outgrow::round_robin>();

@@ -450,6 +450,32 @@ TEST_CASE("bad splitter input throws config_error", "[read_write_splitter]") {
   CHECK_THROWS_AS(splitter("p", {}, {.primary_read_weight = 0.0}), config_error);
   CHECK_THROWS_AS(splitter("p", {}, {.poll_interval = 0s}), config_error);
   CHECK_THROWS_AS(splitter("p", {}, {.replicas = {.panic_threshold = 2.0}}), config_error);
+  // The nested replica balancer's checks name the splitter and the field's path.
+  CHECK_THROWS_WITH(
+      splitter("p", {}, {.replicas = {.panic_threshold = 2.0}}),
+      "read_write_splitter: replicas.panic_threshold must be in [0, 1], got 2");
+  CHECK_THROWS_WITH(
+      splitter("p", {},
+               {.replicas = {.base_ejection_time = 60s, .max_ejection_time = 30s}}),
+      "read_write_splitter: replicas.max_ejection_time must be in [1min, 24h] (not below "
+      "base_ejection_time), got 30s");
+  CHECK_THROWS_WITH(splitter("p", {}, {.replicas = {.seed = 42}}),
+                    "read_write_splitter: replicas.seed must be 0 (the default) under "
+                    "least_connections: the policy draws no random numbers, got 42");
+  CHECK_THROWS_WITH(splitter("p", {}, {.replicas = {.ring_vnodes = 10}}),
+                    "read_write_splitter: replicas.ring_vnodes must be 160 (the default) "
+                    "under least_connections: only key_hash reads it, got 10");
+  CHECK_THROWS_WITH(splitter("p", {}, {.replicas = {.slow_start_steps = 4}}),
+                    "read_write_splitter: replicas.slow_start_steps must be 10 (the "
+                    "default) when slow_start_window = 0s: slow start is off and never "
+                    "reads it, got 4");
+  // A weight for a primary that never joins the read pool is never read.
+  CHECK_THROWS_WITH(splitter("p", {}, {.primary_read_weight = 2.0}),
+                    "read_write_splitter: primary_read_weight must be 1 (the default) when "
+                    "primary_accepts_reads = false: the primary never joins the read pool "
+                    "then, got 2");
+  CHECK_NOTHROW(
+      splitter("p", {}, {.primary_accepts_reads = true, .primary_read_weight = 2.0}));
   splitter db("p", {{"r1"}});
   CHECK_THROWS_AS(db.add_replica({"r1"}), config_error);
   CHECK_THROWS_AS(db.remove_replica("zz"), config_error);

@@ -27,7 +27,10 @@
 //   key_hash (ip_hash)    pick(key): a consistent-hash ring (ring_placement from
 //                         hash_ring.hpp, 160 points per unit of weight as nginx `hash ...
 //                         consistent`) over the routable endpoints; an endpoint leaving
-//                         rotation moves only its own keys
+//                         rotation moves only its own keys. The balancer checks the
+//                         ring's limits itself (at least one point per endpoint, at most
+//                         8388608 in all), so errors name load_balancer and a failed
+//                         add()/set_weight() changes nothing
 //   least_response_time   power of two choices on EWMA latency × (in flight + 1) /
 //                         weight (Finagle/Linkerd "p2c + EWMA"); endpoints without a
 //                         recent sample score 0 so they get probed
@@ -76,7 +79,13 @@
 // policy is least_response_time, or passed explicitly as success(latency)). A lease
 // dropped without an outcome counts as *abandoned*: neither success nor failure (no
 // effect on health or latency). Leases must not outlive the balancer; they may outlive
-// their endpoint's removal.
+// their endpoint's removal (or its replacement by add() of the same endpoint), and
+// their outcomes still count: metrics() totals cover every endpoint ever added, the
+// removed ones' share is removed_endpoints(), so once no lease is in flight
+// picks == successes + failures + abandoned exactly, whatever the churn. (A removed
+// endpoint's state lives on, shared, while a lease or an old snapshot holds it; its
+// last reference folds its counts into the removed-endpoints totals.) Health is not
+// updated by a removed endpoint's outcomes.
 //
 // Health (defaults from Envoy's outlier detection and HAProxy's checks):
 //   passive  `consecutive_failures` (5, Envoy's consecutive_5xx) failures in a row eject
@@ -87,7 +96,8 @@
 //            At most max_ejection_fraction (10 %) of the endpoints are ejected at once
 //            (Envoy's 100·(ejected + 1)/N <= max_ejection_percent), but always at least
 //            one; refused ejections count as `ejections_overflow` (Envoy's
-//            ejections_overflow).
+//            ejections_overflow). max_ejection_fraction = 0 is a config_error rather
+//            than "at least one" (turn ejection off with consecutive_failures = 0).
 //            Differences from Envoy, deliberate: (1) Envoy ejects at least one host only
 //            with always_eject_one_host (default false since it was added; before, the
 //            docs promised "at least one host regardless"): with fewer than 10
@@ -110,19 +120,28 @@
 //            (Envoy's ramp, aggression 1.0, is continuous: max(10 %, t / window)).
 //            Applies to the load- and weight-driven policies (not to round_robin,
 //            random_choice, or key_hash, whose ring keeps configured weights so keys do
-//            not move during the ramp).
+//            not move during the ramp: for those a slow_start_window is a config_error).
 //   panic    when fewer than panic_threshold (50 %, Envoy) of the endpoints in rotation
 //            are healthy (strictly fewer: 2 of 4 is not panic, as Envoy), balance across
 //            all of them, ejected and unhealthy included.
 // Endpoints taken out by drain() (or set_excluded(), used by read_write_splitter for
 // lagging replicas) leave rotation without counting as unhealthy.
 //
+// Configuration (load_balancer_config) is checked whole by the constructor: out of
+// range, max_ejection_time below base_ejection_time, or a non-default value of a field
+// the policy or the rest of the configuration never reads (ring_vnodes outside
+// key_hash, seed under round_robin, slow_start_steps without a slow_start_window, ...)
+// throws config_error "load_balancer: <field> must be ..., got ...". Nothing is clamped.
+//
 // Thread-safety: every member function from any thread. Picks read an immutable
 // membership snapshot (core/snapshot.hpp published<T>) and never lock (but for a WRR
 // period too long to tabulate, where picks share a spin lock); membership and
 // health changes build a new snapshot under a writer mutex and publish it. Time-based
 // changes (an ejection ending, a slow-start step) are applied by the first pick that
-// notices them, with try_lock: a pick never waits for a writer.
+// notices them, with try_lock: a pick never waits for a writer. The last reference to a
+// removed endpoint (its last lease ending, or the last old snapshot listing it being
+// freed) folds its counters into the removed-endpoints totals under a small mutex of
+// their own, once per removed endpoint.
 // Complexity: pick O(1) for round robin, WRR (O(N) when its period exceeds 65,536),
 // p2c, LRT, random and key_hash; O(log N) weighted_random; O(N) least_connections.
 // Membership/health changes O(N) plus the policy's table (WRR period <= 65536 entries
@@ -208,15 +227,26 @@ concept balancing_policy =
 
 // ---- configuration, metrics ----------------------------------------------------------
 
+/// Every field is checked by the constructor (load_balancer::validate): a value out of
+/// range, or a non-default value of a field that the chosen policy or the rest of the
+/// configuration never reads (as Caffeine's builder does: ring_vnodes under
+/// round_robin, slow_start_steps with slow_start_window = 0, ...), throws config_error.
+/// Nothing is clamped silently. Accepted although redundant: measure_latency = true
+/// under least_response_time (which measures anyway, so the value holds), and the
+/// active-health fields, which report_health() and start_health_checks() read at run
+/// time whatever the configuration.
 struct load_balancer_config {
   // passive health (outlier detection)
-  /// Failures in a row that eject an endpoint: 5, Envoy's consecutive_5xx. 0 = off.
+  /// Failures in a row that eject an endpoint: 5, Envoy's consecutive_5xx. 0 = off
+  /// (then the three ejection fields below must keep their defaults).
   std::uint32_t consecutive_failures = 5;
   /// First ejection's length; the n-th lasts n × this: 30 s, Envoy. (0, 24 h]
   std::chrono::nanoseconds base_ejection_time = std::chrono::seconds{30};
-  /// Cap on one ejection (never below base_ejection_time): 300 s, Envoy. (0, 24 h]
+  /// Cap on one ejection: 300 s, Envoy. [base_ejection_time, 24 h]
   std::chrono::nanoseconds max_ejection_time = std::chrono::seconds{300};
-  /// Largest share of endpoints ejected at once (at least one): 10 %, Envoy. [0, 1]
+  /// Largest share of endpoints ejected at once: 10 %, Envoy. (0, 1]. At least one
+  /// endpoint may always be ejected (see "Health" in the header: small pools would
+  /// otherwise have no passive health), so 0 is rejected rather than read as one.
   double max_ejection_fraction = 0.1;
   // active health
   /// Between rounds of active checks: 2 s, HAProxy `inter`. (0, 24 h]
@@ -226,9 +256,11 @@ struct load_balancer_config {
   /// Failed checks in a row that take it out: 3, HAProxy `fall`. [1, 1000]
   std::uint32_t unhealthy_threshold = 3;
   // slow start
-  /// Ramp-up time for returning/new endpoints; 0 = off (nginx, Envoy). [0, 24 h]
+  /// Ramp-up time for returning/new endpoints; 0 = off (nginx, Envoy). [0, 24 h]. Must
+  /// stay 0 under round_robin, random_choice and key_hash (no weights to ramp).
   std::chrono::nanoseconds slow_start_window{0};
   /// Weight share at the start of the ramp: 0.1, Envoy's min_weight_percent. (0, 1]
+  /// (default only when slow_start_window is 0, as slow_start_steps)
   double slow_start_min_weight = 0.1;
   /// Steps of the ramp (each step republishes the snapshot): 10. [1, 1000]
   std::uint32_t slow_start_steps = 10;
@@ -243,12 +275,18 @@ struct load_balancer_config {
   /// Weight of a new latency sample in the EWMA: 0.2 (outgrow's choice). (0, 1]
   double ewma_weight = 0.2;
   /// least_response_time: an endpoint with no sample for this long scores as unknown
-  /// (and gets probed): 10 s, Finagle's peak-EWMA decay time. (0, 24 h]
+  /// (and gets probed): 10 s, Finagle's peak-EWMA decay time. (0, 24 h]; least_response_
+  /// time only.
   std::chrono::nanoseconds latency_stale_after = std::chrono::seconds{10};
   // key_hash
-  /// Ring points per unit of weight: 160, nginx `hash ... consistent`. [1, 100000]
+  /// Ring points per unit of weight: 160, nginx `hash ... consistent`. [1, 100000];
+  /// key_hash only. The ring holds at most 8388608 points (ring_vnodes × total weight,
+  /// each endpoint rounded to a whole number of points, at least 1): checked by the
+  /// constructor, add() and set_weight().
   std::uint32_t ring_vnodes = 160;
-  /// Seed of the random stream (random, p2c, LRT); 0 = from std::random_device.
+  /// Seed of the random stream (random_choice, weighted_random, p2c, LRT, and key_hash's
+  /// pick() without a key); 0 = from std::random_device. Must stay 0 under round_robin,
+  /// weighted_round_robin and least_connections, which draw nothing.
   std::uint64_t seed = 0;
 };
 
@@ -279,9 +317,11 @@ enum class endpoint_status : std::uint8_t {
   return "unknown";
 }
 
-/// Balancer-wide counters and the current health picture. Counters of removed
-/// endpoints are kept as they were at removal. successes is derived (picks − failures −
-/// abandoned − in flight), so under concurrent traffic it may lag by a few.
+/// Balancer-wide counters and the current health picture. The counters include every
+/// endpoint ever added: removed ones too, with the outcomes of their leases that end
+/// after the removal (see removed_endpoints()), so once no lease is in flight
+/// picks == successes + failures + abandoned exactly. successes is derived (picks −
+/// failures − abandoned − in flight), so under concurrent traffic it may lag by a few.
 struct lb_metrics {
   static constexpr std::string_view metrics_name = "lb_metrics";
   std::uint64_t picks = 0;
@@ -321,6 +361,30 @@ struct lb_metrics {
     f("draining", draining);
     f("excluded", excluded);
     f("panic", panic);
+  }
+};
+
+/// The removed endpoints' share of lb_metrics: every pick of an endpoint made before or
+/// after its remove() (a racing pick may still draw it), with the outcomes of leases
+/// that outlived the removal. An endpoint removed and added again counts here for its
+/// first life and in endpoints() for its second.
+struct lb_removed_stats {
+  static constexpr std::string_view metrics_name = "lb_removed_stats";
+  std::uint64_t picks = 0;
+  std::uint64_t successes = 0;
+  std::uint64_t failures = 0;
+  std::uint64_t abandoned = 0;
+  std::uint64_t in_flight = 0;  ///< leases still held on removed endpoints
+  std::size_t lingering = 0;    ///< removed endpoints still held by a lease or snapshot
+
+  template <class F>
+  void for_each_metric(F&& f) const {
+    f("picks", picks);
+    f("successes", successes);
+    f("failures", failures);
+    f("abandoned", abandoned);
+    f("in_flight", in_flight);
+    f("lingering", lingering);
   }
 };
 
@@ -437,6 +501,24 @@ struct lb_ring_slot_hasher {
 };
 using lb_ring = ring_placement<lb_ring_slot, lb_ring_slot_hasher>;
 
+template <class Endpoint>
+class lb_endpoint;
+
+/// Where the counters of removed endpoints live, shared by a balancer and its endpoints'
+/// states (both may go first: old snapshots can linger in threads' snapshot caches).
+/// A removed endpoint still referenced (by a lease or an old snapshot) is listed in
+/// `removed` and read live; its last reference folds its final counts into the totals
+/// below under `mutex`, so a reader holding `mutex` sees every pick exactly once.
+template <class Endpoint>
+struct lb_ledger {
+  std::mutex mutex;
+  std::vector<const lb_endpoint<Endpoint>*> removed;
+  std::uint64_t picks = 0, failures = 0, abandoned = 0;  // of removed endpoints gone
+
+  /// Called by an endpoint's last reference, just before it is deleted.
+  void retire(const lb_endpoint<Endpoint>& e) noexcept;
+};
+
 /// One endpoint's shared state. Lives as long as a membership snapshot lists it or a
 /// lease holds it: `word_` packs [picks since last fold : 32][in flight : 31][listed : 1],
 /// so starting a lease is one atomic add and ending it one atomic sub that also tells
@@ -450,11 +532,13 @@ class lb_endpoint {
   static constexpr std::uint64_t low_mask = pick_unit - 1;
   static constexpr std::uint64_t fold_at = std::uint64_t{1} << 31;
 
-  lb_endpoint(Endpoint e, std::uint64_t h) : endpoint(std::move(e)), hash(h) {}
+  lb_endpoint(Endpoint e, std::uint64_t h, std::shared_ptr<lb_ledger<Endpoint>> l)
+      : endpoint(std::move(e)), hash(h), ledger(std::move(l)) {}
 
   /// A shared_ptr whose last copy drops the "listed" reference instead of deleting.
-  static std::shared_ptr<lb_endpoint> make(Endpoint e, std::uint64_t h) {
-    return std::shared_ptr<lb_endpoint>(new lb_endpoint(std::move(e), h),
+  static std::shared_ptr<lb_endpoint> make(Endpoint e, std::uint64_t h,
+                                           std::shared_ptr<lb_ledger<Endpoint>> l) {
+    return std::shared_ptr<lb_endpoint>(new lb_endpoint(std::move(e), h, std::move(l)),
                                         [](lb_endpoint* p) { p->release(listed_unit); });
   }
 
@@ -469,7 +553,10 @@ class lb_endpoint {
   }
   /// Drops one reference (a lease or the listing); deletes on the last one.
   void release(std::uint64_t unit) noexcept {
-    if ((word_.fetch_sub(unit, std::memory_order_acq_rel) & low_mask) == unit) delete this;
+    if ((word_.fetch_sub(unit, std::memory_order_acq_rel) & low_mask) == unit) {
+      ledger->retire(*this);  // a removed endpoint's final counts join the totals
+      delete this;
+    }
   }
   [[nodiscard]] std::uint64_t in_flight() const noexcept {
     return (word_.load(std::memory_order_relaxed) & low_mask) >> 1;
@@ -481,6 +568,8 @@ class lb_endpoint {
 
   const Endpoint endpoint;
   const std::uint64_t hash;
+  const std::shared_ptr<lb_ledger<Endpoint>> ledger;
+  bool removed = false;  // guarded by ledger->mutex
   // Hot: updated by leases.
   alignas(64) std::atomic<std::uint64_t> word_{listed_unit};
   std::atomic<std::uint32_t> consecutive_failures{0};
@@ -505,6 +594,16 @@ class lb_endpoint {
   double effective_weight = 1.0;  // as last published
   bool slow_starting = false;     // as last published
 };
+
+template <class Endpoint>
+void lb_ledger<Endpoint>::retire(const lb_endpoint<Endpoint>& e) noexcept {
+  std::lock_guard lock(mutex);
+  if (!e.removed) return;  // a member (the balancer is going away)
+  picks += e.picks();
+  failures += e.failures.load();
+  abandoned += e.abandoned.load();
+  removed.erase(std::find(removed.begin(), removed.end(), &e));
+}
 
 // ---- smooth weighted round robin (nginx's ngx_http_upstream_get_peer) ----------------
 //
@@ -755,6 +854,10 @@ class load_balancer {
   static constexpr bool is_weighted = !std::same_as<Policy, round_robin> &&
                                       !std::same_as<Policy, random_choice> && !is_hashed;
   static constexpr bool always_measures = std::same_as<Policy, least_response_time>;
+  // Policies that read config.seed (key_hash: pick() without a key draws one).
+  static constexpr bool draws_random = !std::same_as<Policy, round_robin> &&
+                                       !std::same_as<Policy, weighted_round_robin> &&
+                                       !std::same_as<Policy, least_connections>;
   static constexpr std::string_view primitive = "load_balancer";
 
   enum class outcome : std::uint8_t { success, failure, abandoned };
@@ -917,16 +1020,21 @@ class load_balancer {
   }
 
   /// Removes an endpoint at once; its outstanding leases stay valid and finish
-  /// normally. config_error if unknown.
+  /// normally, their outcomes counted in metrics() (see removed_endpoints()).
+  /// config_error if unknown.
   void remove(const Endpoint& endpoint) {
     std::lock_guard lock(mutex_);
     const std::size_t i = index_or_throw(endpoint, "remove(endpoint)");
-    const state& s = *states_[i];
-    retired_.picks += s.picks();
-    retired_.failures += s.failures.load();
-    retired_.abandoned += s.abandoned.load();
-    retired_.in_flight += s.in_flight();
+    state& s = *states_[i];
+    {
+      // From here on metrics() reads its counters through the ledger, until its last
+      // reference folds them into the ledger's totals.
+      std::lock_guard ledger_lock(ledger_->mutex);
+      ledger_->removed.push_back(&s);
+      s.removed = true;
+    }
     members_.remove(endpoint);
+    ring_points_ -= ring_points_checked(s.weight, 0);
     states_.erase(states_.begin() + static_cast<std::ptrdiff_t>(i));
     publish_locked(now_ns());
   }
@@ -946,10 +1054,23 @@ class load_balancer {
     set_flag(endpoint, &state::excluded, excluded, "set_excluded");
   }
 
+  /// config_error for an unknown endpoint or a weight outside (0, 1e6] (key_hash: see
+  /// ring_vnodes); nothing changes then.
   void set_weight(const Endpoint& endpoint, double weight) {
     std::lock_guard lock(mutex_);
-    members_.set_weight(endpoint, weight);
-    states_[index_or_throw(endpoint, "set_weight(endpoint)")]->weight = weight;
+    state& s = *states_[index_or_throw(endpoint, "set_weight(endpoint)")];
+    const double old = s.weight;
+    members_.set_weight(endpoint, weight);  // validates the weight
+    std::size_t points = 0;
+    const std::size_t old_points = ring_points_checked(old, 0);
+    try {
+      points = ring_points_checked(weight, ring_points_ - old_points);
+    } catch (...) {
+      members_.set_weight(endpoint, old);
+      throw;
+    }
+    s.weight = weight;
+    ring_points_ = ring_points_ - old_points + points;
     publish_locked(now_ns());
   }
 
@@ -1041,14 +1162,15 @@ class load_balancer {
 
   // ---- observation ----------------------------------------------------------------
 
+  /// Totals over every endpoint ever added (removed ones included: see lb_metrics).
   [[nodiscard]] lb_metrics metrics() const {
     std::lock_guard lock(mutex_);
     lb_metrics m;
-    m.picks = retired_.picks;
-    m.failures = retired_.failures;
-    m.abandoned = retired_.abandoned;
-    m.in_flight = 0;
-    std::uint64_t retired_in_flight = retired_.in_flight;
+    const lb_removed_stats r = removed_locked();
+    m.picks = r.picks;
+    m.failures = r.failures;
+    m.abandoned = r.abandoned;
+    m.in_flight = r.in_flight;
     for (const auto& s : states_) {
       m.picks += s->picks();
       m.failures += s->failures.load();
@@ -1060,7 +1182,7 @@ class load_balancer {
       m.draining += st == endpoint_status::draining ? 1U : 0U;
       m.excluded += st == endpoint_status::excluded ? 1U : 0U;
     }
-    const std::uint64_t done = m.failures + m.abandoned + m.in_flight + retired_in_flight;
+    const std::uint64_t done = m.failures + m.abandoned + m.in_flight;
     m.successes = m.picks > done ? m.picks - done : 0;
     m.no_endpoint = no_endpoint_.load();
     m.panic_picks = panic_picks_.load();
@@ -1074,7 +1196,14 @@ class load_balancer {
     return m;
   }
 
-  /// Per-endpoint state and counters, in insertion order.
+  /// The removed endpoints' counters (included in metrics()): picks and outcomes of
+  /// endpoints no longer members, including leases that ended after the removal.
+  [[nodiscard]] lb_removed_stats removed_endpoints() const {
+    std::lock_guard lock(mutex_);
+    return removed_locked();
+  }
+
+  /// Per-endpoint state and counters of the members, in insertion order.
   [[nodiscard]] std::vector<endpoint_stats<Endpoint>> endpoints() const {
     std::lock_guard lock(mutex_);
     std::vector<endpoint_stats<Endpoint>> out;
@@ -1106,39 +1235,122 @@ class load_balancer {
   [[nodiscard]] const load_balancer_config& config() const noexcept { return config_; }
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
+  /// Throws config_error unless `c` is valid for this balancer (the constructor calls
+  /// it): every field in its range, max_ejection_time >= base_ejection_time, and a
+  /// field this Policy or configuration never reads left at its default (see
+  /// load_balancer_config). Messages read "<owner>: <prefix><field> must be ...";
+  /// read_write_splitter passes its own name and "replicas.".
+  static void validate(const load_balancer_config& c,
+                       std::string_view owner = "load_balancer",
+                       std::string_view prefix = "") {
+    using namespace std::chrono;
+    const nanoseconds day = hours{24};
+    const load_balancer_config d{};
+    const auto field = [&](std::string_view name) {
+      return fmt::format("{}{}", prefix, name);
+    };
+    const auto describe = [](const auto& v) { return detail::describe_value(v); };
+    // A non-default value of a field that is never read is a mistake, not a no-op.
+    const auto unread = [&](bool is_default, std::string_view name, const auto& value,
+                            const auto& default_value, std::string_view why) {
+      require(is_default, owner, field(name),
+              fmt::format("{} (the default) {}", describe(default_value), why), value);
+    };
+    require_in_range(owner, field("consecutive_failures"), c.consecutive_failures, 0U,
+                     1'000'000U);
+    require(c.base_ejection_time > nanoseconds{0} && c.base_ejection_time <= day, owner,
+            field("base_ejection_time"), "in (0s, 24h]", c.base_ejection_time);
+    require(c.max_ejection_time > nanoseconds{0} && c.max_ejection_time <= day, owner,
+            field("max_ejection_time"), "in (0s, 24h]", c.max_ejection_time);
+    require(c.max_ejection_fraction > 0.0 && c.max_ejection_fraction <= 1.0, owner,
+            field("max_ejection_fraction"),
+            "in (0, 1] (one endpoint may always be ejected; consecutive_failures = 0 "
+            "turns ejection off)",
+            c.max_ejection_fraction);
+    if (c.consecutive_failures == 0) {
+      constexpr std::string_view off =
+          "when consecutive_failures = 0: passive ejection is off and never reads it";
+      unread(c.base_ejection_time == d.base_ejection_time, "base_ejection_time",
+             c.base_ejection_time, d.base_ejection_time, off);
+      unread(c.max_ejection_time == d.max_ejection_time, "max_ejection_time",
+             c.max_ejection_time, d.max_ejection_time, off);
+      unread(c.max_ejection_fraction == d.max_ejection_fraction, "max_ejection_fraction",
+             c.max_ejection_fraction, d.max_ejection_fraction, off);
+    }
+    require(c.max_ejection_time >= c.base_ejection_time, owner, field("max_ejection_time"),
+            fmt::format("in [{}, 24h] (not below base_ejection_time)",
+                        describe(c.base_ejection_time)),
+            c.max_ejection_time);
+    require(c.health_check_interval > nanoseconds{0} && c.health_check_interval <= day,
+            owner, field("health_check_interval"), "in (0s, 24h]", c.health_check_interval);
+    require_in_range(owner, field("healthy_threshold"), c.healthy_threshold, 1U, 1000U);
+    require_in_range(owner, field("unhealthy_threshold"), c.unhealthy_threshold, 1U, 1000U);
+    require_in_range(owner, field("slow_start_window"), c.slow_start_window, nanoseconds{0},
+                     day);
+    require(c.slow_start_min_weight > 0.0 && c.slow_start_min_weight <= 1.0, owner,
+            field("slow_start_min_weight"), "in (0, 1]", c.slow_start_min_weight);
+    require_in_range(owner, field("slow_start_steps"), c.slow_start_steps, 1U, 1000U);
+    if constexpr (!is_weighted) {
+      unread(c.slow_start_window == d.slow_start_window, "slow_start_window",
+             c.slow_start_window, d.slow_start_window,
+             fmt::format("under {}: slow start ramps weights, which it {}", Policy::name,
+                         is_hashed ? "keeps as configured on the ring so keys do not move"
+                                   : "does not use"));
+    }
+    if (c.slow_start_window == nanoseconds{0}) {
+      constexpr std::string_view off =
+          "when slow_start_window = 0s: slow start is off and never reads it";
+      unread(c.slow_start_min_weight == d.slow_start_min_weight, "slow_start_min_weight",
+             c.slow_start_min_weight, d.slow_start_min_weight, off);
+      unread(c.slow_start_steps == d.slow_start_steps, "slow_start_steps",
+             c.slow_start_steps, d.slow_start_steps, off);
+    }
+    require_in_range(owner, field("panic_threshold"), c.panic_threshold, 0.0, 1.0);
+    require(c.ewma_weight > 0.0 && c.ewma_weight <= 1.0, owner, field("ewma_weight"),
+            "in (0, 1]", c.ewma_weight);
+    require(c.latency_stale_after > nanoseconds{0} && c.latency_stale_after <= day, owner,
+            field("latency_stale_after"), "in (0s, 24h]", c.latency_stale_after);
+    if constexpr (!always_measures) {
+      unread(c.latency_stale_after == d.latency_stale_after, "latency_stale_after",
+             c.latency_stale_after, d.latency_stale_after,
+             fmt::format("under {}: only least_response_time reads it", Policy::name));
+    }
+    require_in_range(owner, field("ring_vnodes"), c.ring_vnodes, 1U, 100'000U);
+    if constexpr (!is_hashed) {
+      unread(c.ring_vnodes == d.ring_vnodes, "ring_vnodes", c.ring_vnodes, d.ring_vnodes,
+             fmt::format("under {}: only key_hash reads it", Policy::name));
+    }
+    if constexpr (!draws_random) {
+      unread(c.seed == d.seed, "seed", c.seed, d.seed,
+             fmt::format("under {}: the policy draws no random numbers", Policy::name));
+    }
+  }
+
  private:
   struct accept_all {
     constexpr bool operator()(const Endpoint&) const noexcept { return true; }
   };
-  struct retired_counts {
-    std::uint64_t picks = 0, failures = 0, abandoned = 0, in_flight = 0;
-  };
+
+  lb_removed_stats removed_locked() const {
+    lb_removed_stats r;
+    std::lock_guard lock(ledger_->mutex);
+    r.picks = ledger_->picks;
+    r.failures = ledger_->failures;
+    r.abandoned = ledger_->abandoned;
+    for (const state* s : ledger_->removed) {
+      r.picks += s->picks();
+      r.failures += s->failures.load();
+      r.abandoned += s->abandoned.load();
+      r.in_flight += s->in_flight();
+    }
+    r.lingering = ledger_->removed.size();
+    const std::uint64_t done = r.failures + r.abandoned + r.in_flight;
+    r.successes = r.picks > done ? r.picks - done : 0;
+    return r;
+  }
 
   static load_balancer_config validated(load_balancer_config c) {
-    using namespace std::chrono;
-    const nanoseconds day = hours{24};
-    require_in_range(primitive, "consecutive_failures", c.consecutive_failures, 0U,
-                     1'000'000U);
-    require(c.base_ejection_time > nanoseconds{0} && c.base_ejection_time <= day, primitive,
-            "base_ejection_time", "in (0s, 24h]", c.base_ejection_time);
-    require(c.max_ejection_time > nanoseconds{0} && c.max_ejection_time <= day, primitive,
-            "max_ejection_time", "in (0s, 24h]", c.max_ejection_time);
-    require_in_range(primitive, "max_ejection_fraction", c.max_ejection_fraction, 0.0, 1.0);
-    require(c.health_check_interval > nanoseconds{0} && c.health_check_interval <= day,
-            primitive, "health_check_interval", "in (0s, 24h]", c.health_check_interval);
-    require_in_range(primitive, "healthy_threshold", c.healthy_threshold, 1U, 1000U);
-    require_in_range(primitive, "unhealthy_threshold", c.unhealthy_threshold, 1U, 1000U);
-    require_in_range(primitive, "slow_start_window", c.slow_start_window, nanoseconds{0},
-                     day);
-    require(c.slow_start_min_weight > 0.0 && c.slow_start_min_weight <= 1.0, primitive,
-            "slow_start_min_weight", "in (0, 1]", c.slow_start_min_weight);
-    require_in_range(primitive, "slow_start_steps", c.slow_start_steps, 1U, 1000U);
-    require_in_range(primitive, "panic_threshold", c.panic_threshold, 0.0, 1.0);
-    require(c.ewma_weight > 0.0 && c.ewma_weight <= 1.0, primitive, "ewma_weight",
-            "in (0, 1]", c.ewma_weight);
-    require(c.latency_stale_after > nanoseconds{0} && c.latency_stale_after <= day,
-            primitive, "latency_stale_after", "in (0s, 24h]", c.latency_stale_after);
-    require_in_range(primitive, "ring_vnodes", c.ring_vnodes, 1U, 100'000U);
+    validate(c);
     return c;
   }
 
@@ -1360,7 +1572,8 @@ class load_balancer {
 
   void try_eject(state& s) noexcept {
     std::lock_guard lock(mutex_);
-    // Only current members (a removed endpoint's late failures are ignored).
+    // Only current members (a removed endpoint's late failures count in metrics() but
+    // eject nothing).
     const bool member = std::any_of(states_.begin(), states_.end(),
                                     [&](const auto& p) { return p.get() == &s; });
     if (!member || s.ejected) return;
@@ -1387,7 +1600,7 @@ class load_balancer {
         served >= s.ejection_multiplier
             ? 0U
             : s.ejection_multiplier - static_cast<std::uint32_t>(served);
-    const std::int64_t cap = std::max(base, config_.max_ejection_time.count());
+    const std::int64_t cap = config_.max_ejection_time.count();  // >= base: validated
     // Envoy's ejectTimeBackoff: it grows while multiplier × base < cap + base, so it
     // stops one step past the cap (11 with the defaults) and decays from there.
     if (static_cast<double>(s.ejection_multiplier) * static_cast<double>(base) <
@@ -1445,14 +1658,43 @@ class load_balancer {
       h = static_cast<std::uint64_t>(hasher_(endpoint));
     }
     try {
-      auto s = state::make(endpoint, h);
+      const std::size_t points = ring_points_checked(weight, ring_points_);
+      auto s = state::make(endpoint, h, ledger_);
       s->weight = weight;
       s->in_service_since_ns = now;
       if (ramp) s->ramp_start_ns = now;
       states_.push_back(std::move(s));
+      ring_points_ += points;
     } catch (...) {
       members_.remove(endpoint);
       throw;
+    }
+  }
+
+  /// key_hash: the ring points of an endpoint of `weight` (as ring_placement counts
+  /// them: ring_vnodes × weight, rounded), after checking here — before anything
+  /// changes, so the message names load_balancer and the balancer stays as it was —
+  /// that it gets at least one and that the ring over every member (`others` points
+  /// besides) stays within ring_placement's limit. Other policies: 0.
+  std::size_t ring_points_checked(double weight, std::size_t others) const {
+    if constexpr (!is_hashed) {
+      (void)weight;
+      (void)others;
+      return 0;
+    } else {
+      const double vnodes = config_.ring_vnodes;
+      require(vnodes * weight >= 0.5, primitive, "weight",
+              fmt::format("at least {} under key_hash (1 / (2 x ring_vnodes): a smaller "
+                          "weight has no ring point of its own)",
+                          0.5 / vnodes),
+              weight);
+      const auto points = static_cast<std::size_t>(std::round(vnodes * weight));
+      require(others + points <= detail::lb_ring::max_points, primitive,
+              "ring_vnodes x total weight",
+              fmt::format("at most {} ring points (key_hash, ring_vnodes = {})",
+                          detail::lb_ring::max_points, config_.ring_vnodes),
+              others + points);
+      return points;
     }
   }
 
@@ -1593,7 +1835,10 @@ class load_balancer {
   mutable std::mutex mutex_;
   detail::node_set<Endpoint, Hasher> members_;  // validation + lookup by endpoint
   std::vector<std::shared_ptr<state>> states_;  // parallel to members_.nodes()
-  retired_counts retired_;
+  std::size_t ring_points_ = 0;  // key_hash: ring points of all members (<= max_points)
+  // Removed endpoints' counters; shared with every state, which may outlive *this.
+  const std::shared_ptr<detail::lb_ledger<Endpoint>> ledger_ =
+      std::make_shared<detail::lb_ledger<Endpoint>>();
   const std::uint64_t seed_;
   // Pick path.
   published<snapshot> current_;

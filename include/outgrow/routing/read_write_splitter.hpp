@@ -210,7 +210,8 @@ struct read_write_splitter_config {
   double lag_readmit_fraction = 0.8;
   /// Balance reads onto the primary too: false, MaxScale master_accept_reads.
   bool primary_accepts_reads = false;
-  /// The primary's weight in the read pool when it accepts reads. (0, 1e6]
+  /// The primary's weight in the read pool when it accepts reads. (0, 1e6]; must stay 1
+  /// when primary_accepts_reads is false (never read then).
   double primary_read_weight = 1.0;
   /// No usable replica: read from the primary (default) or return an error.
   no_replica_policy no_usable_replica = no_replica_policy::use_primary;
@@ -220,7 +221,11 @@ struct read_write_splitter_config {
   /// Between replication polls (start_polling): 1 s (MaxScale's monitor interval is
   /// 2 s, ProxySQL's lag monitor 10 s; read-your-writes likes fresh positions). (0, 1 h]
   std::chrono::nanoseconds poll_interval = std::chrono::seconds{1};
-  /// The replica balancer's health settings (passive ejection after 5 failures, ...).
+  /// The replica balancer's health settings (passive ejection after 5 failures, ...),
+  /// checked by load_balancer::validate for the splitter's Policy (a field the policy
+  /// never reads must keep its default: no seed under least_connections) and reported
+  /// as "read_write_splitter: replicas.<field> ...". The other fields here are all
+  /// read: time_window by per-call modes, the lag fields by per-replica overrides.
   load_balancer_config replicas{};
 };
 
@@ -793,6 +798,14 @@ class read_write_splitter {
                      0U, 1'000'000U);
     require(c.poll_interval > nanoseconds{0} && c.poll_interval <= hours{1}, primitive,
             "poll_interval", "in (0s, 1h]", c.poll_interval);
+    require(c.primary_accepts_reads || c.primary_read_weight == 1.0, primitive,
+            "primary_read_weight",
+            "1 (the default) when primary_accepts_reads = false: the primary never joins "
+            "the read pool then",
+            c.primary_read_weight);
+    // The replica balancer's checks, before it is built, so that a bad field is
+    // reported as this splitter's: "read_write_splitter: replicas.<field> must be ...".
+    pool_type::validate(c.replicas, primitive, "replicas.");
     return c;
   }
 
