@@ -14,6 +14,7 @@
 // core
 #include <outgrow/core/backoff.hpp>
 #include <outgrow/core/clock.hpp>
+#include <outgrow/core/deadline.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
 #include <outgrow/core/snapshot.hpp>

@@ -4,12 +4,14 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <future>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -972,4 +974,197 @@ TEST_CASE("write policies reject bad configuration with exact messages", "[confi
   bad.config.max_batch = 0;
   CHECK_THROWS_WITH((cache_of<outgrow::write_behind>(db, std::tie(l1, l2), {}, bad, clock)),
                     "write_behind: max_batch must be in [1, inf), got 0");
+}
+
+// ---- huge durations saturate instead of overflowing ----------------------------------
+
+TEST_CASE("write_behind with max_delay nanoseconds max does not flush by age at once",
+          "[write_behind][overflow]") {
+  manual_clock clock;
+  str_tier l1(clock);
+  str_tier l2(clock);
+  kv_store db;
+  cache_of<outgrow::write_behind> cache(
+      db, std::tie(l1, l2), {},
+      outgrow::write_behind({.max_delay = std::chrono::nanoseconds::max()}), clock);
+  clock.advance(1s);  // a write acknowledged after time zero: since + max_delay overflows
+  CHECK(cache.put("a", "1"));
+  CHECK(cache.poll() == 0);
+  clock.advance(24h * 365 * 100);
+  CHECK(cache.poll() == 0);  // a century is not "max_delay old"
+  CHECK(db.at("a") == std::nullopt);
+  CHECK(cache.stats().write_behind.queue_depth == 1);
+  cache.flush();  // an explicit flush still writes it
+  CHECK(db.at("a") == "1");
+}
+
+TEST_CASE("write_behind with retry_cap nanoseconds max waits for its retry",
+          "[write_behind][overflow]") {
+  manual_clock clock;
+  str_tier l1(clock);
+  str_tier l2(clock);
+  kv_store db;
+  cache_of<outgrow::write_behind> cache(
+      db, std::tie(l1, l2), {},
+      outgrow::write_behind({.max_batch = 1,
+                             .retry_base = std::chrono::nanoseconds::max(),
+                             .retry_cap = std::chrono::nanoseconds::max()}),
+      clock);
+  clock.advance(1s);
+  db.fail_next = 1;
+  CHECK(cache.put("a", "1"));
+  CHECK(cache.poll() == 0);  // the first attempt fails
+  const auto s = cache.stats().write_behind;
+  CHECK(s.failed_attempts == 1);
+  clock.advance(24h * 365 * 100);
+  CHECK(cache.poll() == 0);  // the retry is not due: no retry at once, no dead letter
+  CHECK(cache.stats().write_behind.retries == 0);
+  CHECK(cache.stats().write_behind.dead_lettered == 0);
+  CHECK(db.at("a") == std::nullopt);
+}
+
+TEST_CASE("write_behind with a huge block_timeout blocks instead of overflowing",
+          "[write_behind][overflow]") {
+  manual_clock clock;
+  str_tier l1(clock);
+  str_tier l2(clock);
+  kv_store db;
+  cache_of<outgrow::write_behind> cache(
+      db, std::tie(l1, l2), {},
+      outgrow::write_behind({.max_batch = 1,
+                             .max_buffered = 1,
+                             .block_timeout = std::chrono::nanoseconds::max()}),
+      clock);
+  CHECK(cache.put("a", "1"));
+  std::atomic<bool> done{false};
+  bool accepted = false;
+  std::thread writer([&] {
+    accepted = cache.put("b", "1");  // full: waits (overflow would reject at once)
+    done = true;
+  });
+  wait_until([&] { return cache.stats().write_behind.blocked == 1; });
+  std::this_thread::sleep_for(10ms);
+  CHECK_FALSE(done.load());
+  cache.flush();  // makes room
+  writer.join();
+  CHECK(accepted);
+  CHECK(cache.stats().write_behind.rejected == 0);
+}
+
+// ---- shutdown with a deadline and a hanging store -----------------------------------
+
+namespace {
+/// A gate a store call waits at until the test opens it (real threads, real waits).
+struct store_gate {
+  std::mutex m;
+  std::condition_variable cv;
+  bool open = false;
+  std::atomic<int> waiting{0};
+  void wait() {
+    waiting.fetch_add(1);
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return open; });
+  }
+  void release() {
+    {
+      std::lock_guard lock(m);
+      open = true;
+    }
+    cv.notify_all();
+  }
+};
+}  // namespace
+
+TEST_CASE("shutdown with a deadline returns while the store hangs and reports every write",
+          "[write_behind][drain][shutdown]") {
+  manual_clock clock;
+  str_tier l1(clock);
+  str_tier l2(clock);
+  kv_store db;
+  store_gate g;
+  std::atomic<int> calls{0};
+  db.on_store = [&] {
+    if (calls.fetch_add(1) == 0) g.wait();  // the first store call hangs
+  };
+  using cache_t = cache_of<outgrow::write_behind>;
+  std::unique_ptr<cache_t> cache(new cache_t(
+      db, std::tie(l1, l2), {}, outgrow::write_behind({.max_batch = 1}), clock));
+  CHECK(cache->put("a", "1"));
+  CHECK(cache->put("b", "2"));
+  CHECK(cache->put("c", "3"));
+  const auto start = std::chrono::steady_clock::now();
+  const auto report = cache->shutdown(start + 100ms);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took >= 100ms);
+  CHECK(took < 900ms);
+  CHECK_FALSE(report.drained);
+  REQUIRE(report.in_flight.size() == 1);  // "a": its store call is still running
+  CHECK(report.in_flight[0].key == "a");
+  CHECK(report.in_flight[0].value == "1");
+  REQUIRE(report.unstored.size() == 2);  // never attempted: handed back, in order
+  CHECK(report.unstored[0].key == "b");
+  CHECK(report.unstored[0].value == "2");
+  CHECK(report.unstored[1].key == "c");
+  CHECK(cache->put("d", "4") == false);  // closed
+  const auto s = cache->stats().write_behind;
+  CHECK(s.handed_back == 2);
+  CHECK(s.queue_depth == 1);  // "a", in flight
+  CHECK(g.waiting.load() == 1);
+
+  g.release();    // the hanging call stores "a"; nothing is retried or stored later
+  cache.reset();  // the destructor waits for the store call left running
+  CHECK(db.at("a") == "1");
+  CHECK(db.at("b") == std::nullopt);
+  CHECK(db.at("c") == std::nullopt);
+}
+
+TEST_CASE("a store call that fails after the shutdown deadline is dead-lettered",
+          "[write_behind][drain][shutdown]") {
+  using cache_t = cache_of<outgrow::write_behind>;
+  manual_clock clock;
+  str_tier l1(clock);
+  str_tier l2(clock);
+  kv_store db;
+  store_gate g;
+  db.on_store = [&] {
+    g.wait();
+    db.failing = true;  // fails once released (would be retried before the deadline)
+  };
+  std::vector<std::string> dead;
+  std::unique_ptr<cache_t> cache(new cache_t(db, std::tie(l1, l2),
+                                             {.dead_letter =
+                                                  [&](auto batch) {
+                                                    for (const auto& w : batch.writes)
+                                                      dead.push_back(w.key);
+                                                  }},
+                                             outgrow::write_behind{}, clock));
+  CHECK(cache->put("x", "1"));
+  const auto report = cache->shutdown(std::chrono::steady_clock::now() + 50ms);
+  CHECK_FALSE(report.drained);
+  CHECK(report.unstored.empty());
+  REQUIRE(report.in_flight.size() == 1);
+  g.release();
+  cache->flush();  // returns at once after the deadline: nothing left to drain
+  cache.reset();   // waits for the store call; its failure goes to the hook, no retry
+  CHECK(dead == std::vector<std::string>{"x"});
+  CHECK(db.at("x") == std::nullopt);
+}
+
+TEST_CASE("shutdown with a deadline that suffices drains like shutdown",
+          "[write_behind][drain][shutdown]") {
+  manual_clock clock;
+  str_tier l1(clock);
+  str_tier l2(clock);
+  kv_store db;
+  cache_of<outgrow::write_behind> cache(db, std::tie(l1, l2), {}, outgrow::write_behind{},
+                                        clock);
+  CHECK(cache.put("a", "1"));
+  CHECK(cache.put("b", "2"));
+  const auto report = cache.shutdown(std::chrono::hours::max());
+  CHECK(report.drained);
+  CHECK(report.unstored.empty());
+  CHECK(report.in_flight.empty());
+  CHECK(db.at("a") == "1");
+  CHECK(db.at("b") == "2");
+  CHECK(cache.shutdown(0s).drained);  // a second call: nothing to do
 }

@@ -90,3 +90,34 @@ TEST_CASE("coarse_steady_clock shares steady_clock's time line", "[clock]") {
   CHECK(fine_before - c < std::chrono::milliseconds(50));
   CHECK(coarse.now() >= c);
 }
+
+TEST_CASE("manual_clock advance saturates instead of overflowing", "[clock]") {
+  using tp = outgrow::manual_clock::time_point;
+  outgrow::manual_clock clock;
+  clock.advance(1h);
+  clock.advance(std::chrono::hours::max());  // does not fit in nanoseconds
+  CHECK(clock.now() == tp::max());
+  clock.advance(1ns);  // stays at the far end
+  CHECK(clock.now() == tp::max());
+  clock.advance(std::chrono::nanoseconds::max());
+  CHECK(clock.now() == tp::max());
+  CHECK_THROWS_AS(clock.advance(-std::chrono::hours::max()), std::invalid_argument);
+  CHECK(clock.now() == tp::max());
+
+  outgrow::manual_clock fractional;
+  fractional.advance(std::chrono::duration<double>(1.5));  // floating durations still work
+  CHECK(fractional.elapsed() == 1500ms);
+  fractional.advance(std::chrono::duration<double>(1e300));
+  CHECK(fractional.now() == tp::max());
+
+  outgrow::manual_clock near_end(tp::max() - 5ns);
+  near_end.advance(std::chrono::nanoseconds::max());
+  CHECK(near_end.now() == tp::max());
+
+  outgrow::manual_clock from_min(tp::min());
+  from_min.advance(std::chrono::nanoseconds::max());  // exactly representable
+  CHECK(from_min.elapsed() == -1ns);
+  from_min.set(tp::max());
+  from_min.advance(std::chrono::seconds::max());
+  CHECK(from_min.now() == tp::max());
+}

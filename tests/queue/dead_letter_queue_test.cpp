@@ -251,6 +251,17 @@ TEST_CASE("dead_letter_queue rejects a zero capacity", "[dead_letter_queue]") {
                     "dead_letter_queue: capacity must be in [1, 4294967296], got 0");
 }
 
+TEST_CASE("dead_letter_queue rejects an out-of-range overflow value",
+          "[dead_letter_queue]") {
+  CHECK_THROWS_WITH(
+      dlq_type({.overflow = static_cast<outgrow::dead_letter_overflow>(7)}),
+      "dead_letter_queue: overflow must be one of drop_oldest, reject_newest, got 7");
+  CHECK_THROWS_AS(dlq_type({.overflow = static_cast<outgrow::dead_letter_overflow>(2)}),
+                  outgrow::config_error);
+  CHECK(outgrow::to_string(static_cast<outgrow::dead_letter_overflow>(7)) == "unknown");
+  CHECK_NOTHROW(dlq_type({.overflow = outgrow::dead_letter_overflow::reject_newest}));
+}
+
 TEST_CASE("dead_letter_queue metrics report size and the oldest entry age",
           "[dead_letter_queue]") {
   manual_clock clock;

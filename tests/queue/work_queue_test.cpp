@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -167,8 +168,27 @@ TEST_CASE("work_queue rejects bad configuration with config_error", "[work_queue
   CHECK_THROWS_AS(Q({.retry_capacity = 0}, handler), outgrow::config_error);
   CHECK_THROWS_AS(Q({.remembered_keys = 0}, handler), outgrow::config_error);
   CHECK_THROWS_AS(Q({.max_workers = 0}, handler), outgrow::config_error);
+  // The nested dead-letter queue's errors name the primitive the user configured.
   CHECK_THROWS_WITH(Q({.dead_letter = {.capacity = 0}}, handler),
-                    "dead_letter_queue: capacity must be in [1, 4294967296], got 0");
+                    "work_queue: dead_letter.capacity must be in [1, 4294967296], got 0");
+  CHECK_THROWS_WITH(
+      Q({.dead_letter = {.overflow = static_cast<outgrow::dead_letter_overflow>(7)}},
+        handler),
+      "work_queue: dead_letter.overflow must be one of drop_oldest, reject_newest, got 7");
+  try {
+    Q bad({.dead_letter = {.capacity = 0}}, handler);
+    FAIL("no config_error");
+  } catch (const outgrow::config_error& e) {
+    CHECK(e.primitive() == "work_queue");
+    CHECK(e.field() == "dead_letter.capacity");
+  }
+  // Out-of-range enum values are refused, not treated as some policy.
+  CHECK_THROWS_WITH(
+      Q({.overflow = static_cast<overflow_policy>(7)}, handler),
+      "work_queue: overflow must be one of block, reject, caller_runs, got 7");
+  CHECK_THROWS_AS(Q({.overflow = static_cast<overflow_policy>(3)}, handler),
+                  outgrow::config_error);
+  CHECK(outgrow::to_string(static_cast<overflow_policy>(7)) == "unknown");
 
   Q ok({.workers = 1, .max_workers = 4}, handler);
   CHECK_THROWS_WITH(ok.set_workers(0), "work_queue: workers must be in [1, 4], got 0");
@@ -516,6 +536,8 @@ TEST_CASE("stop mid-run: accepted equals succeeded plus dead-lettered plus hande
   const auto handed_back = q.stop(std::chrono::steady_clock::now());
   for (auto& th : threads) th.join();
   CHECK(q.stopped());
+  // Handlers running when stop() returned (if any) finish on their own.
+  REQUIRE(eventually([&] { return q.metrics().in_flight == 0; }));
 
   std::vector<std::uint8_t> where(jobs, 0);  // bit 1 accepted, 2 succeeded, 4 DLQ, 8 back
   std::size_t n_accepted = 0;
@@ -557,32 +579,143 @@ TEST_CASE("stop mid-run: accepted equals succeeded plus dead-lettered plus hande
   CHECK(q.submit(job{0}).status == submit_status::stopped);
 }
 
-TEST_CASE("stop waits for a running handler and hands back what did not run",
-          "[work_queue][shutdown]") {
-  std::atomic<bool> release{false};
-  std::atomic<int> ran{0};
-  auto q = make_queue({.capacity = 16, .workers = 1}, [&](job& j) {
-    if (j.id == 0) {
-      while (!release.load()) std::this_thread::yield();
+namespace {
+/// A gate a handler waits at until the test opens it (real threads, real waits).
+struct gate {
+  std::mutex m;
+  std::condition_variable cv;
+  bool open = false;
+  std::atomic<int> waiting{0};
+  void wait() {
+    waiting.fetch_add(1);
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return open; });
+  }
+  void release() {
+    {
+      std::lock_guard lock(m);
+      open = true;
     }
-    ran.fetch_add(1);
-  });
+    cv.notify_all();
+  }
+};
+}  // namespace
+
+TEST_CASE("stop returns at its deadline while a handler is stuck and reports it",
+          "[work_queue][shutdown]") {
+  gate g;
+  std::atomic<int> ran{0};
+  auto q = make_queue({.capacity = 16, .workers = 1, .max_attempts = 3},
+                      [&](job& j) -> job_result {
+                        if (j.id == 0) {
+                          g.wait();
+                          return job_result::failure("failed after stop");
+                        }
+                        ran.fetch_add(1);
+                        return job_result::success();
+                      });
   for (std::uint32_t i = 0; i < 10; ++i) REQUIRE(q->submit(job{i}));
-  REQUIRE(eventually([&] { return q->metrics().in_flight == 1; }));
-  std::vector<outgrow::unfinished_job<job>> back;
-  std::thread stopper([&] { back = q->stop(std::chrono::steady_clock::now()); });
-  REQUIRE(eventually([&] { return q->stopping(); }));
-  CHECK(q->submit(job{99}).status == submit_status::stopped);
-  release.store(true);
-  stopper.join();
-  CHECK(ran.load() >= 1);  // job 0 completed: handlers are never interrupted
-  CHECK(static_cast<std::size_t>(ran.load()) + back.size() == 10);
-  // How many of jobs 1..9 the worker started between the release and the halt depends
-  // on scheduling; whatever it did not start comes back, in FIFO order.
+  REQUIRE(eventually([&] { return g.waiting.load() == 1; }));
+  const auto start = std::chrono::steady_clock::now();
+  const auto back = q->stop(start + 100ms);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took >= 100ms);
+  CHECK(took < 900ms);  // the deadline plus a little, not "when the handler returns"
+  CHECK(back.still_running == 1);
+  REQUIRE(back.size() == 9);  // jobs 1..9, in FIFO order, never started
   for (std::size_t i = 0; i < back.size(); ++i) {
     CHECK(back[i].attempts == 0);
-    CHECK(back[i].job.id == 10 - back.size() + i);  // the tail, in FIFO order
+    CHECK(back[i].job.id == i + 1);
   }
+  CHECK(q->stopped());
+  CHECK(q->submit(job{99}).status == submit_status::stopped);
+  CHECK(q->metrics().in_flight == 1);
+
+  g.release();  // the stuck handler returns a retryable failure: no retry after stop
+  REQUIRE(eventually([&] { return q->metrics().in_flight == 0; }));
+  CHECK(ran.load() == 0);
+  REQUIRE(q->dead_letters().size() == 1);
+  q->dead_letters().for_each([](const auto& e) {
+    CHECK(e.job.id == 0);
+    CHECK(e.attempts == 1);
+    CHECK(e.error == "failed after stop");
+  });
+  const auto m = q->metrics();
+  CHECK(m.accepted == m.succeeded + m.dead_lettered + m.handed_back);
+  CHECK(m.retried == 0);
+}
+
+TEST_CASE("the destructor waits for a handler that stop left running",
+          "[work_queue][shutdown]") {
+  gate g;
+  std::atomic<bool> finished{false};
+  auto q = make_queue({.capacity = 4, .workers = 2}, [&](job&) {
+    g.wait();
+    finished.store(true);
+  });
+  REQUIRE(q->submit(job{0}));
+  REQUIRE(eventually([&] { return g.waiting.load() == 1; }));
+  const auto back = q->stop(std::chrono::steady_clock::now());
+  CHECK(back.empty());
+  CHECK(back.still_running == 1);
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(50ms);
+    g.release();
+  });
+  q.reset();  // blocks until the handler has returned; no use of freed memory
+  CHECK(finished.load());
+  releaser.join();
+}
+
+TEST_CASE("stop on an executor returns at its deadline while a lane is stuck",
+          "[work_queue][shutdown][executor]") {
+  boost::asio::thread_pool pool(2);
+  gate g;
+  std::atomic<int> ran{0};
+  {
+    auto q = make_queue({.capacity = 16, .workers = 1, .executor = pool.get_executor()},
+                        [&](job& j) {
+                          if (j.id == 0) g.wait();
+                          ran.fetch_add(1);
+                        });
+    for (std::uint32_t i = 0; i < 5; ++i) REQUIRE(q->submit(job{i}));
+    REQUIRE(eventually([&] { return g.waiting.load() == 1; }));
+    const auto start = std::chrono::steady_clock::now();
+    const auto back = q->stop(start + 50ms);
+    CHECK(std::chrono::steady_clock::now() - start < 900ms);
+    CHECK(back.still_running == 1);
+    CHECK(back.size() == 4);
+    g.release();
+    REQUIRE(eventually([&] { return q->metrics().in_flight == 0; }));
+    CHECK(ran.load() == 1);
+    CHECK(q->metrics().succeeded == 1);
+  }
+  pool.join();
+}
+
+TEST_CASE("stop reports a caller-runs submitter stuck in its handler",
+          "[work_queue][shutdown]") {
+  gate g;
+  auto q =
+      make_queue({.capacity = 2, .workers = 1, .overflow = overflow_policy::caller_runs},
+                 [&](job&) { g.wait(); });
+  REQUIRE(q->submit(job{0}));  // the worker takes it and waits
+  REQUIRE(eventually([&] { return g.waiting.load() == 1; }));
+  REQUIRE(q->submit(job{1}));
+  REQUIRE(q->submit(job{2}));  // queue full now (capacity 2)
+  submit_status status = submit_status::accepted;
+  std::thread caller([&] { status = q->submit(job{3}).status; });  // runs it: waits
+  REQUIRE(eventually([&] { return g.waiting.load() == 2; }));
+  const auto back = q->stop(std::chrono::steady_clock::now() + 20ms);
+  CHECK(back.still_running == 2);
+  CHECK(back.size() == 2);
+  g.release();
+  caller.join();
+  CHECK(status == submit_status::ran_in_caller);
+  REQUIRE(eventually([&] { return q->metrics().in_flight == 0; }));
+  const auto m = q->metrics();
+  CHECK(m.succeeded == 2);
+  CHECK(m.accepted == m.succeeded + m.dead_lettered + m.handed_back);
 }
 
 TEST_CASE("stop drains the queue when the deadline allows", "[work_queue][shutdown]") {
@@ -1006,4 +1139,76 @@ TEST_CASE("metrics print with fmt", "[work_queue][metrics]") {
   CHECK(text.find("succeeded=1") != std::string::npos);
   CHECK(text.find("per_worker=[worker{index=0") != std::string::npos);
   CHECK(fmt::format("{}", outgrow::to_string(submit_status::timed_out)) == "timed_out");
+}
+
+// ---------------------------------------------------------------------------------
+// huge durations saturate instead of overflowing
+// ---------------------------------------------------------------------------------
+
+TEST_CASE("a retry backoff of nanoseconds max waits instead of running at once",
+          "[work_queue][overflow]") {
+  manual_clock clock;
+  std::atomic<int> attempts{0};
+  work_queue<job, manual_clock, constant_backoff> q(
+      {.workers = 1, .max_attempts = 2},
+      [&](job&) -> job_result {
+        attempts.fetch_add(1);
+        return job_result::failure("always");
+      },
+      clock, constant_backoff{std::chrono::nanoseconds::max()});
+  REQUIRE(q.submit(job{0}));
+  REQUIRE(eventually([&] { return q.metrics().waiting_retry == 1; }));
+  clock.advance(24h * 365 * 100);  // a century: still not due
+  CHECK_FALSE(q.wait_until_idle(20ms));
+  CHECK(attempts.load() == 1);
+  CHECK(q.metrics().waiting_retry == 1);
+  CHECK(q.metrics().dead_lettered == 0);
+  CHECK(q.dead_letters().size() == 0);
+  const auto back = q.stop(std::chrono::steady_clock::now());
+  REQUIRE(back.size() == 1);
+  CHECK(back[0].attempts == 1);
+}
+
+TEST_CASE("an exponential backoff capped at nanoseconds max waits too",
+          "[work_queue][overflow]") {
+  manual_clock clock;
+  std::atomic<int> attempts{0};
+  work_queue<job, manual_clock, outgrow::exponential_backoff> q(
+      {.workers = 1, .max_attempts = 3},
+      [&](job&) -> job_result {
+        attempts.fetch_add(1);
+        return job_result::failure("always");
+      },
+      clock,
+      outgrow::exponential_backoff{std::chrono::nanoseconds::max(),
+                                   std::chrono::nanoseconds::max()});
+  REQUIRE(q.submit(job{0}));
+  REQUIRE(eventually([&] { return q.metrics().waiting_retry == 1; }));
+  clock.advance(1h);
+  CHECK_FALSE(q.wait_until_idle(20ms));
+  CHECK(attempts.load() == 1);
+  CHECK(q.metrics().dead_lettered == 0);
+  // At the far end of time every retry is due: the job runs out its attempts.
+  clock.advance(std::chrono::hours::max());
+  REQUIRE(q.wait_until_idle(120s));
+  CHECK(attempts.load() == 3);
+  CHECK(q.metrics().dead_lettered == 1);
+}
+
+TEST_CASE("huge block_timeout grace and wait durations do not overflow",
+          "[work_queue][overflow]") {
+  auto q = make_queue(
+      {.capacity = 2, .workers = 1, .block_timeout = std::chrono::hours{24}}, [](job&) {});
+  REQUIRE(q->submit(job{1}));
+  CHECK(q->wait_until_idle(std::chrono::nanoseconds::max()));
+  CHECK(q->wait_until_idle(std::chrono::hours::max()));
+  CHECK(q->stop(std::chrono::hours::max()).empty());
+
+  outgrow::bounded_queue<int> b({.capacity = 2});
+  REQUIRE(b.push(1, std::chrono::hours::max()));
+  REQUIRE(b.push(2, std::chrono::nanoseconds::max()));
+  CHECK(b.pop(std::chrono::hours::max()) == 1);
+  CHECK(b.pop(std::chrono::nanoseconds::max()) == 2);
+  b.close();
+  CHECK_FALSE(b.pop(std::chrono::hours::max()).has_value());  // closed: returns at once
 }

@@ -1,3 +1,4 @@
+#include <outgrow/routing/maglev.hpp>
 #include <outgrow/routing/shard_router.hpp>
 
 #include <atomic>
@@ -304,6 +305,19 @@ TEST_CASE("hostile router input is rejected instead of routing wrongly",
   ring.add(UINT32_MAX, 1.0);
   CHECK_THROWS_WITH(outgrow::consistent_shards<outgrow::ring_placement<shard_id>>(ring),
                     "consistent_shards: shards must be in [1, 1000000], got 4294967296");
+}
+
+TEST_CASE("errors from primitives built inside name the outer primitive",
+          "[shard_router][errors]") {
+  CHECK_THROWS_WITH(outgrow::consistent_shards<outgrow::ring_placement<shard_id>>(60'000),
+                    "consistent_shards: hash_ring: vnodes x total weight must be at most "
+                    "8388608 points, got 9600000");
+  CHECK_THROWS_WITH(outgrow::consistent_shards<outgrow::maglev_placement<shard_id>>(70'000),
+                    "consistent_shards: maglev: number of nodes must be at most table_size "
+                    "(65537), got 70000");
+  CHECK_THROWS_WITH((shard_router<std::string, outgrow::hash_mod<>>(
+                        outgrow::hash_mod<>(4), {.hot_key_capacity = 2'000'000})),
+                    "shard_router: hot_key_capacity must be in [0, 1000000], got 2000000");
 }
 
 TEST_CASE("routing runs while the topology changes", "[shard_router][stress]") {

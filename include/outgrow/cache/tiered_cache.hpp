@@ -60,7 +60,10 @@
 // flushes when you call poll() / run_due(now) / flush(), and refresh-ahead reloads
 // inline in the reader that crosses the refresh point. shutdown() (also run by the
 // destructor) stops background work — waiting for handlers running at that moment —
-// and drains the write-behind buffer.
+// and drains the write-behind buffer, however long the store takes. shutdown(deadline)
+// returns at the deadline even if a store call hangs, handing back the writes it could
+// not store (write_behind_shutdown_report); calls still running are left to finish,
+// and the destructor waits for them (they use the cache).
 //
 // Consistency: a value loaded or promoted while a write to the same key is in progress
 // is returned to its callers but not cached (a per-stripe write counter detects it),
@@ -98,6 +101,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <unordered_map>
@@ -114,6 +118,7 @@
 #include <outgrow/cache/tier.hpp>
 #include <outgrow/cache/write_policy.hpp>
 #include <outgrow/core/clock.hpp>
+#include <outgrow/core/deadline.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/stats.hpp>
 
@@ -345,6 +350,12 @@ struct background_control {
     stopped = true;
     idle.wait(lock, [&] { return running == 0; });
   }
+  /// As stop_and_wait, giving up at `deadline`; true if none is running.
+  bool stop_and_wait_until(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mutex);
+    stopped = true;
+    return idle.wait_until(lock, deadline, [&] { return running == 0; });
+  }
 };
 
 inline std::uint64_t next_cache_id() noexcept {
@@ -409,6 +420,11 @@ class tiered_cache<tiers<Ts...>, Store, WritePolicy, Clock> {
   static constexpr bool is_refresh_ahead = kind == write_policy_kind::refresh_ahead;
   using buffer_type = detail::write_behind_buffer<Key, Value, Clock, hasher>;
   using buffered = typename buffer_type::write;
+
+ public:
+  using shutdown_report = write_behind_shutdown_report<Key, Value, time_point>;
+
+ private:
   using hit_type = detail::tier_hit<Value, time_point>;
 
  public:
@@ -422,12 +438,17 @@ class tiered_cache<tiers<Ts...>, Store, WritePolicy, Clock> {
   tiered_cache(const tiered_cache&) = delete;
   tiered_cache& operator=(const tiered_cache&) = delete;
 
-  /// Drains (see shutdown()); dead letters it produces go to the hook.
+  /// Drains (see shutdown()); dead letters it produces go to the hook. After a
+  /// shutdown(deadline) that left store calls or background handlers running, waits
+  /// for them (without a deadline: they would otherwise return into freed memory).
   ~tiered_cache() {
     try {
       shutdown();
     } catch (...) {  // a drain never throws store errors (they become dead letters)
     }
+    control_->stop_and_wait();
+    if (drain_thread_.joinable()) drain_thread_.join();
+    if constexpr (is_write_behind) buffer_->wait_quiescent();
   }
 
   // ---- reads ---------------------------------------------------------------------
@@ -669,6 +690,65 @@ class tiered_cache<tiers<Ts...>, Store, WritePolicy, Clock> {
     }
     disconnect();
     shut_down_ = true;
+  }
+
+  /// As shutdown(), but returns at `deadline` (steady_clock, a real wait) even if a
+  /// store call or a background handler hangs: the write-behind drain runs on a helper
+  /// thread, and what it has not stored by the deadline is reported (see
+  /// write_behind_shutdown_report: nothing acknowledged is lost silently). Store calls
+  /// still running are left to finish; the destructor waits for them. Other policies:
+  /// as shutdown(), except that background handlers are waited for only until the
+  /// deadline. A second call (or one after shutdown()) reports drained, empty.
+  shutdown_report shutdown(std::chrono::steady_clock::time_point deadline) {
+    std::lock_guard lock(shutdown_mutex_);
+    shutdown_report report;
+    if (shut_down_) return report;
+    closed_.store(true, std::memory_order_release);
+    const bool handlers_done = control_->stop_and_wait_until(deadline);
+    {
+      std::lock_guard timer_lock(timer_mutex_);
+      timer_.reset();
+      timer_armed_.store(false, std::memory_order_release);
+    }
+    if constexpr (is_write_behind) {
+      buffer_->close();
+      struct drain_state {
+        std::mutex mutex;
+        std::condition_variable cv;
+        bool done = false;
+      };
+      auto state = std::make_shared<drain_state>();
+      drain_thread_ = std::thread([this, state] {
+        try {
+          buffer_->flush(writer{this});
+        } catch (...) {  // store failures become dead letters; nothing else throws
+        }
+        std::lock_guard state_lock(state->mutex);
+        state->done = true;
+        state->cv.notify_all();
+      });
+      bool drained = false;
+      {
+        std::unique_lock state_lock(state->mutex);
+        drained = state->cv.wait_until(state_lock, deadline, [&] { return state->done; });
+      }
+      if (drained) {
+        drain_thread_.join();
+      } else {
+        buffer_->abandon(report);
+        report.drained = false;
+      }
+    }
+    (void)handlers_done;  // a handler still running is waited for by the destructor
+    disconnect();
+    shut_down_ = true;
+    return report;
+  }
+  /// shutdown(now + grace), saturating (any duration type, so hours::max() is not
+  /// converted to nanoseconds first, which would overflow).
+  template <class Rep, class Period>
+  shutdown_report shutdown(std::chrono::duration<Rep, Period> grace) {
+    return shutdown(saturating_add(std::chrono::steady_clock::now(), grace));
   }
 
   /// Write-behind dead letters kept because no hook was configured (or it threw).
@@ -1213,7 +1293,7 @@ class tiered_cache<tiers<Ts...>, Store, WritePolicy, Clock> {
       std::erase_if(negative_, [&](const auto& kv) { return kv.second <= now; });
       if (negative_.size() >= config_.negative_capacity) return;
     }
-    negative_.insert_or_assign(key, now + *config_.negative_ttl);
+    negative_.insert_or_assign(key, saturating_add(now, *config_.negative_ttl));
   }
 
   void negative_erase(const Key& key) {
@@ -1305,7 +1385,7 @@ class tiered_cache<tiers<Ts...>, Store, WritePolicy, Clock> {
           it != refreshing_.end() && it->second.token == token) {
         // Keep serving the old value; no new reload for this key before retry_at.
         it->second.token = 0;
-        it->second.retry_at = now + policy_.config.retry_after;
+        it->second.retry_at = saturating_add(now, policy_.config.retry_after);
       }
       if (refreshing_.size() > 1024) {  // forget failures of keys nobody reads any more
         std::erase_if(refreshing_, [&](const auto& kv) {
@@ -1414,6 +1494,7 @@ class tiered_cache<tiers<Ts...>, Store, WritePolicy, Clock> {
   std::atomic<bool> closed_{false};
   std::mutex shutdown_mutex_;
   bool shut_down_ = false;
+  std::thread drain_thread_;  // shutdown(deadline)'s drain; joined by the destructor
 
   counter hits_, misses_, load_successes_, load_failures_, load_time_ns_, puts_, rejected_,
       negative_hits_, buffer_hits_, promotions_, shared_loads_, loads_not_cached_,

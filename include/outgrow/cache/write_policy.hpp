@@ -47,7 +47,8 @@
 //     failing go to the dead-letter hook with the last exception and the attempt
 //     count. Without a hook they are kept for tiered_cache::take_dead_letters(). A
 //     write is never dropped silently: acknowledged == flushed + coalesced +
-//     dead_lettered + queue_depth, at every stats() snapshot that is quiescent.
+//     dead_lettered + handed_back + queue_depth, at every stats() snapshot that is
+//     quiescent.
 //     A dead-lettered value stays in the tiers until its TTL (it was acknowledged);
 //     replaying the dead letters is the hook owner's job.
 //   - Bounded: at most max_buffered writes are buffered or in flight (a coalescing
@@ -57,7 +58,12 @@
 //     key just before its batch left may add one entry over the bound.)
 //   - Drain: flush() returns once every write acknowledged before the call is stored
 //     or dead-lettered; shutdown() (and the destructor) stops accepting writes and
-//     drains everything. A drain retries at once under a manual clock, and waits out
+//     drains everything, however long the store takes. shutdown(deadline) drains on a
+//     helper thread and returns at the deadline even if a store call hangs, with a
+//     write_behind_shutdown_report: the writes never stored are handed back (counted
+//     handed_back), copies of those whose store call is still running are listed, and
+//     that call is left to finish (stored, or dead-lettered without retry); the cache's
+//     destructor waits for it. A drain retries at once under a manual clock, and waits out
 //     the backoff under a real-time clock (steady_clock_source, coarse_steady_clock).
 //   - Time: with start(executor) a steady_timer fires for age and retry deadlines and
 //     size-triggered flushes are posted to the executor. Without it, nothing happens
@@ -111,6 +117,7 @@
 
 #include <outgrow/core/backoff.hpp>
 #include <outgrow/core/clock.hpp>
+#include <outgrow/core/deadline.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/stats.hpp>
 
@@ -276,6 +283,8 @@ struct write_behind_stats {
   std::uint64_t blocked = 0;      ///< writes that had to wait for room
   std::uint64_t queue_depth = 0;  ///< buffered + in flight now
   std::uint64_t in_flight = 0;    ///< of which being written or awaiting a retry
+  /// Writes handed back unstored by a shutdown(deadline) that ran out of time.
+  std::uint64_t handed_back = 0;
 
   template <class F>
   void for_each_metric(F&& f) const {
@@ -291,7 +300,22 @@ struct write_behind_stats {
     f("blocked", blocked);
     f("queue_depth", queue_depth);
     f("in_flight", in_flight);
+    f("handed_back", handed_back);
   }
+};
+
+/// What tiered_cache::shutdown(deadline) reports. `drained`: every acknowledged write
+/// was stored or dead-lettered by the deadline (then both lists are empty). Otherwise
+/// nothing is lost silently: `unstored` holds the writes the cache will never store
+/// (not yet attempted, or waiting for a retry) — persist them yourself — and
+/// `in_flight` copies of those whose store call was still running at the deadline: the
+/// call is left to finish (it cannot be interrupted); a write it stores counts as
+/// flushed, one it fails goes to the dead-letter hook (no retry after the deadline).
+template <class Key, class Value, class TimePoint = std::chrono::steady_clock::time_point>
+struct write_behind_shutdown_report {
+  bool drained = true;
+  std::vector<buffered_write<Key, Value, TimePoint>> unstored{};
+  std::vector<buffered_write<Key, Value, TimePoint>> in_flight{};
 };
 
 namespace detail {
@@ -367,9 +391,11 @@ class write_behind_buffer {
         return refuse(admission::rejected);
       }
       blocked_.add();
-      const bool ready = room_.wait_for(lock, config_.block_timeout, [&] {
-        return closed_ || has_room() || index_.contains(key);
-      });
+      // Saturating: a huge block_timeout waits "forever" instead of overflowing.
+      const auto deadline =
+          saturating_add(std::chrono::steady_clock::now(), config_.block_timeout);
+      const bool ready = room_.wait_until(
+          lock, deadline, [&] { return closed_ || has_room() || index_.contains(key); });
       if (closed_) return refuse(admission::closed);
       if (!ready) return refuse(admission::rejected);
       if (!has_room()) {  // the key is buffered: coalesce, no room needed
@@ -443,6 +469,7 @@ class write_behind_buffer {
     std::unique_lock lock(mutex_);
     const std::uint64_t target = sequence_;
     for (;;) {
+      if (abandoned_) break;  // abandon() has taken what was left
       batch_iterator b = batches_.end();
       std::optional<time_point> wait_until;
       for (auto it = batches_.begin(); it != batches_.end(); ++it) {
@@ -470,7 +497,9 @@ class write_behind_buffer {
                                                          });
       if (!others) break;
       if (wait_until) {
-        changed_.wait_for(lock, *wait_until - clock_.now());
+        // A retry may be due at time_point::max() (a huge retry_cap): saturate.
+        changed_.wait_until(lock, saturating_add(std::chrono::steady_clock::now(),
+                                                 *wait_until - clock_.now()));
       } else {
         changed_.wait(lock);
       }
@@ -492,6 +521,48 @@ class write_behind_buffer {
     return closed_;
   }
 
+  /// Gives up draining (a shutdown deadline passed): closes the buffer, moves out every
+  /// write not being stored right now (buffered, or waiting for a retry) into
+  /// `unstored`, and copies those whose store call is running into `in_flight`. A
+  /// running batch that then fails is dead-lettered, not retried; flush() loops end.
+  template <class Report>
+  void abandon(Report& report) {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    abandoned_ = true;
+    for (entry& e : pending_) {
+      report.unstored.push_back(write{std::move(e.key), std::move(e.value),
+                                      e.last_acknowledged, e.last_sequence});
+    }
+    handed_back_.add(pending_.size());
+    pending_.clear();
+    index_.clear();
+    for (auto it = batches_.begin(); it != batches_.end();) {
+      for (std::size_t i = 0; i < it->writes.size(); ++i) {
+        if (it->done[i] != 0) continue;
+        if (it->running) {
+          report.in_flight.push_back(it->writes[i]);  // the store call reads it: copy
+        } else {
+          in_flight_.erase(it->writes[i].key);
+          report.unstored.push_back(std::move(it->writes[i]));
+          handed_back_.add();
+        }
+      }
+      it = it->running ? std::next(it) : batches_.erase(it);
+    }
+    room_.notify_all();
+    changed_.notify_all();
+  }
+
+  /// Waits until no store call or dead-letter delivery of this buffer is running.
+  void wait_quiescent() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] {
+      return delivering_ == 0 && std::none_of(batches_.begin(), batches_.end(),
+                                              [](const batch& b) { return b.running; });
+    });
+  }
+
   /// When the next flush or retry is due (now if a full batch waits); nullopt = idle.
   [[nodiscard]] std::optional<time_point> next_deadline() const {
     std::lock_guard lock(mutex_);
@@ -501,7 +572,7 @@ class write_behind_buffer {
       if (pending_.size() >= config_.max_batch) {
         consider(clock_.now());
       } else {
-        consider(pending_.front().since + config_.max_delay);
+        consider(saturating_add(pending_.front().since, config_.max_delay));
       }
     }
     for (const auto& b : batches_) {
@@ -523,7 +594,8 @@ class write_behind_buffer {
             .rejected = rejected_.load(),
             .blocked = blocked_.load(),
             .queue_depth = depth(),
-            .in_flight = in_flight_.size()};
+            .in_flight = in_flight_.size(),
+            .handed_back = handed_back_.load()};
   }
 
   /// Dead letters kept because no hook was set (or the hook threw).
@@ -608,7 +680,7 @@ class write_behind_buffer {
     }
     if (pending_.empty()) return batches_.end();
     if (pending_.size() >= config_.max_batch ||
-        pending_.front().since + config_.max_delay <= now) {
+        saturating_add(pending_.front().since, config_.max_delay) <= now) {
       return claim_new();
     }
     return batches_.end();
@@ -656,7 +728,7 @@ class write_behind_buffer {
     if (stored == todo.size()) {
       batches_done_.add();
       batches_.erase(b);
-    } else if (b->attempts > config_.max_retries) {
+    } else if (b->attempts > config_.max_retries || abandoned_) {
       letter.emplace();
       letter->error = b->error;
       letter->attempts = b->attempts;
@@ -670,7 +742,7 @@ class write_behind_buffer {
       batches_.erase(b);
     } else {
       b->running = false;
-      b->next_attempt = now + write_behind::backoff(config_, b->attempts);
+      b->next_attempt = saturating_add(now, write_behind::backoff(config_, b->attempts));
       b->min_sequence = ~std::uint64_t{0};
       for (std::size_t i = 0; i < b->writes.size(); ++i) {
         if (b->done[i] == 0)
@@ -720,7 +792,9 @@ class write_behind_buffer {
   std::size_t delivering_ = 0;
   std::uint64_t sequence_ = 0;
   bool closed_ = false;
+  bool abandoned_ = false;
 
+  counter handed_back_;
   counter acknowledged_, coalesced_, flushed_, batches_done_, retries_, failed_attempts_,
       dead_lettered_, dead_letter_batches_, rejected_, blocked_;
 };

@@ -6,10 +6,11 @@
 // hands a copy to a primitive and moves time itself — no sleeps.
 //
 //   outgrow::manual_clock clock;                 // starts at time_point{} (zero)
-//   outgrow::circuit_breaker<outgrow::manual_clock> cb({.open_for = 30s}, clock);
+//   outgrow::circuit_breaker<outgrow::consecutive_failures, outgrow::manual_clock> cb(
+//       {.open_for = 30s}, clock);
 //   ...                                          // trip the breaker
 //   clock.advance(30s);                          // cb sees the same time line
-//   assert(cb.state() == outgrow::breaker_state::half_open);
+//   assert(cb.state() == outgrow::breaker_state::half_open);  // no call needed
 //
 // Smallest conforming clock for the `clock_source` concept:
 //
@@ -30,8 +31,10 @@
 #include <atomic>
 #include <chrono>
 #include <concepts>
+#include <limits>
 #include <memory>
 #include <stdexcept>
+#include <type_traits>
 
 #if defined(__linux__)
 #include <time.h>
@@ -39,6 +42,8 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+
+#include <outgrow/core/deadline.hpp>
 
 namespace outgrow {
 
@@ -97,22 +102,21 @@ class manual_clock {
   }
 
   /// Moves time forward by `d`. Throws std::invalid_argument if d is negative
-  /// (a steady clock never goes back).
-  void advance(duration d) {
-    if (d < duration::zero()) {
-      throw std::invalid_argument(
-          fmt::format("manual_clock: advance(d) must be >= 0, got {}", d));
-    }
-    now_->fetch_add(d.count(), std::memory_order_acq_rel);
-  }
+  /// (a steady clock never goes back). Saturates: time stops at time_point::max()
+  /// instead of overflowing (advance(hours::max()) is "the far future", and further
+  /// advances leave it there).
+  void advance(duration d) { advance_saturating(d); }
 
-  /// Convenience overload for any std::chrono duration (e.g. 30s, 250ms).
+  /// Convenience overload for any std::chrono duration (e.g. 30s, 250ms); converted
+  /// truncating toward zero, saturating as above (hours::max() does not fit in
+  /// nanoseconds: it moves time to time_point::max()).
   template <class Rep, class Period>
   void advance(std::chrono::duration<Rep, Period> d) {
-    advance(std::chrono::duration_cast<duration>(d));
+    advance_saturating(d);
   }
 
-  /// Jumps to `t`. Throws std::invalid_argument if t is earlier than now().
+  /// Jumps to `t`. Throws std::invalid_argument if t is earlier than now(). (No
+  /// arithmetic: any t, up to time_point::max(), is stored as given.)
   void set(time_point t) {
     auto current = now_->load(std::memory_order_acquire);
     const auto target = t.time_since_epoch().count();
@@ -129,6 +133,27 @@ class manual_clock {
   [[nodiscard]] duration elapsed() const noexcept { return now().time_since_epoch(); }
 
  private:
+  template <class Rep, class Period>
+  void advance_saturating(std::chrono::duration<Rep, Period> d) {
+    if (!(d >= std::chrono::duration<Rep, Period>::zero())) {  // NaN too
+      throw std::invalid_argument(
+          fmt::format("manual_clock: advance(d) must be >= 0, got {}", d));
+    }
+    if constexpr (!std::is_integral_v<Rep>) {  // e.g. duration<double>: clamp, then ticks
+      const long double ticks =
+          std::chrono::duration<long double, duration::period>(d).count();
+      const auto most = static_cast<long double>(std::numeric_limits<duration::rep>::max());
+      advance_saturating(duration{ticks >= most ? std::numeric_limits<duration::rep>::max()
+                                                : static_cast<duration::rep>(ticks)});
+    } else {
+      auto current = now_->load(std::memory_order_acquire);
+      duration::rep next = 0;
+      do {
+        next = saturating_add(time_point{duration{current}}, d).time_since_epoch().count();
+      } while (!now_->compare_exchange_weak(current, next, std::memory_order_acq_rel));
+    }
+  }
+
   std::shared_ptr<std::atomic<duration::rep>> now_;
 };
 

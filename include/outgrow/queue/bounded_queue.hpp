@@ -50,6 +50,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <outgrow/core/deadline.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/stats.hpp>
 
@@ -104,9 +105,11 @@ class bounded_queue {
 
   // ---- blocking ---------------------------------------------------------------------
   /// Waits up to `timeout` for room. False on timeout or when closed (value untouched).
+  /// A huge timeout (nanoseconds::max(), hours::max()) saturates: it waits "forever".
   template <class Rep, class Period>
   [[nodiscard]] bool push(T&& value, std::chrono::duration<Rep, Period> timeout) {
-    return push_until(std::move(value), std::chrono::steady_clock::now() + timeout);
+    return push_until(std::move(value),
+                      saturating_add(std::chrono::steady_clock::now(), timeout));
   }
   [[nodiscard]] bool push_until(T&& value, std::chrono::steady_clock::time_point deadline) {
     return wait_for_turn(
@@ -121,10 +124,11 @@ class bounded_queue {
         std::move(stop));
   }
 
-  /// Waits up to `timeout` for an item; nullopt on timeout, or when closed and empty.
+  /// Waits up to `timeout` (saturating, as push) for an item; nullopt on timeout, or
+  /// when closed and empty.
   template <class Rep, class Period>
   [[nodiscard]] std::optional<T> pop(std::chrono::duration<Rep, Period> timeout) {
-    return pop_until(std::chrono::steady_clock::now() + timeout);
+    return pop_until(saturating_add(std::chrono::steady_clock::now(), timeout));
   }
   [[nodiscard]] std::optional<T> pop_until(std::chrono::steady_clock::time_point deadline) {
     return pop_waiting(deadline, std::stop_token{});

@@ -89,16 +89,36 @@ enum class dead_letter_overflow : std::uint8_t {
 };
 
 [[nodiscard]] constexpr std::string_view to_string(dead_letter_overflow o) noexcept {
-  return o == dead_letter_overflow::drop_oldest ? "drop_oldest" : "reject_newest";
+  switch (o) {
+    case dead_letter_overflow::drop_oldest:
+      return "drop_oldest";
+    case dead_letter_overflow::reject_newest:
+      return "reject_newest";
+  }
+  return "unknown";  // a value cast from an integer; the constructor rejects it
 }
 
 struct dead_letter_queue_config {
   /// Entries kept: 10,000 (Sidekiq's dead set). [1, 2^32]
   std::size_t capacity = 10'000;
   /// Which entry is handed to the overflow hook when full: the oldest (Sidekiq's
-  /// choice: recent failures are the ones being worked on) or the new one.
+  /// choice: recent failures are the ones being worked on) or the new one. Any other
+  /// value (cast from an integer) is a config_error.
   dead_letter_overflow overflow = dead_letter_overflow::drop_oldest;
 };
+
+namespace detail {
+/// Validates a dead_letter_queue_config on behalf of `primitive` (the one the user
+/// configured: "dead_letter_queue", or "work_queue" with field prefix "dead_letter.").
+inline void validate_dead_letter_config(const dead_letter_queue_config& c,
+                                        std::string_view primitive,
+                                        std::string_view prefix) {
+  require_in_range(primitive, fmt::format("{}capacity", prefix), c.capacity, std::size_t{1},
+                   std::size_t{1} << 32);
+  require(to_string(c.overflow) != "unknown", primitive, fmt::format("{}overflow", prefix),
+          "one of drop_oldest, reject_newest", static_cast<int>(c.overflow));
+}
+}  // namespace detail
 
 /// One dead job and why it died.
 template <class Job, class TimePoint = std::chrono::steady_clock::time_point>
@@ -372,8 +392,7 @@ class dead_letter_queue {
 
  private:
   static dead_letter_queue_config validated(dead_letter_queue_config c) {
-    require_in_range("dead_letter_queue", "capacity", c.capacity, std::size_t{1},
-                     std::size_t{1} << 32);
+    detail::validate_dead_letter_config(c, "dead_letter_queue", "");
     return c;
   }
 

@@ -18,7 +18,8 @@
 //   q.set_workers(8);                                 // grow or shrink, live
 //   fmt::print("{}\n", q.metrics());                  // depth, latency p99, per worker...
 //   q.dead_letters().replay_all(q);                   // after fixing the cause
-//   auto left = q.stop(2s);                           // drain ≤ 2 s, get the rest back
+//   auto left = q.stop(2s);                           // drain ≤ 2 s, get the rest back;
+//                                                     // left.still_running: stuck handlers
 //
 // Handler: any callable taking `Job&` and returning void (success unless it throws),
 // bool (false = failure) or job_result (success / failure(message, type) /
@@ -57,7 +58,9 @@
 //
 // Retries: a failed attempt n < max_attempts is retried after backoff.delay(n) (any
 // core/backoff.hpp policy; full jitter 100 ms..10 s by default) measured on the queue's
-// Clock. Waiting jobs sit in a due-time heap that workers check before the queue, so a
+// Clock; the due time saturates at the Clock's maximum (core/deadline.hpp), so a huge
+// backoff (nanoseconds::max()) means the retry waits, never that it is due at once.
+// Waiting jobs sit in a due-time heap that workers check before the queue, so a
 // delay never blocks a worker thread; when `retry_capacity` jobs are waiting, workers
 // stop taking new jobs (backpressure reaches producers through the full queue) — memory
 // stays bounded. An idle worker looks at the heap at least every 5 ms, so with
@@ -72,12 +75,20 @@
 //
 // Shutdown: stop(deadline) refuses new jobs, lets the workers drain the queue and the due
 // retries until the deadline (steady_clock: it is a real wait of the calling thread),
-// waits for running handlers to finish (a handler is never interrupted), then returns
-// every job that did not complete — queued ones and those waiting for a retry — with
-// their attempts and keys, so the caller can persist them. Afterwards, exactly:
-// accepted = succeeded + dead_lettered + handed back. The destructor calls stop(now) and
-// discards what it hands back: call stop() yourself to keep it. Do not call stop() or
-// the destructor from a handler.
+// then returns — at the deadline (plus at most 100 ms for handlers finishing just then),
+// even if a handler is stuck — every job that did not
+// complete (queued ones and those waiting for a retry) with their attempts and keys, so
+// the caller can persist them, and `still_running`: handlers still running then. A
+// running handler cannot be interrupted or killed, so its job cannot be handed back:
+// its worker thread (or executor lane) is left to finish it, after which the job ends
+// succeeded or dead-lettered (a failure after stop() goes to the dead-letter queue with
+// its error: no retry can run any more) and the worker leaves. So, exactly:
+// accepted = succeeded + dead_lettered + handed back once the still-running handlers
+// have returned (metrics().in_flight == 0). The queue must outlive them: the destructor
+// calls stop(now), discarding what it hands back (call stop() yourself to keep it), and
+// then WAITS, without a deadline, for every handler still running — a stuck handler
+// blocks the destructor (it would otherwise return into freed memory). Do not call
+// stop() or the destructor from a handler.
 //
 // Metrics (metrics(), fmt-printable): depth, waiting_retry, in_flight, counts (accepted,
 // processed = attempts, succeeded, failed = failed attempts, retried, dead_lettered,
@@ -141,6 +152,7 @@
 
 #include <outgrow/core/backoff.hpp>
 #include <outgrow/core/clock.hpp>
+#include <outgrow/core/deadline.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/stats.hpp>
 #include <outgrow/queue/bounded_queue.hpp>
@@ -374,7 +386,8 @@ struct work_queue_config {
   /// Attempts per job before the DLQ, the first included: 3 (the textbook's). [1, 1000]
   /// (SQS maxReceiveCount's range)
   std::uint32_t max_attempts = 3;
-  /// What submit() does when the queue is full: block (with block_timeout).
+  /// What submit() does when the queue is full: block (with block_timeout). Any value
+  /// other than the three enumerators (cast from an integer) is a config_error.
   overflow_policy overflow = overflow_policy::block;
   /// How long submit() waits for room under overflow_policy::block: 1 s. [0s, 24h]
   std::chrono::nanoseconds block_timeout = std::chrono::seconds{1};
@@ -384,6 +397,7 @@ struct work_queue_config {
   /// Succeeded idempotency keys remembered: 100,000. [1, 2^30]
   std::size_t remembered_keys = 100'000;
   /// The dead-letter queue (10,000 entries, oldest dropped to its hook, by default).
+  /// Validated by work_queue: errors name "work_queue" and "dead_letter.<field>".
   dead_letter_queue_config dead_letter{};
   /// Run handlers on this executor (e.g. a boost::asio::thread_pool's) instead of the
   /// queue's own threads.
@@ -399,6 +413,17 @@ struct unfinished_job {
   /// Attempts it already had (0 = never ran; > 0 = it was waiting for a retry).
   std::uint32_t attempts = 0;
   std::optional<std::string> idempotency_key{};
+};
+
+/// What stop() returns: the jobs that did not complete (it is that vector, so
+/// `q.stop(2s).size()` and `for (auto& u : q.stop(2s))` work), plus how many handlers
+/// were still running when it returned — stuck past the deadline. Those jobs cannot be
+/// handed back (their handler owns them); each still ends succeeded or dead-lettered
+/// (a failure after stop() is not retried), visible in metrics() and dead_letters().
+template <class Job>
+struct stop_result : std::vector<unfinished_job<Job>> {
+  /// Handlers (workers and caller-runs submitters) running when stop() returned.
+  std::size_t still_running = 0;
 };
 
 /// One worker's share (since it last started).
@@ -507,6 +532,7 @@ class work_queue {
       set_workers(config_.workers);
     } catch (...) {
       (void)stop(std::chrono::steady_clock::now());
+      finish_workers();
       release_slots();
       throw;
     }
@@ -515,10 +541,12 @@ class work_queue {
   work_queue(const work_queue&) = delete;
   work_queue& operator=(const work_queue&) = delete;
 
-  /// stop(now): running handlers finish; jobs not run are discarded (call stop() first
-  /// to keep them).
+  /// stop(now), then waits without a deadline for handlers still running (also those a
+  /// stop() left running): a stuck handler blocks the destructor. Jobs not run are
+  /// discarded (call stop() first to keep them).
   ~work_queue() {
     (void)stop(std::chrono::steady_clock::now());
+    finish_workers();
     release_slots();
   }
 
@@ -610,10 +638,11 @@ class work_queue {
   }
 
   // ---- shutdown -----------------------------------------------------------------
-  /// Stops intake, drains until `deadline`, waits for running handlers, and returns
-  /// every job that did not complete (queued first, then retry-waiting by due time).
-  /// A second call returns nothing.
-  std::vector<unfinished_job<Job>> stop(std::chrono::steady_clock::time_point deadline) {
+  /// Stops intake, drains until `deadline`, and returns every job that did not complete
+  /// (queued first, then retry-waiting by due time) with the number of handlers still
+  /// running (see the header: it returns at the deadline even if a handler is stuck —
+  /// at most 2 × quit_grace (100 ms) later). A second call returns nothing.
+  stop_result<Job> stop(std::chrono::steady_clock::time_point deadline) {
     std::lock_guard lock(control_mutex_);
     if (stopping_.load(std::memory_order_acquire)) return {};
     stopping_.store(true, std::memory_order_seq_cst);
@@ -627,23 +656,30 @@ class work_queue {
     }
     halt_cv_.notify_all();
     // Submitters that passed the intake check finish (blocked pushes fail on close();
-    // a caller-runs attempt completes), then the workers leave.
-    wait_for([this] { return no_submit_in_progress(); },
-             std::chrono::steady_clock::time_point::max());
-    if (executor_) {
-      wait_for([this] { return steps_.load(std::memory_order_acquire) == 0; },
-               std::chrono::steady_clock::time_point::max());
-    } else {
-      for (std::size_t i = 0; i < config_.max_workers; ++i) {
-        worker_slot* s = slots_[i].load(std::memory_order_acquire);
-        if (s == nullptr) break;
-        if (s->thread.joinable()) s->thread.join();
+    // a caller-runs attempt completes), then the workers leave: until the deadline, plus
+    // quit_grace for handlers finishing just then. After that, wait (at most quit_grace
+    // more) only until each one has left or is inside a handler: those take no further
+    // job, so what is queued now can be handed back.
+    const auto grace_end =
+        saturating_add(std::max(deadline, std::chrono::steady_clock::now()), quit_grace);
+    wait_for([this] { return no_submit_in_progress() && workers_left(false); }, grace_end);
+    wait_for([this] { return callers_in_handlers() && workers_left(true); },
+             saturating_add(std::chrono::steady_clock::now(), quit_grace));
+    stop_result<Job> out;
+    out.still_running = caller_slot_.busy.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < config_.max_workers; ++i) {
+      worker_slot* s = slots_[i].load(std::memory_order_acquire);
+      if (s == nullptr) break;
+      out.still_running += s->busy.load(std::memory_order_acquire);
+      if (!executor_ && s->thread.joinable() &&
+          s->state.load(std::memory_order_acquire) == slot_stopped) {
+        s->thread.join();  // it has left (or is leaving): a short wait
       }
     }
-    std::vector<unfinished_job<Job>> out;
     while (std::optional<envelope> env = queue_.try_pop()) out.push_back(unfinished(*env));
     {
       std::lock_guard retry_lock(retry_mutex_);
+      retries_closed_ = true;  // a handler failing from now on dead-letters its job
       std::sort(retry_heap_.begin(), retry_heap_.end(),
                 [](const delayed& a, const delayed& b) { return later(b, a); });
       for (delayed& d : retry_heap_) out.push_back(unfinished(d.env));
@@ -657,9 +693,11 @@ class work_queue {
     stopped_.store(true, std::memory_order_release);
     return out;
   }
-  /// stop(now + grace).
-  std::vector<unfinished_job<Job>> stop(std::chrono::steady_clock::duration grace) {
-    return stop(std::chrono::steady_clock::now() + grace);
+  /// stop(now + grace) (saturating: a huge grace waits "forever").
+  /// (Any duration type, so hours::max() is not converted to nanoseconds first.)
+  template <class Rep, class Period>
+  stop_result<Job> stop(std::chrono::duration<Rep, Period> grace) {
+    return stop(saturating_add(std::chrono::steady_clock::now(), grace));
   }
 
   /// True once stop() has begun (intake closed).
@@ -673,9 +711,10 @@ class work_queue {
 
   /// Waits (real time) until no job is queued, running or waiting for a retry; false on
   /// timeout. With retries waiting on a manual_clock, advance the clock first.
-  bool wait_until_idle(std::chrono::steady_clock::duration timeout) {
+  template <class Rep, class Period>
+  bool wait_until_idle(std::chrono::duration<Rep, Period> timeout) {
     return wait_for([this] { return idle_now(); },
-                    std::chrono::steady_clock::now() + timeout);
+                    saturating_add(std::chrono::steady_clock::now(), timeout));
   }
 
   // ---- observe ------------------------------------------------------------------
@@ -796,6 +835,8 @@ class work_queue {
   };
 
   static constexpr std::chrono::milliseconds idle_poll{5};
+  /// How long stop() waits past its deadline for workers not in a handler to leave.
+  static constexpr std::chrono::milliseconds quit_grace{50};
   static constexpr std::size_t lane_batch = 64;
   static constexpr std::size_t stripe_count = 16;
 
@@ -807,12 +848,17 @@ class work_queue {
     require_in_range(name, "workers", c.workers, c.scale_from_zero ? 0U : 1U,
                      c.max_workers);
     require_in_range(name, "max_attempts", c.max_attempts, 1U, 1000U);
+    require(to_string(c.overflow) != "unknown", name, "overflow",
+            "one of block, reject, caller_runs", static_cast<int>(c.overflow));
     require_in_range(name, "block_timeout", c.block_timeout, std::chrono::nanoseconds{0},
                      std::chrono::nanoseconds{std::chrono::hours{24}});
     require_in_range(name, "retry_capacity", c.retry_capacity, std::size_t{1},
                      std::size_t{1} << 30);
     require_in_range(name, "remembered_keys", c.remembered_keys, std::size_t{1},
                      std::size_t{1} << 30);
+    // The nested dead-letter queue: checked here so that an error names the primitive
+    // the user configured (work_queue), not the one it builds.
+    detail::validate_dead_letter_config(c.dead_letter, name, "dead_letter.");
     return c;
   }
 
@@ -839,9 +885,11 @@ class work_queue {
            static_cast<std::uint64_t>(device());
   }
 
+  /// Saturating (a Clock coarser than nanoseconds may hold times beyond int64 ns).
   static std::int64_t ns_since_epoch(time_point t) noexcept {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch())
-        .count();
+    using ns_point =
+        std::chrono::time_point<std::chrono::steady_clock, std::chrono::nanoseconds>;
+    return saturating_add(ns_point{}, t.time_since_epoch()).time_since_epoch().count();
   }
   static std::uint64_t to_unsigned_ns(typename Clock::duration d) noexcept {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
@@ -983,10 +1031,10 @@ class work_queue {
     } else {
       s.failed.fetch_add(1, std::memory_order_relaxed);
       if (env.attempts == 1) env.first_failure = end;
-      if (result.retryable() && env.attempts < config_.max_attempts) {
+      if (result.retryable() && env.attempts < config_.max_attempts &&
+          schedule_retry(env, end)) {
         s.retried.fetch_add(1, std::memory_order_relaxed);
-        schedule_retry(std::move(env), end);
-      } else {
+      } else {  // out of attempts, permanent, or stop() has taken the retries already
         dead_letter(std::move(env), std::move(result), end);
         s.dead_lettered.fetch_add(1, std::memory_order_release);  // after the DLQ has it
       }
@@ -1011,20 +1059,24 @@ class work_queue {
     (void)dlq_.add(std::move(e));
   }
 
-  void schedule_retry(envelope&& env, time_point now) {
+  /// Moves `env` into the retry heap; false (env untouched) once stop() has drained it.
+  bool schedule_retry(envelope& env, time_point now) {
     {
       std::lock_guard lock(retry_mutex_);
+      if (retries_closed_) return false;
       const std::chrono::nanoseconds delay =
           backoff_.delay(env.attempts, env.last_delay, rng_);
       env.last_delay = delay;
-      const time_point due =
-          now + std::chrono::duration_cast<typename Clock::duration>(delay);
+      // Saturating: a huge backoff (nanoseconds::max()) means "not for a long time",
+      // never a due time in the past.
+      const time_point due = saturating_add(now, delay);
       retry_heap_.push_back(delayed{due, retry_seq_++, std::move(env)});
       std::push_heap(retry_heap_.begin(), retry_heap_.end(), later);
       next_due_.store(ns_since_epoch(retry_heap_.front().due), std::memory_order_release);
       retry_waiting_.fetch_add(1, std::memory_order_release);
     }
     kick();
+    return true;
   }
 
   std::optional<envelope> take_due_retry() {
@@ -1080,10 +1132,13 @@ class work_queue {
   /// How long an idle worker may wait before it must look at the retry heap again.
   [[nodiscard]] std::chrono::nanoseconds idle_wait_time() const noexcept {
     if (retry_waiting_.load(std::memory_order_acquire) == 0) return idle_poll;
-    const std::int64_t until =
-        next_due_.load(std::memory_order_acquire) - ns_since_epoch(clock_.now());
-    return std::clamp(std::chrono::nanoseconds{until}, std::chrono::nanoseconds{0},
-                      std::chrono::nanoseconds{idle_poll});
+    const std::int64_t due = next_due_.load(std::memory_order_acquire);
+    const std::int64_t now = ns_since_epoch(clock_.now());
+    if (due <= now) return std::chrono::nanoseconds{0};
+    // due > now: the difference is positive; it overflows only if now < 0.
+    if (now < 0 && due > std::numeric_limits<std::int64_t>::max() + now) return idle_poll;
+    return std::min(std::chrono::nanoseconds{due - now},
+                    std::chrono::nanoseconds{idle_poll});
   }
 
   // ---- pool threads -------------------------------------------------------------
@@ -1140,7 +1195,7 @@ class work_queue {
         retired = s.wake.get_token();
       }
       if (std::optional<envelope> env = queue_.pop_until(
-              std::chrono::steady_clock::now() + wait, std::move(retired))) {
+              saturating_add(std::chrono::steady_clock::now(), wait), std::move(retired))) {
         took(s, *env);
         process(std::move(*env), s);
       }
@@ -1249,6 +1304,47 @@ class work_queue {
     return done >= accepted;
   }
 
+  /// Every worker has left; with `or_busy`, or is running a handler (it takes no job
+  /// after that, as halt_ is set).
+  [[nodiscard]] bool workers_left(bool or_busy) const noexcept {
+    if (executor_ && !or_busy) return steps_.load(std::memory_order_acquire) == 0;
+    for (std::size_t i = 0; i < config_.max_workers; ++i) {
+      const worker_slot* s = slots_[i].load(std::memory_order_acquire);
+      if (s == nullptr) break;
+      if (s->state.load(std::memory_order_acquire) != slot_stopped &&
+          (!or_busy || s->busy.load(std::memory_order_acquire) == 0)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /// Every submission still in progress is a caller-runs attempt in its handler.
+  [[nodiscard]] bool callers_in_handlers() const noexcept {
+    std::int64_t n = 0;
+    for (const detail::submit_stripe& stripe : stripes_) {
+      n += stripe.in_progress.load(std::memory_order_seq_cst);
+    }
+    return n <=
+           static_cast<std::int64_t>(caller_slot_.busy.load(std::memory_order_acquire));
+  }
+
+  /// The destructor's last wait: submitters and workers have all left. No deadline.
+  void finish_workers() {
+    std::lock_guard lock(control_mutex_);
+    constexpr auto forever = std::chrono::steady_clock::time_point::max();
+    wait_for([this] { return no_submit_in_progress(); }, forever);
+    if (executor_) {
+      wait_for([this] { return steps_.load(std::memory_order_acquire) == 0; }, forever);
+      return;
+    }
+    for (std::size_t i = 0; i < config_.max_workers; ++i) {
+      worker_slot* s = slots_[i].load(std::memory_order_acquire);
+      if (s == nullptr) break;
+      if (s->thread.joinable()) s->thread.join();
+    }
+  }
+
   [[nodiscard]] bool no_submit_in_progress() const noexcept {
     std::int64_t n = 0;
     for (const detail::submit_stripe& stripe : stripes_) {
@@ -1297,6 +1393,7 @@ class work_queue {
   std::mt19937_64 rng_;
   std::atomic<std::size_t> retry_waiting_{0};
   std::atomic<std::int64_t> next_due_{std::numeric_limits<std::int64_t>::max()};
+  bool retries_closed_ = false;  // retry_mutex_; set when stop() takes the heap
 
   // idempotency keys
   std::mutex keys_mutex_;

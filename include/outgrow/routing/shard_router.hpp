@@ -124,6 +124,21 @@ inline shard_id checked_shard_count(std::string_view primitive, std::uint64_t n)
   return static_cast<shard_id>(n);
 }
 
+/// Rethrows a config_error from a primitive built internally under the name of the
+/// one the user configured: "hash_ring: vnodes ... must be ..." becomes
+/// "consistent_shards: hash_ring: vnodes ... must be ...", with primitive() the outer
+/// one and field() "hash_ring: vnodes ...".
+[[noreturn]] inline void rethrow_as(std::string_view outer, const config_error& e) {
+  const std::string inner_field = fmt::format("{}: {}", e.primitive(), e.field());
+  const std::string_view what = e.what();
+  const std::string prefix = fmt::format("{} must be ", inner_field);
+  std::string_view rest = what;
+  if (rest.substr(0, prefix.size()) == prefix) rest.remove_prefix(prefix.size());
+  const std::size_t got = rest.rfind(", got ");
+  if (got == std::string_view::npos) throw config_error(outer, inner_field, rest, "?");
+  throw config_error(outer, inner_field, rest.substr(0, got), rest.substr(got + 6));
+}
+
 /// Merges per-(from, to) shares into shard_moves.
 class move_accumulator {
  public:
@@ -609,6 +624,8 @@ requires std::same_as<typename P::node_type, shard_id>
 class consistent_shards {
  public:
   /// N shards 0..N-1 with weight 1, placed by a default-configured P.
+  /// A placement that cannot hold N shards (e.g. a hash_ring over its 8M-point cap)
+  /// throws config_error naming consistent_shards: "consistent_shards: hash_ring: ...".
   explicit consistent_shards(std::uint32_t shards)
       : consistent_shards(make(detail::checked_shard_count("consistent_shards", shards))) {}
 
@@ -661,7 +678,11 @@ class consistent_shards {
   static P make(std::uint32_t shards) {
     std::vector<shard_id> ids(shards);
     std::iota(ids.begin(), ids.end(), shard_id{0});
-    return P(ids);
+    try {
+      return P(ids);
+    } catch (const config_error& e) {  // name the primitive the user configured
+      detail::rethrow_as("consistent_shards", e);
+    }
   }
   P placement_;
   shard_id shard_count_ = 0;
@@ -721,6 +742,10 @@ class shard_router {
 
   explicit shard_router(Strategy strategy, shard_router_config config = {})
       : config_(config), current_(make_state(std::move(strategy))) {
+    // Checked here, not by the hot_key_tracker built below, so that the error names
+    // shard_router and the field the user set.
+    require_in_range("shard_router", "hot_key_capacity", config_.hot_key_capacity,
+                     std::size_t{0}, std::size_t{1'000'000});
     if (config_.hot_key_capacity > 0) {
       if constexpr (tracks_hot_keys) {
         hot_keys_ = std::make_unique<hot_key_tracker<Key>>(
@@ -901,6 +926,9 @@ class shard_router {
   };
   static std::shared_ptr<const state> make_state(Strategy s) {
     const std::size_t n = std::max<std::size_t>(1, s.shard_count());
+    // The load counters' own limit, checked here so that the error names shard_router.
+    require_in_range("shard_router", "strategy.shard_count()", n, std::size_t{1},
+                     std::size_t{1'000'000});
     return std::make_shared<const state>(
         state{std::move(s), std::make_unique<shard_load_counters>(n)});
   }
