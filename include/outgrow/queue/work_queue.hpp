@@ -1031,10 +1031,13 @@ class work_queue {
     } else {
       s.failed.fetch_add(1, std::memory_order_relaxed);
       if (env.attempts == 1) env.first_failure = end;
-      if (result.retryable() && env.attempts < config_.max_attempts &&
-          schedule_retry(env, end)) {
-        s.retried.fetch_add(1, std::memory_order_relaxed);
-      } else {  // out of attempts, permanent, or stop() has taken the retries already
+      // Count the retry before it is scheduled: another worker may run it to success
+      // at once, and a caller waiting for idle must then see the retry counted.
+      const bool retry = result.retryable() && env.attempts < config_.max_attempts;
+      if (retry) s.retried.fetch_add(1, std::memory_order_release);
+      if (!retry || !schedule_retry(env, end)) {
+        // Out of attempts, permanent, or stop() has taken the retries already.
+        if (retry) s.retried.fetch_sub(1, std::memory_order_relaxed);
         dead_letter(std::move(env), std::move(result), end);
         s.dead_lettered.fetch_add(1, std::memory_order_release);  // after the DLQ has it
       }
