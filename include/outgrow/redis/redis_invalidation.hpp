@@ -128,6 +128,46 @@
 
 namespace outgrow {
 
+namespace detail {
+/// A mutex whose lock waits until a deadline: std::timed_mutex semantics built on
+/// std::mutex + std::condition_variable. (libstdc++'s timed_mutex::try_lock_until uses
+/// pthread_mutex_clocklock, which ThreadSanitizer in GCC 12 does not intercept: it then
+/// reports every unlock as an unlock of an unlocked mutex.)
+class deadline_mutex {
+ public:
+  void lock() {
+    std::unique_lock l(m_);
+    cv_.wait(l, [&] { return !held_; });
+    held_ = true;
+  }
+  bool try_lock() {
+    std::lock_guard l(m_);
+    if (held_) return false;
+    held_ = true;
+    return true;
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    std::unique_lock l(m_);
+    if (!cv_.wait_until(l, deadline, [&] { return !held_; })) return false;
+    held_ = true;
+    return true;
+  }
+  void unlock() {
+    {
+      std::lock_guard l(m_);
+      held_ = false;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool held_ = false;
+};
+}  // namespace detail
+
 struct redis_invalidation_config {
   std::string host = "127.0.0.1";
   int port = 6379;  ///< [1, 65535]
@@ -731,7 +771,7 @@ class redis_invalidation_bus {
   std::atomic<std::uint64_t> id_;
   in_process_invalidation_bus<Key> local_;
 
-  std::timed_mutex io_mutex_;  // the publisher connection and its gate
+  detail::deadline_mutex io_mutex_;  // the publisher connection and its gate
   detail::redis_context_ptr publisher_;
   mutable std::mutex pending_mutex_;  // pending_, pending_clear_
   detail::reconnect_gate<steady_clock_source> publisher_gate_;
