@@ -28,6 +28,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "catch.hpp"
+#include "gate.hpp"
 #include "map_tier.hpp"
 
 using namespace std::chrono_literals;
@@ -1053,27 +1054,7 @@ TEST_CASE("write_behind with a huge block_timeout blocks instead of overflowing"
 
 // ---- shutdown with a deadline and a hanging store -----------------------------------
 
-namespace {
-/// A gate a store call waits at until the test opens it (real threads, real waits).
-struct store_gate {
-  std::mutex m;
-  std::condition_variable cv;
-  bool open = false;
-  std::atomic<int> waiting{0};
-  void wait() {
-    waiting.fetch_add(1);
-    std::unique_lock lock(m);
-    cv.wait(lock, [&] { return open; });
-  }
-  void release() {
-    {
-      std::lock_guard lock(m);
-      open = true;
-    }
-    cv.notify_all();
-  }
-};
-}  // namespace
+using outgrow_test::gate;
 
 TEST_CASE("shutdown with a deadline returns while the store hangs and reports every write",
           "[write_behind][drain][shutdown]") {
@@ -1081,7 +1062,7 @@ TEST_CASE("shutdown with a deadline returns while the store hangs and reports ev
   str_tier l1(clock);
   str_tier l2(clock);
   kv_store db;
-  store_gate g;
+  gate g;
   std::atomic<int> calls{0};
   db.on_store = [&] {
     if (calls.fetch_add(1) == 0) g.wait();  // the first store call hangs
@@ -1125,7 +1106,7 @@ TEST_CASE("a store call that fails after the shutdown deadline is dead-lettered"
   str_tier l1(clock);
   str_tier l2(clock);
   kv_store db;
-  store_gate g;
+  gate g;
   db.on_store = [&] {
     g.wait();
     db.failing = true;  // fails once released (would be retried before the deadline)

@@ -19,6 +19,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "catch.hpp"
+#include "gate.hpp"
 
 using namespace std::chrono_literals;
 using outgrow::constant_backoff;
@@ -579,27 +580,7 @@ TEST_CASE("stop mid-run: accepted equals succeeded plus dead-lettered plus hande
   CHECK(q.submit(job{0}).status == submit_status::stopped);
 }
 
-namespace {
-/// A gate a handler waits at until the test opens it (real threads, real waits).
-struct gate {
-  std::mutex m;
-  std::condition_variable cv;
-  bool open = false;
-  std::atomic<int> waiting{0};
-  void wait() {
-    waiting.fetch_add(1);
-    std::unique_lock lock(m);
-    cv.wait(lock, [&] { return open; });
-  }
-  void release() {
-    {
-      std::lock_guard lock(m);
-      open = true;
-    }
-    cv.notify_all();
-  }
-};
-}  // namespace
+using outgrow_test::gate;
 
 TEST_CASE("stop returns at its deadline while a handler is stuck and reports it",
           "[work_queue][shutdown]") {

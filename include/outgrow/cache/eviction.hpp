@@ -365,9 +365,8 @@ class s3_fifo {
             detail::percent_of(capacity, config_.small_percent), 1)) {}
 
   void reserve(std::size_t entries) {
-    ghost_.reserve(std::max<std::size_t>(
-        entries / 100 * config_.ghost_percent + entries % 100 * config_.ghost_percent / 100,
-        1));
+    ghost_.reserve(
+        std::max<std::size_t>(detail::percent_of(entries, config_.ghost_percent), 1));
   }
 
   void on_insert(hook& h, std::uint64_t hash, std::size_t weight) noexcept {
