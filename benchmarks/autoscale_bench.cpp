@@ -126,7 +126,8 @@ void BM_autoscaler_observe(benchmark::State& state) {
 BENCHMARK(BM_autoscaler_observe);
 
 void BM_simulator_hour(benchmark::State& state) {
-  const auto trace = outgrow::load_trace::steady(1000.0, 1h);
+  const auto trace = outgrow::load_trace::steady(
+      1000.0, 1h, {.relative = 0.1, .correlation = std::chrono::seconds{10}, .seed = 1});
   outgrow::simulator sim(trace, {});
   for (auto _ : state) {
     auto run = sim.run("tt", {.min_replicas = 1, .max_replicas = 100},

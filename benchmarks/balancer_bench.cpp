@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -52,8 +53,9 @@ outgrow::load_balancer<std::string, Policy>& balancer(bool weighted) {
   constexpr bool draws = !std::is_same_v<Policy, outgrow::round_robin> &&
                          !std::is_same_v<Policy, outgrow::weighted_round_robin> &&
                          !std::is_same_v<Policy, outgrow::least_connections>;
-  static outgrow::load_balancer<std::string, Policy> lb(endpoints(weighted),
-                                                        {.seed = draws ? 42U : 0U});
+  static outgrow::load_balancer<std::string, Policy> lb(
+      endpoints(weighted),
+      {.seed = draws ? std::optional<std::uint64_t>{42} : std::nullopt});
   return lb;
 }
 

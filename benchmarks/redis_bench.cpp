@@ -88,8 +88,7 @@ bool delete_keys(outgrow_test::redis_server& s, const std::string& stream) {
 
 outgrow::redis_stream_queue_config stream_config(const outgrow_test::redis_server& s,
                                                  std::string stream, std::size_t batch) {
-  return {.host = s.host(),
-          .port = s.port(),
+  return {.connection = {.host = s.host(), .port = s.port(), .command_timeout = 1s},
           .stream = std::move(stream),
           .group = "bench",
           .consumer = "w1",
@@ -200,7 +199,7 @@ void BM_redis_stream_roundtrip(benchmark::State& state) {
       }
       expected += n;
     }
-    const outgrow::redis_stream_worker_stats st = worker.stats();
+    const outgrow::redis_stream_worker_metrics st = worker.metrics();
     if (!state.error_occurred() && (handled != expected || st.succeeded != expected)) {
       state.SkipWithError(fmt::format("handled {} / succeeded {} of {} jobs", handled,
                                       st.succeeded, expected)

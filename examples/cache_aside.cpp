@@ -81,7 +81,7 @@ int main() {
   outgrow::manual_clock clock;
   l1_t l1({.capacity = 20'000}, clock);  // room for the whole catalogue
   product_db db;
-  cache_t cache(db, std::tie(l1), {.ttl = 10min}, {}, clock);
+  cache_t cache(db, std::tie(l1), {.default_ttl = 10min}, {}, clock);
 
   // The cache-aside read, spelled out. (cache.get_or_load(id) does the same in one
   // call and also makes concurrent misses of one key share one query.)
@@ -114,10 +114,10 @@ int main() {
     }
   };
   for (int minute = 0; minute < 5; ++minute) run_minute();  // warm-up
-  const auto warm = cache.stats();
+  const auto warm = cache.metrics();
   const auto queries_before = db.queries;
   run_minute();
-  const auto s = cache.stats();
+  const auto s = cache.metrics();
   const auto requests = s.requests() - warm.requests();
   const auto hits = s.hits - warm.hits;
   const double hit_rate = static_cast<double>(hits) / static_cast<double>(requests);
@@ -136,7 +136,7 @@ int main() {
   for (double h : {0.90, 0.99, 0.999}) {
     fmt::print("    {:>6.1f} %  -> {:>6.1f}\n", 100.0 * h, rate * (1.0 - h));
   }
-  fmt::print("\n  overall: {}\n  L1:      {}\n", s, cache.tier_stats<0>());
+  fmt::print("\n  overall: {}\n  L1:      {}\n", s, cache.tier_metrics<0>());
 
   // The books must balance: every miss of the measured minute reached the database.
   const bool ok = read_queries + 60 == db.queries - queries_before && hit_rate > 0.98;

@@ -63,27 +63,27 @@ int free_port() {
 
 int main(int argc, char** argv) {
   outgrow::redis_stream_queue_config config{
+      .connection = {.connect_timeout = 500ms, .command_timeout = 1s},
       .stream = fmt::format("outgrow:example:{}", ::getpid()),
       .max_attempts = 3,
       .visibility_timeout = 5s,
       .retry_delay = 10ms,
       .block_timeout = 20ms,
       .claim_interval = 10ms,
-      .idempotency_ttl = 1min,
-      .connect_timeout = 500ms};
+      .idempotency_ttl = 1min};
   pid_t server = -1;
   if (argc == 3 && std::string(argv[1]) == "--redis") {
     const std::string where = argv[2];
-    config.host = where.substr(0, where.rfind(':'));
-    config.port = std::atoi(where.substr(where.rfind(':') + 1).c_str());
+    config.connection.host = where.substr(0, where.rfind(':'));
+    config.connection.port = std::atoi(where.substr(where.rfind(':') + 1).c_str());
   } else {
     const std::string exe = find_redis_server();
     if (exe.empty()) {
       fmt::print("redis-server not found on PATH (or pass --redis host:port); skipping\n");
       return 0;
     }
-    config.port = free_port();
-    const std::string port = std::to_string(config.port);
+    config.connection.port = free_port();
+    const std::string port = std::to_string(config.connection.port);
     server = spawn([&] {
       ::execl(exe.c_str(), exe.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1",
               "--save", "", "--appendonly", "no", "--logfile", "/dev/null", nullptr);
@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   job_queue queue(config);
   for (int i = 0; i < 200 && !queue.metrics(); ++i) std::this_thread::sleep_for(10ms);
   if (!queue.metrics()) {
-    fmt::print("no Redis at {}:{}\n", config.host, config.port);
+    fmt::print("no Redis at {}:{}\n", config.connection.host, config.connection.port);
     return 1;
   }
 
@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
       current_worker = &worker;
       ::signal(SIGTERM, [](int) { current_worker.load()->request_stop(); });
       worker.run();
-      fmt::print("  {}: {}\n", worker.consumer(), worker.stats());
+      fmt::print("  {}: {}\n", worker.consumer(), worker.metrics());
     }));
   }
   std::vector<pid_t> producers;
@@ -136,7 +136,8 @@ int main(int argc, char** argv) {
   for (const pid_t w : workers) ::waitpid(w, nullptr, 0);
   fmt::print(
       "{} jobs from 2 producer processes on {}:{}, settled in {:.3f} s: {:.0f} jobs/s\n",
-      total_jobs, config.host, config.port, took.count(), total_jobs / took.count());
+      total_jobs, config.connection.host, config.connection.port, took.count(),
+      total_jobs / took.count());
   fmt::print("{}\ndead letters:\n", m);
   queue.dead_letters().for_each([](const auto& e) {
     fmt::print("  {} job={} attempts={} error=\"{}\" ({})\n", e.id, e.job.value_or(-1),

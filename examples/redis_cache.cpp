@@ -53,9 +53,9 @@ using bus_type = outgrow::redis_invalidation_bus<std::string>;
 
 struct service_instance {  // what each replica of a service holds
   service_instance(product_db& db, const std::string& host, int port)
-      : l2({.host = host, .port = port, .key_prefix = "example:product:"}),
-        bus({.host = host, .port = port, .channel = "example:invalidate"}),
-        cache(db, std::tie(l1, l2), {.ttl = 1min}) {
+      : l2({.connection = {.host = host, .port = port}, .key_prefix = "example:product:"}),
+        bus({.connection = {.host = host, .port = port}, .channel = "example:invalidate"}),
+        cache(db, std::tie(l1, l2), {.default_ttl = 1min}) {
     cache.connect(bus);  // publish our writes, drop others' keys from L1
     bus.start();         // the subscriber thread
   }
@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
     const char* env = std::getenv("OUTGROW_REDIS_SERVER");
     port = free_port();
     child = start_redis(env != nullptr ? env : "redis-server", port);
-    l2_cache probe({.port = port, .reconnect_backoff = {1ms, 5ms}});
+    l2_cache probe({.connection = {.port = port, .reconnect_backoff = {1ms, 5ms}}});
     for (int i = 0; child > 0 && i < 200 && !probe.ping(); ++i) {
       std::this_thread::sleep_for(10ms);
     }
@@ -129,14 +129,14 @@ int main(int argc, char** argv) {
     fmt::print("1000 reads, {} database queries (b found a's loads in Redis)\n",
                db.queries);
 
-    const auto before = b.bus.stats().received;
+    const auto before = b.bus.metrics().received;
     a.cache.put("sku-7", "$6.99 (sale)");  // db, a's L1, Redis; then PUBLISH
-    for (int i = 0; i < 200 && b.bus.stats().received == before; ++i) {
+    for (int i = 0; i < 200 && b.bus.metrics().received == before; ++i) {
       std::this_thread::sleep_for(1ms);  // the invalidation is one round trip away
     }
     fmt::print("after a's write, b reads sku-7: {}\n", b.cache.get("sku-7").value_or("?"));
-    fmt::print("b L1: {}\nb L2: {}\nbus: {}\n", b.cache.tier_stats<0>(), b.l2.stats(),
-               b.bus.stats());
+    fmt::print("b L1: {}\nb L2: {}\nbus: {}\n", b.cache.tier_metrics<0>(), b.l2.metrics(),
+               b.bus.metrics());
     a.cache.invalidate_all();  // tidy up the example's keys in Redis
   }
   if (child > 0) {

@@ -55,7 +55,7 @@ struct outcome {
   int errors = 0;
   std::uint64_t waited = 0;  // reads that had to wait for the database
   int loads = 0;
-  outgrow::tiered_cache_stats stats;
+  outgrow::tiered_cache_metrics stats;
 };
 
 using l1_t = outgrow::cache<std::string, double, outgrow::lru, outgrow::unit_weigher,
@@ -69,7 +69,7 @@ outcome simulate(Policy policy) {
               outgrow::manual_clock::time_point{245s}};
   l1_t l1({.capacity = 100}, clock);
   outgrow::tiered_cache<outgrow::tiers<l1_t>, rates_db, Policy, outgrow::manual_clock>
-      rates(db, std::tie(l1), {.ttl = 60s}, policy, clock);
+      rates(db, std::tie(l1), {.default_ttl = 60s}, policy, clock);
   rates.start(io.get_executor());
   outcome o;
   for (auto t = 0ms; t < 10min; t += 50ms) {  // 20 reads/s for 10 minutes
@@ -84,7 +84,7 @@ outcome simulate(Policy policy) {
     clock.advance(50ms);
   }
   rates.shutdown();
-  o.stats = rates.stats();
+  o.stats = rates.metrics();
   o.waited = o.stats.misses;
   o.loads = db.loads;
   return o;

@@ -75,8 +75,8 @@ int main() {
   for (int id = 1; id <= orders; ++id) {
     order o{id, id == 13 ? "gift-card" : skus[id % 3], 1 + id % 4};  // #13 is the poison
     const std::string key = key_of(o);
-    if (!queue.submit(std::move(o), key)) {
-      fmt::print("order {} was not accepted\n", id);
+    if (auto r = queue.submit(std::move(o), key); !r) {  // refused: the order comes back
+      fmt::print("order {} was not accepted\n", r.rejected->id);
       return 1;
     }
   }

@@ -118,9 +118,9 @@ int main() {
     });
   }
   for (auto& t : request_threads) t.join();
-  const auto before = cache.stats().write_behind;
+  const auto before = cache.metrics().write_behind;
   cache.shutdown();  // drains: every acknowledged write is stored or dead-lettered
-  const auto s = cache.stats().write_behind;
+  const auto s = cache.metrics().write_behind;
 
   std::size_t lost = 0;
   for (int t = 0; t < threads; ++t) {

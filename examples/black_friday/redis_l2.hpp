@@ -28,8 +28,9 @@ struct redis_l2 {
   template <class V>
   std::unique_ptr<tier<V>> make(std::string_view cache, std::size_t /*capacity*/,
                                 const clock_type& /*clock*/) const {
-    auto t = std::make_unique<tier<V>>(outgrow::redis_tier_config{
-        .host = host, .port = port, .key_prefix = fmt::format("black_friday:{}:", cache)});
+    auto t = std::make_unique<tier<V>>(
+        outgrow::redis_tier_config{.connection = {.host = host, .port = port},
+                                   .key_prefix = fmt::format("black_friday:{}:", cache)});
     if (!t->ping()) throw std::runtime_error(fmt::format("no Redis at {}:{}", host, port));
     t->clear();
     return t;

@@ -290,17 +290,17 @@ report run(options o, const L2& l2 = {}) {
 
   outgrow::tiered_cache<outgrow::tiers<page_l1, page_l2>, page_store, outgrow::cache_aside,
                         clock_type>
-      pages(pages_db, std::tie(pages_l1, *pages_l2), {.ttl = 10min}, {}, clock);
+      pages(pages_db, std::tie(pages_l1, *pages_l2), {.default_ttl = 10min}, {}, clock);
   outgrow::tiered_cache<outgrow::tiers<num_l1, num_l2>, decltype(prices_db),
                         outgrow::refresh_ahead, clock_type>
-      prices(prices_db, std::tie(prices_l1, *prices_l2), {.ttl = 60s},
+      prices(prices_db, std::tie(prices_l1, *prices_l2), {.default_ttl = 60s},
              outgrow::refresh_ahead({.refresh_fraction = 0.8}), clock);
   outgrow::tiered_cache<outgrow::tiers<num_l1, num_l2>, decltype(stock_db),
                         outgrow::write_through, clock_type>
-      stock(stock_db, std::tie(stock_l1, *stock_l2), {.ttl = 5min}, {}, clock);
+      stock(stock_db, std::tie(stock_l1, *stock_l2), {.default_ttl = 5min}, {}, clock);
   outgrow::tiered_cache<outgrow::tiers<num_l1, num_l2>, decltype(views_db),
                         outgrow::write_behind, clock_type>
-      views(views_db, std::tie(views_l1, *views_l2), {.ttl = 30min},
+      views(views_db, std::tie(views_l1, *views_l2), {.default_ttl = 30min},
             outgrow::write_behind({.max_batch = 500, .max_delay = 5s}), clock);
   prices.start(io.get_executor());
 
@@ -617,9 +617,9 @@ report run(options o, const L2& l2 = {}) {
     cache_figures f;
     f.name = std::move(name);
     f.policy = std::move(policy);
-    const auto s = c.stats();
-    const outgrow::cache_stats top = c.template tier_stats<0>();
-    const outgrow::cache_stats shared = c.template tier_stats<1>();
+    const auto s = c.metrics();
+    const outgrow::cache_metrics top = c.template tier_metrics<0>();
+    const outgrow::cache_metrics shared = c.template tier_metrics<1>();
     f.requests = reads;
     f.l1_hits = top.hits;
     f.l1_misses = top.misses;

@@ -136,7 +136,7 @@ TEST_CASE("autoscaler never scales down on missing data", "[autoscaler]") {
   CHECK(d.limited_by == scale_limit::missing_metrics);
   CHECK(d.metric == "queue");
   CHECK(contains(d.reason.view(), "no fresh queue sample"));
-  CHECK(scaler.stats().missing_holds == 1);
+  CHECK(scaler.metrics().missing_holds == 1);
 
   scaler.observe("cpu", 100.0);  // 20: a scale-up goes ahead
   d = scaler.evaluate();
@@ -187,17 +187,17 @@ TEST_CASE("autoscaler tick calls the actuator and records the new count", "[auto
   CHECK(d.current == 4);
   CHECK(d.desired == 5);
   CHECK(calls == std::vector<int>{4, 5});
-  const auto s = scaler.stats();
+  const auto s = scaler.metrics();
   CHECK(s.current == 5);
   CHECK(s.not_ready == 2);  // added replicas start not ready
   CHECK(s.scale_ups == 2);
   CHECK(s.evaluations == 2);
   scaler.set_replicas(5, 0);
-  CHECK(scaler.stats().not_ready == 0);
+  CHECK(scaler.metrics().not_ready == 0);
   // evaluate() alone never acts.
   scaler.evaluate();
   CHECK(calls.size() == 2);
-  CHECK(scaler.stats().current == 5);
+  CHECK(scaler.metrics().current == 5);
 }
 
 TEST_CASE("autoscaler actuator refusing or throwing keeps the count", "[autoscaler]") {
@@ -208,17 +208,17 @@ TEST_CASE("autoscaler actuator refusing or throwing keeps the count", "[autoscal
   bool fail = true;
   scaler.on_scale([&](const outgrow::scaling_decision&) { return !fail; });
   scaler.tick();
-  CHECK(scaler.stats().current == 3);
-  CHECK(scaler.stats().actuation_failures == 1);
+  CHECK(scaler.metrics().current == 3);
+  CHECK(scaler.metrics().actuation_failures == 1);
   fail = false;
   scaler.tick();
-  CHECK(scaler.stats().current == 4);
+  CHECK(scaler.metrics().current == 4);
   scaler.on_scale([](const outgrow::scaling_decision&) -> bool {
     throw std::runtime_error("cloud API down");
   });
   CHECK_THROWS_AS(scaler.tick(), std::runtime_error);
-  CHECK(scaler.stats().current == 4);
-  CHECK(scaler.stats().actuation_failures == 2);
+  CHECK(scaler.metrics().current == 4);
+  CHECK(scaler.metrics().actuation_failures == 2);
 }
 
 TEST_CASE("autoscaler rejects out of order and invalid samples", "[autoscaler]") {
@@ -231,7 +231,7 @@ TEST_CASE("autoscaler rejects out of order and invalid samples", "[autoscaler]")
   CHECK_FALSE(scaler.observe("cpu", std::numeric_limits<double>::infinity()));
   CHECK_FALSE(scaler.observe("cpu", -1.0));
   CHECK(scaler.observe("rps", 1.0, clock.now() - 1s));  // another metric has its own order
-  const auto s = scaler.stats();
+  const auto s = scaler.metrics();
   CHECK(s.samples == 2);
   CHECK(s.rejected_samples == 4);
 }
@@ -278,8 +278,8 @@ TEST_CASE("autoscaler decisions and stats print with fmt", "[autoscaler]") {
         "scaling_decision{current=4, desired=5, up, by target_tracking/cpu: "
         "\"cpu 100/50: ratio 2.000 -> 8 replicas\", limited_by=max_replicas}");
   CHECK(fmt::format("{}", scaler.last_decision()) == text);
-  CHECK(fmt::format("{}", scaler.stats()) ==
-        "autoscaler_stats{evaluations=1, scale_ups=1, scale_downs=0, missing_holds=0, "
+  CHECK(fmt::format("{}", scaler.metrics()) ==
+        "autoscaler_metrics{evaluations=1, scale_ups=1, scale_downs=0, missing_holds=0, "
         "samples=1, rejected_samples=0, actuation_failures=0, current=4, not_ready=0, "
         "desired=5}");
   CHECK(
@@ -324,7 +324,7 @@ TEST_CASE("autoscaler periodic driver ticks on the executor until stopped",
   io.run();  // returns once the driver stopped re-arming its timer
   CHECK(ticks == 3);
   CHECK_FALSE(scaler.running());
-  CHECK(scaler.stats().current == 4);
+  CHECK(scaler.metrics().current == 4);
 }
 
 TEST_CASE("autoscaler destroyed while its driver is armed does not tick again",
@@ -359,14 +359,14 @@ TEST_CASE("autoscaler observe and a threaded driver run concurrently",
         if (scaler.observe(f == 0 ? "cpu" : "rps", 40.0 + i % 30)) accepted.fetch_add(1);
         if (i % 100 == 0) scaler.set_replicas(4 + i % 3);
         if (f == 0 && i % 50 == 0) clock.advance(1s);
-        if (i % 500 == 0) (void)scaler.stats();
+        if (i % 500 == 0) (void)scaler.metrics();
       }
     });
   }
   for (auto& t : feeders) t.join();
   scaler.stop();
   pool.join();
-  const auto s = scaler.stats();
+  const auto s = scaler.metrics();
   CHECK(s.samples == static_cast<std::uint64_t>(accepted.load()));
   CHECK(s.samples + s.rejected_samples == 2 * per_thread);
 }
@@ -387,11 +387,11 @@ TEST_CASE("autoscaler observe and tick allocate nothing in steady state", "[auto
   auto feed = [&](int from, int to) {
     for (int i = from; i < to; ++i) {
       const double wave = 1.0 + 0.5 * std::sin(i / 20.0);  // load goes up and down
-      const double replicas = std::max(1, scaler.stats().current);
+      const double replicas = std::max(1, scaler.metrics().current);
       scaler.observe("cpu", 60.0 * wave * 10.0 / replicas);
       scaler.observe("rps", 1000.0 * wave);
       scaler.observe("jobs", 400.0 * wave);
-      scaler.set_replicas(scaler.stats().current, 0);
+      scaler.set_replicas(scaler.metrics().current, 0);
       scaler.tick();
       clock.advance(15s);
     }

@@ -45,7 +45,7 @@ struct scaled_object {
     REQUIRE(scaler.observe("queue", queue));
     return scaler.tick();
   }
-  int replicas() const { return scaler.stats().current; }
+  int replicas() const { return scaler.metrics().current; }
 };
 
 bool contains(std::string_view text, std::string_view part) {

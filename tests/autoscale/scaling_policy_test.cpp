@@ -627,7 +627,7 @@ TEST_CASE("step_scaling up then down waits 10 minutes of low CPU", "[step]") {
   r.scaler.add_policy(outgrow::step_scaling());
   r.scaler.set_replicas(4);
   run_cpu(r, 0s, 300s, 80.0, [](auto, const auto&) {});
-  REQUIRE(r.scaler.stats().current == 6);
+  REQUIRE(r.scaler.metrics().current == 6);
   run_cpu(r, 315s, 900s, 20.0, [](auto, const auto& d) { REQUIRE(d.desired == 6); });
   r.at(915s);  // low since 315 s: 600 s; last scaling at 300 s: cooled down
   r.observe("cpu", 20.0);
@@ -716,7 +716,7 @@ TEST_CASE("backlog_scaling desired is ceil of backlog over target per replica",
   r.observe("jobs", 95.0);
   const auto d = r.scaler.evaluate();
   CHECK(d.desired == 10);
-  CHECK(d.policy == "backlog");
+  CHECK(d.policy == "backlog_scaling");
 }
 
 TEST_CASE("backlog_scaling scales to zero after the cooldown without work", "[backlog]") {

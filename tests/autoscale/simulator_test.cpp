@@ -145,7 +145,8 @@ TEST_CASE(
     "recurring daily spike: predictive halves SLO violations at no more than 110 percent "
     "of the cost",
     "[simulator]") {
-  const auto trace = load_trace::recurring_spike(1000.0, 5.0, 24h, 14h, 30min, 3);
+  const auto trace =
+      load_trace::recurring_spike(1000.0, 5.0, 24h, 14h, 30min, 3, {0.05, 30s, 1});
   simulator sim(trace, {.capacity_per_replica = 100.0, .startup = 60s});
   const auto reactive = sim.run("target_tracking", limits, hpa_total());
   const auto predictive =
@@ -208,6 +209,18 @@ TEST_CASE("simulation runs are deterministic for a fixed seed", "[simulator]") {
   }
 }
 
+TEST_CASE("trace noise without a seed is random per trace", "[simulator]") {
+  // trace_noise::seed empty (the default, and the factories' default noise): each trace
+  // draws its own seed (outgrow::resolve_seed), so two traces differ; set, they match.
+  const auto a = load_trace::steady(1000.0, 10min, {.relative = 0.1});
+  const auto b = load_trace::steady(1000.0, 10min, {.relative = 0.1});
+  CHECK(a.rates() != b.rates());
+  CHECK(load_trace::steady(1000.0, 10min).rates() !=
+        load_trace::steady(1000.0, 10min).rates());
+  CHECK(load_trace::steady(1000.0, 10min, {.relative = 0.1, .seed = 0}).rates() ==
+        load_trace::steady(1000.0, 10min, {.relative = 0.1, .seed = 0}).rates());
+}
+
 TEST_CASE("report figures add up on a hand-checked run", "[simulator]") {
   const load_trace flat("flat", std::vector<double>(600, 100.0));
   SECTION("replica-seconds peak and SLO seconds") {
@@ -241,7 +254,7 @@ TEST_CASE("report figures add up on a hand-checked run", "[simulator]") {
 
 TEST_CASE("load traces have the documented shapes", "[simulator]") {
   SECTION("steady") {
-    const auto t = load_trace::steady(1000.0, 2h);
+    const auto t = load_trace::steady(1000.0, 2h, {0.1, 10s, 1});
     const double mean = std::accumulate(t.rates().begin(), t.rates().end(), 0.0) /
                         static_cast<double>(t.rates().size());
     CHECK(t.length() == 2h);
@@ -306,7 +319,7 @@ TEST_CASE("load traces have the documented shapes", "[simulator]") {
 }
 
 TEST_CASE("simulator outputs: table csv svg and sparkline", "[simulator]") {
-  const auto trace = load_trace::spike(1000.0, 5.0, 10min, 10min, 30min);
+  const auto trace = load_trace::spike(1000.0, 5.0, 10min, 10min, 30min, {0.05, 30s, 1});
   simulator sim(trace, {});
   std::vector<simulation_result> runs;
   runs.push_back(sim.run("target_tracking", limits, hpa_per_replica()));
@@ -546,7 +559,8 @@ TEST_CASE("load_trace rejects noise fields that no noise reads", "[simulator][co
   CHECK(has(error_of([] {
               (void)load_trace::steady(10.0, 1h, {0.0, 30s, 7});
             }),
-            "load_trace: noise.seed must be the default 1"));
+            "load_trace: noise.seed must be unset (std::nullopt) while noise.relative is 0 "
+            "(unused), got 7"));
   CHECK(has(error_of([] {
               (void)load_trace::steady(10.0, 1h, {not_a_number, 30s, 1});
             }),

@@ -1168,8 +1168,8 @@ TEST_CASE("k8s horizontal_test.go TestConditionFailedUpdateScale", "[k8s][hpa]")
   k.observe("cpu", 150);
   const auto d = k.scaler.tick();
   CHECK(d.desired == 5);
-  CHECK(k.scaler.stats().current == 3);
-  CHECK(k.scaler.stats().actuation_failures == 1);
+  CHECK(k.scaler.metrics().current == 3);
+  CHECK(k.scaler.metrics().actuation_failures == 1);
 }
 
 TEST_CASE("k8s horizontal_test.go TestNoBackoffUpscaleCM", "[k8s][hpa]") {

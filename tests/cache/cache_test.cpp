@@ -120,7 +120,7 @@ TEMPLATE_TEST_CASE("every policy gets puts erases and clears", "[cache][policies
   CHECK_FALSE(c.erase(1));
   CHECK_FALSE(c.get(1).has_value());
   CHECK(c.size() == 1);
-  const auto s = c.stats();
+  const auto s = c.metrics();
   CHECK(s.hits == 3);
   CHECK(s.misses == 2);
   CHECK(s.puts == 3);
@@ -134,7 +134,7 @@ TEMPLATE_TEST_CASE("every policy gets puts erases and clears", "[cache][policies
   CHECK_FALSE(c.get(2).has_value());
   CHECK(c.put(3, 30));  // usable after clear
   CHECK(c.get(3) == 30);
-  CHECK(c.stats().hits == 4);  // clear keeps the counters
+  CHECK(c.metrics().hits == 4);  // clear keeps the counters
 }
 
 TEMPLATE_TEST_CASE("every policy stays within capacity and never serves stale values",
@@ -165,8 +165,8 @@ TEMPLATE_TEST_CASE("every policy stays within capacity and never serves stale va
     REQUIRE(c.policy().size() == c.size());
   }
   CHECK(c.size() == 50);
-  CHECK(c.stats().puts == puts);
-  CHECK(c.stats().evictions > 0);
+  CHECK(c.metrics().puts == puts);
+  CHECK(c.metrics().evictions > 0);
   std::size_t live = 0;
   for (const auto& [key, value] : latest) {
     if (auto v = c.peek(key)) {
@@ -191,8 +191,8 @@ TEMPLATE_TEST_CASE("every policy bounds the total cost with a weigher",
     (void)c.get(fmt::format("k{}", rng() % 300));
   }
   CHECK(c.weight() > 500);
-  CHECK(c.stats().evictions > 0);
-  CHECK(c.stats().rejected_puts == 0);
+  CHECK(c.metrics().evictions > 0);
+  CHECK(c.metrics().rejected_puts == 0);
 }
 
 TEMPLATE_TEST_CASE("every policy expires entries with the manual clock",
@@ -205,8 +205,8 @@ TEMPLATE_TEST_CASE("every policy expires entries with the manual clock",
   CHECK(c.get(1) == 1);
   clock.advance(1s);  // written at 0 with TTL 10 s: expired at 10 s exactly
   CHECK_FALSE(c.get(1).has_value());
-  CHECK(c.stats().expirations == 1);
-  CHECK(c.stats().misses == 1);
+  CHECK(c.metrics().expirations == 1);
+  CHECK(c.metrics().misses == 1);
   CHECK(c.size() == 0);
   CHECK(c.policy().size() == 0);
 }
@@ -252,7 +252,7 @@ TEST_CASE("get_entry reports the write time and the expiry", "[cache][ttl]") {
   CHECK(e->value == 70);
   CHECK(e->written.time_since_epoch() == 3s);
   CHECK(e->expires.time_since_epoch() == 33s);
-  CHECK(c.stats().hits == 1);
+  CHECK(c.metrics().hits == 1);
   // Re-putting refreshes both; a put without TTL (no default) removes the expiry.
   c.put(7, 71, 10s);
   e = c.get_entry(7);
@@ -264,7 +264,7 @@ TEST_CASE("get_entry reports the write time and the expiry", "[cache][ttl]") {
   clock.advance(1h);
   CHECK(c.get(7) == 72);
   CHECK_FALSE(c.get_entry(8).has_value());
-  CHECK(c.stats().misses == 1);
+  CHECK(c.metrics().misses == 1);
 }
 
 TEST_CASE("a huge TTL saturates to never expiring", "[cache][ttl]") {
@@ -287,14 +287,14 @@ TEST_CASE("expired entries are removed lazily on read", "[cache][ttl]") {
   CHECK_FALSE(c.contains(1));  // contains and peek see through, remove nothing
   CHECK_FALSE(c.peek(1).has_value());
   CHECK(c.size() == 2);
-  CHECK(c.stats().expirations == 0);
+  CHECK(c.metrics().expirations == 0);
   CHECK_FALSE(c.get(1).has_value());  // get removes it
   CHECK(c.size() == 1);
-  CHECK(c.stats().expirations == 1);
-  CHECK(c.stats().misses == 1);
+  CHECK(c.metrics().expirations == 1);
+  CHECK(c.metrics().misses == 1);
   CHECK_FALSE(c.erase(2));  // an expired entry is not "erased", but is removed
   CHECK(c.size() == 0);
-  CHECK(c.stats().expirations == 2);
+  CHECK(c.metrics().expirations == 2);
 }
 
 TEST_CASE("amortized cleanup removes a bounded number of expired entries per operation",
@@ -311,10 +311,10 @@ TEST_CASE("amortized cleanup removes a bounded number of expired entries per ope
   CHECK(c.size() == 8);
   c.erase(57);  // 2 more
   CHECK(c.size() == 6);
-  CHECK(c.stats().expirations == 6);
+  CHECK(c.metrics().expirations == 6);
   CHECK(c.cleanup() == 4);  // the rest at once
   CHECK(c.size() == 2);
-  CHECK(c.stats().expirations == 10);
+  CHECK(c.metrics().expirations == 10);
   CHECK(c.cleanup() == 0);
   CHECK(c.get(100) == 100);
   CHECK(c.get(56) == 56);
@@ -332,8 +332,8 @@ TEST_CASE("expired entries make room before live entries are evicted", "[cache][
   CHECK(c.contains(2));
   CHECK(c.contains(3));
   CHECK(c.contains(4));
-  CHECK(c.stats().evictions == 0);
-  CHECK(c.stats().expirations == 1);
+  CHECK(c.metrics().evictions == 0);
+  CHECK(c.metrics().expirations == 1);
 }
 
 TEST_CASE("ttl jitter shortens TTLs deterministically within the configured fraction",
@@ -362,7 +362,11 @@ TEST_CASE("ttl jitter shortens TTLs deterministically within the configured frac
   CHECK(earliest.time_since_epoch() < 82s);  // and spread over the whole range
   CHECK(latest.time_since_epoch() > 98s);
   // Jitter also applies to the default TTL.
-  jitter_cache d({.capacity = 10, .default_ttl = 10s, .ttl_jitter = 0.5}, clock);
+  jitter_cache d({.capacity = 10,
+                  .default_ttl = 10s,
+                  .ttl_jitter = 0.5,
+                  .jitter_seed = 0x0c0ffee5eed5ULL},
+                 clock);
   d.put(1, 1);
   CHECK(d.get_entry(1)->expires.time_since_epoch() > 5s);
   CHECK(d.get_entry(1)->expires.time_since_epoch() <= 10s);
@@ -380,13 +384,13 @@ TEST_CASE("a weigher bounds the total cost and rejects oversized entries",
   CHECK(c.put("c", std::string(39, 'z')));  // 120 > 100: evicts "a" (LRU)
   CHECK(c.weight() == 80);
   CHECK_FALSE(c.contains("a"));
-  CHECK(c.stats().evictions == 1);
+  CHECK(c.metrics().evictions == 1);
   // Heavier than the whole capacity: not stored, and the old value of the key goes.
   CHECK_FALSE(c.put("b", std::string(100, 'w')));
   CHECK_FALSE(c.contains("b"));
   CHECK(c.weight() == 40);
-  CHECK(c.stats().rejected_puts == 1);
-  CHECK(c.stats().puts == 3);
+  CHECK(c.metrics().rejected_puts == 1);
+  CHECK(c.metrics().puts == 3);
   // Exactly the capacity fits (evicting everything else).
   CHECK(c.put("d", std::string(99, 'd')));
   CHECK(c.weight() == 100);
@@ -417,7 +421,7 @@ TEST_CASE("peek and contains change neither statistics nor eviction order",
   CHECK(c.contains(1));
   CHECK_FALSE(c.peek(3).has_value());
   CHECK_FALSE(c.contains(3));
-  CHECK(c.stats() == outgrow::cache_stats{.puts = 2});
+  CHECK(c.metrics() == outgrow::cache_metrics{.puts = 2});
   c.put(3, 3);
   CHECK_FALSE(c.contains(1));  // 1 was still the least recently used
   CHECK(c.contains(2));
@@ -444,8 +448,8 @@ TEST_CASE("erase_if removes matching entries and reaps expired ones", "[cache]")
       c.erase_if([](const int& k, const int&) { return k % 2 == 0; });
   CHECK(removed == 10);
   CHECK(c.size() == 10);
-  CHECK(c.stats().expirations == 1);
-  CHECK(c.stats().evictions == 0);
+  CHECK(c.metrics().expirations == 1);
+  CHECK(c.metrics().evictions == 0);
   for (int k = 0; k < 20; ++k) CHECK(c.contains(k) == (k % 2 == 1));
   CHECK(c.policy().size() == 10);
 }
@@ -456,7 +460,7 @@ TEST_CASE("string keys and values", "[cache]") {
     c.put(fmt::format("user:{}", i), fmt::format("a long value that needs the heap {}", i));
   }
   CHECK(c.size() == 1000);
-  CHECK(c.stats().evictions == 4000);
+  CHECK(c.metrics().evictions == 4000);
   int found = 0;
   for (int i = 0; i < 5000; ++i) {
     if (auto v = c.get(fmt::format("user:{}", i))) {
@@ -495,8 +499,8 @@ TEST_CASE("stats print with fmt", "[cache]") {
   c.put(1, 1);
   (void)c.get(1);
   (void)c.get(2);
-  CHECK(fmt::format("{}", c.stats()) ==
-        "cache_stats{hits=1, misses=1, hit_rate=0.5, load_successes=0, load_failures=0, "
+  CHECK(fmt::format("{}", c.metrics()) ==
+        "cache_metrics{hits=1, misses=1, hit_rate=0.5, load_successes=0, load_failures=0, "
         "total_load_time=0ns, puts=1, evictions=0, expirations=0, rejected_puts=0}");
 }
 
@@ -571,5 +575,5 @@ TEST_CASE("a non-positive per-entry TTL is a config_error and changes nothing",
   CHECK_THROWS_AS(c.put(2, 2, -1s), outgrow::config_error);
   CHECK(c.get(1) == 1);
   CHECK_FALSE(c.contains(2));
-  CHECK(c.stats().puts == 1);
+  CHECK(c.metrics().puts == 1);
 }

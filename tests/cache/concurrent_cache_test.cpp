@@ -117,7 +117,7 @@ void basic_operations(Cache& c, MakeKey make_key, MakeValue make_value) {
   CHECK(c.put(make_key(3), make_value(30)));
   CHECK(*c.get(make_key(3)) == make_value(30));
 
-  const outgrow::cache_stats s = c.stats();
+  const outgrow::cache_metrics s = c.metrics();
   CHECK(s.hits == 4);
   CHECK(s.misses == 3);
   CHECK(s.puts == 4);
@@ -156,7 +156,7 @@ TEST_CASE("put with a non-positive ttl is a config_error") {
   CHECK_THROWS_AS(c.put(1, 1, 0ns), outgrow::config_error);
   CHECK_THROWS_AS(c.put(1, 1, -5ms), outgrow::config_error);
   CHECK(c.size() == 0);
-  CHECK(c.stats().puts == 0);
+  CHECK(c.metrics().puts == 0);
 }
 
 TEST_CASE("shard count is resolved and capacity split exactly") {
@@ -219,8 +219,8 @@ TEST_CASE("get_entry reports write time and expiry") {
   CHECK(e2->value == 20);
   CHECK(e2->expires == manual_clock::time_point{105s});
   CHECK_FALSE(c.get_entry(3).has_value());
-  CHECK(c.stats().hits == 2);
-  CHECK(c.stats().misses == 1);
+  CHECK(c.metrics().hits == 2);
+  CHECK(c.metrics().misses == 1);
 
   str_manual s({.capacity = 10, .default_ttl = 1min}, clock);
   s.put("a", "alpha");
@@ -247,7 +247,7 @@ TEST_CASE("SIEVE keeps visited entries and evicts the oldest unvisited one") {
   CHECK(c.get(6).has_value());
   CHECK(c.get(7).has_value());
   CHECK(c.size() == 4);
-  CHECK(c.stats().evictions == 3);
+  CHECK(c.metrics().evictions == 3);
 }
 
 TEST_CASE("a scan does not flush frequently read entries") {
@@ -296,8 +296,8 @@ TEST_CASE("sharded SIEVE beats LRU on a Zipf workload") {
     }
   }
   const double lru_rate = static_cast<double>(lru_hits) / static_cast<double>(kRequests);
-  INFO("SIEVE " << c.stats().hit_rate() << " LRU " << lru_rate);
-  CHECK(c.stats().hit_rate() > lru_rate + 0.03);  // measured: 0.74 vs 0.68
+  INFO("SIEVE " << c.metrics().hit_rate() << " LRU " << lru_rate);
+  CHECK(c.metrics().hit_rate() > lru_rate + 0.03);  // measured: 0.74 vs 0.68
   CHECK(c.size() == kCap);
 }
 
@@ -309,7 +309,7 @@ TEST_CASE("capacity is never exceeded with many shards") {
     REQUIRE(c.size() <= 1000);
   }
   CHECK(c.size() > 900);  // shards fill up evenly enough
-  const auto s = c.stats();
+  const auto s = c.metrics();
   CHECK(s.puts == 20'000);
   CHECK(s.puts - s.evictions >= c.size());
 }
@@ -379,8 +379,8 @@ TEST_CASE("random operations match a map while nothing is evicted") {
     }
     REQUIRE(c.size() == model.size());
   }
-  CHECK(c.stats().requests() == gets);
-  CHECK(c.stats().evictions == 0);
+  CHECK(c.metrics().requests() == gets);
+  CHECK(c.metrics().evictions == 0);
 }
 
 TEST_CASE("entries expire lazily on read with a manual clock") {
@@ -394,7 +394,7 @@ TEST_CASE("entries expire lazily on read with a manual clock") {
   CHECK_FALSE(c.get(1).has_value());
   CHECK_FALSE(c.get(1).has_value());
   CHECK(c.get(2) == std::optional<std::uint64_t>(20));
-  const auto s = c.stats();
+  const auto s = c.metrics();
   CHECK(s.hits == 2);
   CHECK(s.misses == 2);
   CHECK(s.expirations == 1);  // removed once
@@ -429,7 +429,7 @@ TEST_CASE("erase of an expired entry returns false and counts an expiration") {
   c.put(1, 1, 1s);
   clock.advance(2s);
   CHECK_FALSE(c.erase(1));
-  CHECK(c.stats().expirations == 1);
+  CHECK(c.metrics().expirations == 1);
   CHECK(c.size() == 0);
 }
 
@@ -440,8 +440,8 @@ TEST_CASE("writes clean up expired entries") {
   clock.advance(2s);
   for (std::uint64_t k = 100; k < 110; ++k) c.put(k, k);
   CHECK(c.size() == 10);
-  CHECK(c.stats().expirations == 10);
-  CHECK(c.stats().misses == 0);  // nobody had to read them
+  CHECK(c.metrics().expirations == 10);
+  CHECK(c.metrics().misses == 0);  // nobody had to read them
 }
 
 TEST_CASE("eviction takes expired entries first and counts them as expirations") {
@@ -454,7 +454,7 @@ TEST_CASE("eviction takes expired entries first and counts them as expirations")
   c.put("c", "3");  // a is visited, b expired: b goes
   CHECK(c.get("a").has_value());
   CHECK(c.get("c").has_value());
-  const auto s = c.stats();
+  const auto s = c.metrics();
   CHECK(s.evictions == 0);
   CHECK(s.expirations == 1);
 }
@@ -469,7 +469,7 @@ TEST_CASE("erase_if removes matching entries and expired ones") {
       c.erase_if([](const std::string&, const std::string& v) { return v.size() == 20; });
   CHECK(erased == 10);
   CHECK(c.size() == 10);
-  CHECK(c.stats().expirations == 1);
+  CHECK(c.metrics().expirations == 1);
   CHECK_FALSE(c.get(skey(3)).has_value());
   CHECK(c.get(skey(13)).has_value());
 
@@ -487,7 +487,7 @@ TEST_CASE("stats print with fmt") {
   c.put(1, 1);
   (void)c.get(1);
   (void)c.get(2);
-  const std::string text = fmt::format("{}", c.stats());
+  const std::string text = fmt::format("{}", c.metrics());
   CHECK(text.find("hits=1") != std::string::npos);
   CHECK(text.find("misses=1") != std::string::npos);
   CHECK(text.find("hit_rate=0.5") != std::string::npos);
@@ -533,7 +533,7 @@ void mixed_stress(Cache& c, std::size_t capacity, std::uint64_t key_space, int o
   for (auto& th : threads) th.join();
   CHECK(bad.load() == 0);
   CHECK(oversize.load() == 0);
-  const auto s = c.stats();
+  const auto s = c.metrics();
   CHECK(s.hits + s.misses == gets.load());
   CHECK(s.puts == puts.load());
   CHECK(c.size() <= capacity);
@@ -596,7 +596,7 @@ TEST_CASE("stress: one hot shard with one writer and three readers") {
   stop = true;
   for (auto& th : readers) th.join();
   CHECK(bad.load() == 0);
-  CHECK(c.stats().requests() == gets.load());
+  CHECK(c.metrics().requests() == gets.load());
   CHECK(c.size() <= 16);
 }
 
@@ -655,8 +655,8 @@ TEST_CASE("stress: ttl expiry while the clock moves and clear runs") {
   stop = true;
   threads.back().join();
   CHECK(bad.load() == 0);
-  const auto a = strings.stats();
-  const auto b = payloads.stats();
+  const auto a = strings.metrics();
+  const auto b = payloads.metrics();
   CHECK(a.requests() + b.requests() == gets.load());
   CHECK(strings.size() <= capacity);
   CHECK(payloads.size() <= capacity);
@@ -692,7 +692,7 @@ TEST_CASE("stress: counts stay exact with more threads than owned counter stripe
     }
     for (auto& th : threads) th.join();
   }
-  const auto s = c.stats();
+  const auto s = c.metrics();
   CHECK(s.hits + s.misses == std::uint64_t{2} * kMany * kGets);
   CHECK(s.hits == s.misses);  // keys 0..999, half of them cached
 }
@@ -721,12 +721,12 @@ TEST_CASE("as the L1 of a tiered_cache 64 threads missing one key cause one load
   l1_t l1({.capacity = 1024});
   gated_store db;
   outgrow::tiered_cache<outgrow::tiers<l1_t>, gated_store, outgrow::read_through> cache(
-      db, std::tie(l1), {.ttl = 1min});
+      db, std::tie(l1), {.default_ttl = 1min});
   constexpr int threads = 64;
   // The load returns only after every thread has missed L1: all 64 are then waiting
   // for this one load (or find its result in L1 afterwards).
   db.gate = [&] {
-    while (l1.stats().misses < static_cast<std::uint64_t>(threads))
+    while (l1.metrics().misses < static_cast<std::uint64_t>(threads))
       std::this_thread::yield();
   };
   std::vector<std::optional<std::uint64_t>> got(threads);

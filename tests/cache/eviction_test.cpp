@@ -81,7 +81,7 @@ TEST_CASE("the documented smallest policy works inside a cache", "[eviction][fif
   c.put(6, 60);
   CHECK_FALSE(c.contains(2));
   CHECK(c.size() == 3);
-  CHECK(c.stats().evictions == 2);
+  CHECK(c.metrics().evictions == 2);
 }
 
 TEST_CASE("intrusive list keeps order through push remove and move", "[eviction][detail]") {

@@ -289,7 +289,7 @@ TEST_CASE("single-threaded SIEVE gives exactly the hits of a plain reference SIE
     outgrow_test::simulation_cache<outgrow::sieve> c({.capacity = w.capacity});
     outgrow_test::simulate(c, *w.requests);
     INFO(w.name);
-    CHECK(c.stats().hits == reference_sieve_hits(w.capacity, *w.requests));
+    CHECK(c.metrics().hits == reference_sieve_hits(w.capacity, *w.requests));
   }
   // Tiny caches, where inserting before evicting would hurt most.
   const trace small =
@@ -299,7 +299,7 @@ TEST_CASE("single-threaded SIEVE gives exactly the hits of a plain reference SIE
     outgrow_test::simulation_cache<outgrow::sieve> c({.capacity = capacity});
     outgrow_test::simulate(c, small);
     INFO("capacity " << capacity);
-    CHECK(c.stats().hits == reference_sieve_hits(capacity, small));
+    CHECK(c.metrics().hits == reference_sieve_hits(capacity, small));
   }
 }
 

@@ -79,7 +79,7 @@ class map_tier {
     map_.clear();
   }
   [[nodiscard]] std::size_t size() const { return map_.size(); }
-  [[nodiscard]] outgrow::cache_stats stats() const { return stats_; }
+  [[nodiscard]] outgrow::cache_metrics metrics() const { return stats_; }
 
   template <class Pred>
   std::size_t erase_if(Pred pred) {
@@ -128,7 +128,7 @@ class map_tier {
   outgrow::manual_clock clock_;
   options options_;
   std::unordered_map<K, entry> map_;
-  outgrow::cache_stats stats_;
+  outgrow::cache_metrics stats_;
 };
 
 static_assert(outgrow::cache_tier_with_entries<map_tier<int, int>>);

@@ -43,7 +43,7 @@ TEST_CASE("64 threads missing the same key share exactly one load", "[single_fli
   for (auto& t : pool) t.join();
   CHECK(loads.load() == 1);
   for (int r : results) CHECK(r == 42);
-  const auto s = flights.stats();
+  const auto s = flights.metrics();
   CHECK(s.calls == threads);
   CHECK(s.executions == 1);
   CHECK(s.shared == threads - 1);
@@ -77,7 +77,7 @@ TEST_CASE("a failure reaches every waiter and is not cached", "[single_flight]")
   CHECK(calls.load() == 1);
   CHECK(failures.load() == threads);
   for (const auto& m : messages) CHECK(m == "db down");
-  CHECK(flights.stats().failures == 1);
+  CHECK(flights.metrics().failures == 1);
 
   // Nothing was cached: the next call runs again, and may succeed.
   CHECK(flights.run(7, [&] {
@@ -91,8 +91,8 @@ TEST_CASE("sequential calls each run the function", "[single_flight]") {
   single_flight<int, int> flights;
   int runs = 0;
   for (int i = 0; i < 5; ++i) CHECK(flights.run(1, [&] { return ++runs; }) == i + 1);
-  CHECK(flights.stats().executions == 5);
-  CHECK(flights.stats().shared == 0);
+  CHECK(flights.metrics().executions == 5);
+  CHECK(flights.metrics().shared == 0);
 }
 
 TEST_CASE("different keys do not share a call", "[single_flight]") {
@@ -134,7 +134,7 @@ TEST_CASE("an abandoned leader fails its followers instead of stranding them",
   }  // leader destroyed without a result
   CHECK_THROWS_AS(follower->get(), outgrow::single_flight_abandoned);
   CHECK(flights.in_flight() == 0);
-  CHECK(flights.stats().failures == 1);
+  CHECK(flights.metrics().failures == 1);
   // The key is free again.
   CHECK(flights.run(3, [] { return 9; }) == 9);
 }
@@ -153,6 +153,6 @@ TEST_CASE("a caller arriving after the call finished starts a new one", "[single
 TEST_CASE("single_flight stats print with fmt", "[single_flight]") {
   single_flight<int, int> flights;
   (void)flights.run(1, [] { return 1; });
-  CHECK(fmt::format("{}", flights.stats()) ==
-        "single_flight_stats{calls=1, executions=1, shared=0, failures=0}");
+  CHECK(fmt::format("{}", flights.metrics()) ==
+        "single_flight_metrics{calls=1, executions=1, shared=0, failures=0}");
 }

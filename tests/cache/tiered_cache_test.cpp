@@ -119,12 +119,12 @@ TEST_CASE("64 threads missing the same key make the store see exactly one load",
   tier l2(clock);
   fake_store db;
   db.seed("user:42", "Ada");
-  two_tier<> cache(db, std::tie(l1, l2), {.ttl = 1min}, {}, clock);
+  two_tier<> cache(db, std::tie(l1, l2), {.default_ttl = 1min}, {}, clock);
   constexpr int threads = 64;
   // The load returns only once every thread has missed: then all 64 are either
   // waiting for this load or about to find its result in L1.
   db.on_load = [&](const std::string&) {
-    wait_until([&] { return cache.stats().misses == threads; });
+    wait_until([&] { return cache.metrics().misses == threads; });
   };
   std::vector<std::optional<std::string>> got(threads);
   std::vector<std::thread> pool;
@@ -134,7 +134,7 @@ TEST_CASE("64 threads missing the same key make the store see exactly one load",
   for (auto& t : pool) t.join();
   CHECK(db.loads.load() == 1);
   for (const auto& g : got) CHECK(g == "Ada");
-  const auto s = cache.stats();
+  const auto s = cache.metrics();
   CHECK(s.misses == threads);
   CHECK(s.load_successes == 1);
   CHECK(s.load_failures == 0);
@@ -149,7 +149,7 @@ TEST_CASE("a miss loads from the store and fills every tier with the TTL",
   tier l2(clock);
   fake_store db;
   db.seed("k", "v");
-  two_tier<> cache(db, std::tie(l1, l2), {.ttl = 30s}, {}, clock);
+  two_tier<> cache(db, std::tie(l1, l2), {.default_ttl = 30s}, {}, clock);
   CHECK(cache.get("k") == "v");
   CHECK(l1.peek("k")->expires == clock.now() + 30s);
   CHECK(l2.peek("k")->expires == clock.now() + 30s);
@@ -182,11 +182,11 @@ TEST_CASE("a lower-tier hit promotes upward keeping the remaining TTL",
   CHECK(l1.peek("k")->expires == l3.peek("k")->expires);  // 40 s left, not a fresh TTL
   CHECK(l2.peek("k")->expires == l3.peek("k")->expires);
   CHECK(cache.get("k") == "from-l3");  // now an L1 hit
-  CHECK(cache.tier_stats<0>().hits == 1);
-  CHECK(cache.tier_stats<0>().misses == 1);
-  CHECK(cache.tier_stats<1>().misses == 1);
-  CHECK(cache.tier_stats<2>().hits == 1);
-  const auto s = cache.stats();
+  CHECK(cache.tier_metrics<0>().hits == 1);
+  CHECK(cache.tier_metrics<0>().misses == 1);
+  CHECK(cache.tier_metrics<1>().misses == 1);
+  CHECK(cache.tier_metrics<2>().hits == 1);
+  const auto s = cache.metrics();
   CHECK(s.hits == 2);
   CHECK(s.misses == 0);
   CHECK(s.promotions == 1);
@@ -194,7 +194,7 @@ TEST_CASE("a lower-tier hit promotes upward keeping the remaining TTL",
   // An L2 hit fills L1 only; the configured TTL caps the remaining one.
   tier m1(clock);
   tier m2(clock);
-  two_tier<> capped(db, std::tie(m1, m2), {.ttl = 5s}, {}, clock);
+  two_tier<> capped(db, std::tie(m1, m2), {.default_ttl = 5s}, {}, clock);
   m2.put("j", "from-l2", 60s);
   CHECK(capped.get("j") == "from-l2");
   CHECK(m1.peek("j")->expires == clock.now() + 5s);
@@ -214,7 +214,7 @@ TEST_CASE("a load failure reaches the caller and is not cached", "[tiered_cache]
   CHECK(db.loads.load() == 2);
   db.failing = false;
   CHECK(cache.get("k") == "v");
-  const auto s = cache.stats();
+  const auto s = cache.metrics();
   CHECK(s.load_failures == 2);
   CHECK(s.load_successes == 1);
   CHECK(s.negative_hits == 0);
@@ -229,7 +229,7 @@ TEST_CASE("64 threads waiting on a failing load all get the error", "[tiered_cac
   constexpr int threads = 64;
   db.failing = true;
   db.on_load = [&](const std::string&) {
-    wait_until([&] { return cache.stats().misses == threads; });
+    wait_until([&] { return cache.metrics().misses == threads; });
   };
   std::atomic<int> errors{0};
   std::vector<std::thread> pool;
@@ -247,8 +247,8 @@ TEST_CASE("64 threads waiting on a failing load all get the error", "[tiered_cac
   // failing load finished started another — each load is shared by all its waiters.
   CHECK(errors.load() == threads);
   CHECK(db.loads.load() >= 1);
-  CHECK(cache.stats().load_failures == static_cast<std::uint64_t>(db.loads.load()));
-  CHECK(cache.stats().shared_loads ==
+  CHECK(cache.metrics().load_failures == static_cast<std::uint64_t>(db.loads.load()));
+  CHECK(cache.metrics().shared_loads ==
         static_cast<std::uint64_t>(threads - db.loads.load()));
 }
 
@@ -258,12 +258,13 @@ TEST_CASE("negative caching remembers not found for its own TTL",
   tier l1(clock);
   tier l2(clock);
   fake_store db;
-  two_tier<> cache(db, std::tie(l1, l2), {.ttl = 1h, .negative_ttl = 10s}, {}, clock);
+  two_tier<> cache(db, std::tie(l1, l2), {.default_ttl = 1h, .negative_ttl = 10s}, {},
+                   clock);
   CHECK(cache.get("ghost") == std::nullopt);
   CHECK(cache.get("ghost") == std::nullopt);
   CHECK(db.loads.load() == 1);
-  CHECK(cache.stats().negative_hits == 1);
-  CHECK(cache.stats().hits == 1);
+  CHECK(cache.metrics().negative_hits == 1);
+  CHECK(cache.metrics().hits == 1);
   clock.advance(10s);  // the negative entry expired
   CHECK(cache.get("ghost") == std::nullopt);
   CHECK(db.loads.load() == 2);
@@ -296,7 +297,7 @@ TEST_CASE("negative caching is bounded by negative_capacity", "[tiered_cache][ne
   (void)cache.get("b");
   (void)cache.get("c");
   CHECK(db.loads.load() == 4);
-  CHECK(cache.stats().negative_hits == 2);
+  CHECK(cache.metrics().negative_hits == 2);
 }
 
 TEST_CASE("the invalidation bus drops other instances' copies", "[tiered_cache][bus]") {
@@ -315,7 +316,7 @@ TEST_CASE("the invalidation bus drops other instances' copies", "[tiered_cache][
       b(db, std::tie(b1, b2), {}, {}, clock);
   a.connect(bus);
   b.connect(bus);
-  CHECK(bus.stats().subscribers == 2);
+  CHECK(bus.metrics().subscribers == 2);
 
   db.seed("k", "v1");
   CHECK(a.get("k") == "v1");
@@ -343,7 +344,7 @@ TEST_CASE("the invalidation bus drops other instances' copies", "[tiered_cache][
   b.disconnect();
   CHECK(a.put("x", "2"));
   CHECK(b1.peek("x")->value == "1");
-  CHECK(bus.stats().subscribers == 1);
+  CHECK(bus.metrics().subscribers == 1);
 }
 
 TEST_CASE("a bus gap clears the local tiers and leaves shared ones",
@@ -406,8 +407,8 @@ TEST_CASE("in-process bus delivers to every subscriber until unsubscribed",
   bus.publish(2);
   CHECK(seen == std::vector<std::string>{"a:1", "b:7", "a:clear", "b:0", "a:clear", "b:gap",
                                          "a:2"});
-  CHECK(bus.stats().published == 4);
-  CHECK(bus.stats().delivered == 7);
+  CHECK(bus.metrics().published == 4);
+  CHECK(bus.metrics().delivered == 7);
   // A subscription may outlive its bus.
   std::optional<outgrow::in_process_invalidation_bus<int>> temp(std::in_place);
   auto s3 = temp->subscribe([](const auto&) {});
@@ -449,7 +450,7 @@ TEST_CASE("concurrent publishers and unsubscribers are safe", "[invalidation]") 
   }
   stop = true;
   for (auto& t : publishers) t.join();
-  CHECK(bus.stats().subscribers == 0);
+  CHECK(bus.metrics().subscribers == 0);
 }
 
 TEST_CASE("erase_if removes matching entries from every tier and publishes them",
@@ -498,7 +499,7 @@ TEST_CASE("a value loaded while the key is written is returned but not cached",
   };
   CHECK(cache.get("k") == "old");
   CHECK(l1.peek("k")->value == "new");  // the stale load did not overwrite the write
-  CHECK(cache.stats().loads_not_cached == 1);
+  CHECK(cache.metrics().loads_not_cached == 1);
   CHECK(cache.get("k") == "new");
 }
 
@@ -563,12 +564,12 @@ TEST_CASE("XFetch reloads early with probability exp(-gap over delta beta)",
     for (int i = 0; i < 1000; ++i) db.seed(fmt::format("k{}", i), "v");
     two_tier<> cache(
         db, std::tie(l1, l2),
-        {.ttl = 60s, .xfetch_beta = 1.0, .xfetch_delta = 1s, .xfetch_seed = seed}, {},
-        clock);
+        {.default_ttl = 60s, .xfetch_beta = 1.0, .xfetch_delta = 1s, .xfetch_seed = seed},
+        {}, clock);
     for (int i = 0; i < 1000; ++i) (void)cache.get(fmt::format("k{}", i));
     clock.advance(at);
     for (int i = 0; i < 1000; ++i) (void)cache.get(fmt::format("k{}", i));
-    CHECK(cache.stats().early_recomputes ==
+    CHECK(cache.metrics().early_recomputes ==
           static_cast<std::uint64_t>(db.loads.load() - 1000));
     return db.loads.load() - 1000;
   };
@@ -592,10 +593,12 @@ TEST_CASE("XFetch uses the measured load time when delta is not set",
   fake_store db;
   db.seed("k", "v");
   db.on_load = [&](const std::string&) { clock.advance(2s); };  // every load takes 2 s
-  two_tier<> cache(db, std::tie(l1, l2), {.ttl = 60s, .xfetch_beta = 1.0}, {}, clock);
+  two_tier<> cache(db, std::tie(l1, l2),
+                   {.default_ttl = 60s, .xfetch_beta = 1.0, .xfetch_seed = 0x5EED'0F'CAC4E},
+                   {}, clock);
   CHECK(cache.get("k") == "v");  // loaded at t = 2 s, expires at 62 s
-  CHECK(cache.stats().total_load_time == 2s);
-  CHECK(cache.stats().average_load_time() == 2s);
+  CHECK(cache.metrics().total_load_time == 2s);
+  CHECK(cache.metrics().average_load_time() == 2s);
   clock.set(manual_clock::time_point{62s} - 1ns);  // a hair before expiry: P ~ 1
   int loads_before = db.loads.load();
   (void)cache.get("k");
@@ -623,7 +626,7 @@ TEST_CASE("cache_aside get never loads and writes touch only the tiers",
     return std::optional<std::string>("computed " + k);
   }) == "computed other");
   CHECK(cache.get("other") == "computed other");
-  const auto s = cache.stats();
+  const auto s = cache.metrics();
   CHECK(s.misses == 3);
   CHECK(s.hits == 2);
 }
@@ -636,10 +639,10 @@ TEST_CASE("stats count hits misses loads and load time per tier and overall",
   fake_store db;
   for (int i = 0; i < 4; ++i) db.seed(fmt::format("k{}", i), "v");
   db.on_load = [&](const std::string&) { clock.advance(5ms); };
-  two_tier<> cache(db, std::tie(l1, l2), {.ttl = 1min}, {}, clock);
+  two_tier<> cache(db, std::tie(l1, l2), {.default_ttl = 1min}, {}, clock);
   for (int i = 0; i < 4; ++i) (void)cache.get(fmt::format("k{}", i));  // 4 misses
   for (int i = 0; i < 4; ++i) (void)cache.get(fmt::format("k{}", i));  // 2 from L1 or L2
-  const auto s = cache.stats();
+  const auto s = cache.metrics();
   CHECK(s.misses == 4);
   CHECK(s.hits == 4);
   CHECK(s.hit_rate() == 0.5);
@@ -647,15 +650,15 @@ TEST_CASE("stats count hits misses loads and load time per tier and overall",
   CHECK(s.total_load_time == 20ms);
   CHECK(s.average_load_time() == 5ms);
   CHECK(s.puts == 0);
-  CHECK(s.evictions == cache.tier_stats<0>().evictions);
+  CHECK(s.evictions == cache.tier_metrics<0>().evictions);
   CHECK(s.evictions >= 2);  // L1 holds 2 of 4
-  CHECK(cache.tier_stats<1>().hits + cache.tier_stats<0>().hits == 4);
+  CHECK(cache.tier_metrics<1>().hits + cache.tier_metrics<0>().hits == 4);
   clock.advance(1min);
   (void)cache.get("k0");
-  CHECK(cache.stats().expirations >= 1);
-  const std::string printed = fmt::format("{}", cache.stats());
-  CHECK(printed.starts_with("tiered_cache_stats{hits=4, misses=5, hit_rate=0.4444"));
-  CHECK(printed.find("write_behind=write_behind_stats{") != std::string::npos);
+  CHECK(cache.metrics().expirations >= 1);
+  const std::string printed = fmt::format("{}", cache.metrics());
+  CHECK(printed.starts_with("tiered_cache_metrics{hits=4, misses=5, hit_rate=0.4444"));
+  CHECK(printed.find("write_behind=write_behind_metrics{") != std::string::npos);
 }
 
 TEST_CASE("invalidate drops a key from every tier and nothing else",
@@ -687,9 +690,11 @@ TEST_CASE("tiered_cache rejects bad configuration with exact messages",
   auto make = [&](two_tier<>::config_type c) {
     two_tier<> cache(db, std::tie(l1, l2), std::move(c), {}, clock);
   };
-  CHECK_THROWS_AS(make({.ttl = 0s}), outgrow::config_error);
-  CHECK_THROWS_WITH(make({.ttl = 0s}), "tiered_cache: ttl must be in (0s, inf), got 0s");
-  CHECK_THROWS_WITH(make({.ttl = -1s}), "tiered_cache: ttl must be in (0s, inf), got -1s");
+  CHECK_THROWS_AS(make({.default_ttl = 0s}), outgrow::config_error);
+  CHECK_THROWS_WITH(make({.default_ttl = 0s}),
+                    "tiered_cache: default_ttl must be in (0s, inf), got 0s");
+  CHECK_THROWS_WITH(make({.default_ttl = -1s}),
+                    "tiered_cache: default_ttl must be in (0s, inf), got -1s");
   CHECK_THROWS_WITH(make({.negative_ttl = 0s}),
                     "tiered_cache: negative_ttl must be in (0s, inf), got 0s");
   CHECK_THROWS_WITH(make({.negative_capacity = 0}),

@@ -122,7 +122,9 @@ struct flaky_store {
     maybe_fail();
     apply(k, v);
   }
-  void store_batch(std::span<const std::pair<int, std::uint64_t>> items) requires Batch {
+  void store_batch(std::span<const std::pair<int, std::uint64_t>> items)
+  requires Batch
+  {
     std::lock_guard lock(mutex);
     ++batch_calls;
     maybe_fail();
@@ -189,7 +191,8 @@ TEST_CASE("write_through stores first then fills the tiers", "[write_through]") 
   str_tier l1(clock);
   str_tier l2(clock);
   kv_store db;
-  cache_of<outgrow::write_through> cache(db, std::tie(l1, l2), {.ttl = 1min}, {}, clock);
+  cache_of<outgrow::write_through> cache(db, std::tie(l1, l2), {.default_ttl = 1min}, {},
+                                         clock);
   bool tiers_empty_at_store = false;
   db.on_store = [&] { tiers_empty_at_store = !l1.contains("k") && !l2.contains("k"); };
   CHECK(cache.put("k", "v1"));
@@ -202,7 +205,7 @@ TEST_CASE("write_through stores first then fills the tiers", "[write_through]") 
   CHECK(cache.erase("k"));
   CHECK(db.at("k") == std::nullopt);
   CHECK_FALSE(l1.contains("k"));
-  CHECK(cache.stats().puts == 1);
+  CHECK(cache.metrics().puts == 1);
 }
 
 TEST_CASE("a write_through store failure throws and leaves the cache unchanged",
@@ -222,7 +225,7 @@ TEST_CASE("a write_through store failure throws and leaves the cache unchanged",
   db.failing = false;
   CHECK(cache.get("k") == "v1");
   CHECK(db.at("k") == "v1");
-  CHECK(cache.stats().puts == 1);
+  CHECK(cache.metrics().puts == 1);
 }
 
 TEST_CASE("read_through loads misses and writes around the cache", "[read_through]") {
@@ -263,15 +266,15 @@ TEST_CASE("write_behind acknowledges after the tier write and flushes by age",
   l2.erase("a");
   CHECK(cache.get("a") == "1");
   CHECK(db.loads.load() == 0);
-  CHECK(cache.stats().buffer_hits == 1);
+  CHECK(cache.metrics().buffer_hits == 1);
 
   clock.advance(999ms);
   CHECK(cache.poll() == 0);
-  CHECK(cache.stats().write_behind.queue_depth == 1);
+  CHECK(cache.metrics().write_behind.queue_depth == 1);
   clock.advance(1ms);  // the oldest write is max_delay (1 s) old
   CHECK(cache.poll() == 1);
   CHECK(db.at("a") == "1");
-  const auto s = cache.stats().write_behind;
+  const auto s = cache.metrics().write_behind;
   CHECK(s.acknowledged == 1);
   CHECK(s.flushed == 1);
   CHECK(s.batches == 1);
@@ -287,14 +290,17 @@ TEST_CASE("a load never overwrites a write still in the write_behind buffer",
   db.seed("k", "old");
   // XFetch with a huge delta: every hit with a TTL reloads from the store, which
   // still has "old" because the write below is only buffered.
-  cache_of<outgrow::write_behind> cache(
-      db, std::tie(l1, l2), {.ttl = 1min, .xfetch_beta = 100.0, .xfetch_delta = 1h}, {},
-      clock);
+  cache_of<outgrow::write_behind> cache(db, std::tie(l1, l2),
+                                        {.default_ttl = 1min,
+                                         .xfetch_beta = 100.0,
+                                         .xfetch_delta = 1h,
+                                         .xfetch_seed = 0x5EED'0F'CAC4E},
+                                        {}, clock);
   CHECK(cache.put("k", "new"));
   CHECK(cache.get("k") == "new");
   CHECK(db.loads.load() == 1);          // it did reload...
   CHECK(l1.peek("k")->value == "new");  // ...and kept the buffered value
-  CHECK(cache.stats().early_recomputes == 1);
+  CHECK(cache.metrics().early_recomputes == 1);
   // A write landing while a load is in flight wins too.
   db.seed("j", "old");
   bool once = false;
@@ -324,7 +330,7 @@ TEST_CASE("write_behind flushes full batches with store_batch", "[write_behind]"
   clock.advance(1s);
   CHECK(cache.poll() == 1);
   CHECK(db.log.back() == "batch 1");
-  CHECK(cache.stats().write_behind.batches == 3);
+  CHECK(cache.metrics().write_behind.batches == 3);
 }
 
 TEST_CASE("write_behind coalesces repeated writes to one key", "[write_behind]") {
@@ -342,7 +348,7 @@ TEST_CASE("write_behind coalesces repeated writes to one key", "[write_behind]")
   cache.flush();
   // One write per key, in the order each key was first written.
   CHECK(db.log == std::vector<std::string>{"store k=3", "store other=x", "erase gone"});
-  const auto s = cache.stats().write_behind;
+  const auto s = cache.metrics().write_behind;
   CHECK(s.acknowledged == 6);
   CHECK(s.coalesced == 3);
   CHECK(s.flushed == 3);
@@ -366,14 +372,14 @@ TEST_CASE("write_behind never lets a newer write pass an older one in flight",
   CHECK(cache.get("a") == "2");
   clock.advance(1s);  // a=2 is now due by age, but a=1 is still in flight
   CHECK(cache.poll() == 0);
-  auto s = cache.stats().write_behind;
+  auto s = cache.metrics().write_behind;
   CHECK(s.queue_depth == 2);
   CHECK(s.in_flight == 1);
   CHECK(s.coalesced == 0);  // an in-flight write is never replaced
   clock.advance(10s);
   CHECK(cache.poll() == 2);  // the retry first, then the newer write
   CHECK(db.log == std::vector<std::string>{"store a=1", "store a=2"});
-  s = cache.stats().write_behind;
+  s = cache.metrics().write_behind;
   CHECK(s.retries == 1);
   CHECK(s.failed_attempts == 1);
 }
@@ -394,16 +400,16 @@ TEST_CASE("write_behind retries with backoff then dead-letters with the error",
   CHECK(cache.put("b", "2"));
   clock.advance(1s);
   (void)cache.poll();  // attempt 1
-  CHECK(cache.stats().write_behind.failed_attempts == 1);
+  CHECK(cache.metrics().write_behind.failed_attempts == 1);
   clock.advance(99ms);
   (void)cache.poll();
-  CHECK(cache.stats().write_behind.failed_attempts == 1);  // backoff 100 ms not over
+  CHECK(cache.metrics().write_behind.failed_attempts == 1);  // backoff 100 ms not over
   clock.advance(1ms);
   (void)cache.poll();  // attempt 2
-  CHECK(cache.stats().write_behind.failed_attempts == 2);
+  CHECK(cache.metrics().write_behind.failed_attempts == 2);
   clock.advance(149ms);
   (void)cache.poll();
-  CHECK(cache.stats().write_behind.failed_attempts == 2);  // 200 ms capped at 150 ms
+  CHECK(cache.metrics().write_behind.failed_attempts == 2);  // 200 ms capped at 150 ms
   CHECK(letters.empty());
   clock.advance(1ms);
   (void)cache.poll();  // attempt 3 = 1 + max_retries: dead letter
@@ -415,7 +421,7 @@ TEST_CASE("write_behind retries with backoff then dead-letters with the error",
   CHECK(letters[0].writes[0].value == "1");
   CHECK(letters[0].writes[1].key == "b");
   CHECK(letters[0].writes[0].acknowledged == manual_clock::time_point{});
-  const auto s = cache.stats().write_behind;
+  const auto s = cache.metrics().write_behind;
   CHECK(s.dead_lettered == 2);
   CHECK(s.dead_letter_batches == 1);
   CHECK(s.retries == 2);
@@ -458,12 +464,12 @@ void write_behind_fault_test() {
     }
     if (i % 10'000 == 9'999) {
       // Nothing is ever unaccounted for.
-      const auto s = cache.stats().write_behind;
+      const auto s = cache.metrics().write_behind;
       REQUIRE(s.acknowledged == s.flushed + s.coalesced + s.dead_lettered + s.queue_depth);
     }
   }
   cache.shutdown();
-  const auto s = cache.stats().write_behind;
+  const auto s = cache.metrics().write_behind;
   fmt::print("write-behind fault test ({}): {}\n  store calls {}, failed {}\n",
              Batch ? "store_batch" : "store", s, db.calls, db.failures);
   CHECK(letters.empty());
@@ -539,7 +545,7 @@ TEST_CASE("write_behind fault test with producer threads and a flushing thread p
   for (auto& t : threads) t.join();
   cache.shutdown();
   pool.join();
-  const auto s = cache.stats().write_behind;
+  const auto s = cache.metrics().write_behind;
   fmt::print("threaded write-behind fault test: {}\n", s);
   CHECK(dead.load() == 0);
   CHECK(db.order_violations == 0);
@@ -584,7 +590,7 @@ TEST_CASE("a store that fails permanently sends every unflushed write to the dea
   cache.shutdown();
   CHECK(before_shutdown > 0);               // retries ran out during the run...
   CHECK(letters.size() > before_shutdown);  // ...and the drain dead-lettered the rest
-  const auto s = cache.stats().write_behind;
+  const auto s = cache.metrics().write_behind;
   std::size_t lettered = 0;
   std::map<int, std::vector<std::uint64_t>> per_key;
   for (const auto& b : letters) {
@@ -659,7 +665,7 @@ TEST_CASE("a full write_behind buffer rejects when configured to",
   CHECK_FALSE(cache.put("c", "1"));  // full
   CHECK_FALSE(l1.contains("c"));     // a rejected write changes nothing
   CHECK(cache.put("a", "2"));        // coalescing needs no room
-  const auto s = cache.stats();
+  const auto s = cache.metrics();
   CHECK(s.write_behind.rejected == 1);
   CHECK(s.rejected_puts == 1);
   CHECK(s.write_behind.acknowledged == 3);
@@ -684,7 +690,7 @@ TEST_CASE("a full write_behind buffer blocks the writer until a flush makes room
     accepted = cache.put("c", "1");
     done = true;
   });
-  wait_until([&] { return cache.stats().write_behind.blocked == 1; });
+  wait_until([&] { return cache.metrics().write_behind.blocked == 1; });
   CHECK_FALSE(done.load());
   cache.flush();  // makes room
   writer.join();
@@ -702,7 +708,7 @@ TEST_CASE("a full write_behind buffer blocks the writer until a flush makes room
       clock);
   CHECK(stuck.put("x", "1"));
   CHECK_FALSE(stuck.put("y", "1"));
-  CHECK(stuck.stats().write_behind.rejected == 1);
+  CHECK(stuck.metrics().write_behind.rejected == 1);
 }
 
 TEST_CASE("flush shutdown and the destructor drain every acknowledged write",
@@ -767,7 +773,7 @@ TEST_CASE("start arms a timer that flushes by age", "[write_behind][executor]") 
   while (!db.at("a")) {
     REQUIRE(io.run_one_for(std::chrono::seconds(10)) == 1);
   }
-  CHECK(cache.stats().write_behind.flushed == 1);
+  CHECK(cache.metrics().write_behind.flushed == 1);
   cache.shutdown();
 }
 
@@ -782,7 +788,7 @@ struct refresh_fixture {
   kv_store db;
   cache_of<outgrow::refresh_ahead> cache{db,
                                          std::tie(l1, l2),
-                                         {.ttl = 10s},
+                                         {.default_ttl = 10s},
                                          outgrow::refresh_ahead({.refresh_fraction = 0.8}),
                                          clock};
   refresh_fixture() {
@@ -804,17 +810,17 @@ TEST_CASE("refresh_ahead serves the current value and reloads exactly once",
   CHECK(f.cache.get("k") == "v1");  // loaded at t = 0, expires at 10 s
   f.clock.advance(7999ms);
   CHECK(f.cache.get("k") == "v1");
-  CHECK(f.cache.stats().refreshes == 0);  // before 80 % of the TTL
-  f.clock.advance(1ms);                   // t = 8 s
+  CHECK(f.cache.metrics().refreshes == 0);  // before 80 % of the TTL
+  f.clock.advance(1ms);                     // t = 8 s
   f.db.seed("k", "v2");
   for (int i = 0; i < 100; ++i) CHECK(f.cache.get("k") == "v1");
-  CHECK(f.cache.stats().refreshes == 1);  // one reload for 100 reads
-  CHECK(f.db.loads.load() == 1);          // posted, not run yet
-  CHECK(f.run_posted() == 1);             // the one reload
+  CHECK(f.cache.metrics().refreshes == 1);  // one reload for 100 reads
+  CHECK(f.db.loads.load() == 1);            // posted, not run yet
+  CHECK(f.run_posted() == 1);               // the one reload
   CHECK(f.db.loads.load() == 2);
   CHECK(f.cache.get("k") == "v2");
   CHECK(f.l1.peek("k")->expires == manual_clock::time_point{18s});  // a fresh TTL
-  const auto s = f.cache.stats();
+  const auto s = f.cache.metrics();
   CHECK(s.refreshes == 1);
   CHECK(s.refresh_failures == 0);
   CHECK(s.refreshes_discarded == 0);
@@ -830,17 +836,17 @@ TEST_CASE("a failed reload keeps the old value until hard expiry", "[refresh_ahe
   f.db.failing = true;
   CHECK(f.cache.get("k") == "v1");
   CHECK(f.run_posted() == 1);  // the reload fails
-  CHECK(f.cache.stats().refresh_failures == 1);
-  CHECK(f.cache.stats().load_failures == 1);
+  CHECK(f.cache.metrics().refresh_failures == 1);
+  CHECK(f.cache.metrics().load_failures == 1);
   CHECK(f.l1.contains("k"));  // not evicted by the failure
   for (int i = 0; i < 10; ++i) CHECK(f.cache.get("k") == "v1");
-  CHECK(f.cache.stats().refreshes == 1);  // no retry before retry_after (1 s)
+  CHECK(f.cache.metrics().refreshes == 1);  // no retry before retry_after (1 s)
   CHECK(f.run_posted() == 0);
   f.clock.advance(1s);
   CHECK(f.cache.get("k") == "v1");  // still served, and one new reload is tried
-  CHECK(f.cache.stats().refreshes == 2);
+  CHECK(f.cache.metrics().refreshes == 2);
   CHECK(f.run_posted() == 1);
-  CHECK(f.cache.stats().refresh_failures == 2);
+  CHECK(f.cache.metrics().refresh_failures == 2);
   f.clock.advance(1s);                                // t = 10 s: hard expiry
   CHECK_THROWS_WITH(f.cache.get("k"), "store down");  // never the expired v1
   f.db.failing = false;
@@ -857,10 +863,10 @@ TEST_CASE("hard expiry is enforced while a reload hangs", "[refresh_ahead]") {
     f.db.seed("k", "v2");
     f.clock.advance(2s);              // t = 10 s
     CHECK(f.cache.get("k") == "v2");  // hard expiry: a synchronous load, not v1
-    CHECK(f.cache.stats().refreshes == 1);
+    CHECK(f.cache.metrics().refreshes == 1);
     f.db.seed("k", "v3");
     CHECK(f.run_posted() == 1);  // the late reload's result is discarded
-    CHECK(f.cache.stats().refreshes_discarded == 1);
+    CHECK(f.cache.metrics().refreshes_discarded == 1);
     CHECK(f.l1.peek("k")->value == "v2");
     CHECK(f.l1.peek("k")->expires == manual_clock::time_point{20s});
   }
@@ -886,7 +892,7 @@ TEST_CASE("hard expiry is enforced while a reload hangs", "[refresh_ahead]") {
     CHECK(f.cache.get("k") == "v2");  // not blocked by, and not served from, the reload
     release.set_value();
     runner.join();
-    CHECK(f.cache.stats().refreshes_discarded == 1);
+    CHECK(f.cache.metrics().refreshes_discarded == 1);
     CHECK(f.cache.get("k") == "v2");
   }
 }
@@ -900,7 +906,7 @@ TEST_CASE("a reload for a key written meanwhile is discarded", "[refresh_ahead]"
   f.db.seed("k", "stale-by-now");
   CHECK(f.run_posted() == 1);
   CHECK(f.cache.get("k") == "mine");
-  CHECK(f.cache.stats().refreshes_discarded == 1);
+  CHECK(f.cache.metrics().refreshes_discarded == 1);
 }
 
 TEST_CASE("without an executor the reader that crosses the refresh point reloads inline",
@@ -910,14 +916,15 @@ TEST_CASE("without an executor the reader that crosses the refresh point reloads
   str_tier l2(clock);
   kv_store db;
   db.seed("k", "v1");
-  cache_of<outgrow::refresh_ahead> cache(db, std::tie(l1, l2), {.ttl = 10s}, {}, clock);
+  cache_of<outgrow::refresh_ahead> cache(db, std::tie(l1, l2), {.default_ttl = 10s}, {},
+                                         clock);
   CHECK(cache.get("k") == "v1");
   clock.advance(8s);
   db.seed("k", "v2");
   CHECK(cache.get("k") == "v1");  // the value it found; the reload ran inline
   CHECK(db.loads.load() == 2);
   CHECK(cache.get("k") == "v2");
-  CHECK(cache.stats().refreshes == 1);
+  CHECK(cache.metrics().refreshes == 1);
 }
 
 // ---- configuration -----------------------------------------------------------------
@@ -964,12 +971,12 @@ TEST_CASE("write policies reject bad configuration with exact messages", "[confi
   str_tier l1(clock);
   str_tier l2(clock);
   kv_store db;
-  CHECK_THROWS_WITH(
-      (cache_of<outgrow::refresh_ahead>(db, std::tie(l1, l2), {.ttl = 0s}, {}, clock)),
-      "tiered_cache: ttl must be in (0s, inf), got 0s");
-  CHECK_THROWS_WITH(
-      (cache_of<outgrow::write_behind>(db, std::tie(l1, l2), {.ttl = -1min}, {}, clock)),
-      "tiered_cache: ttl must be in (0s, inf), got -1min");
+  CHECK_THROWS_WITH((cache_of<outgrow::refresh_ahead>(db, std::tie(l1, l2),
+                                                      {.default_ttl = 0s}, {}, clock)),
+                    "tiered_cache: default_ttl must be in (0s, inf), got 0s");
+  CHECK_THROWS_WITH((cache_of<outgrow::write_behind>(db, std::tie(l1, l2),
+                                                     {.default_ttl = -1min}, {}, clock)),
+                    "tiered_cache: default_ttl must be in (0s, inf), got -1min");
   // A policy whose config was changed after construction is validated again.
   outgrow::write_behind bad;
   bad.config.max_batch = 0;
@@ -994,7 +1001,7 @@ TEST_CASE("write_behind with max_delay nanoseconds max does not flush by age at 
   clock.advance(24h * 365 * 100);
   CHECK(cache.poll() == 0);  // a century is not "max_delay old"
   CHECK(db.at("a") == std::nullopt);
-  CHECK(cache.stats().write_behind.queue_depth == 1);
+  CHECK(cache.metrics().write_behind.queue_depth == 1);
   cache.flush();  // an explicit flush still writes it
   CHECK(db.at("a") == "1");
 }
@@ -1015,12 +1022,12 @@ TEST_CASE("write_behind with retry_cap nanoseconds max waits for its retry",
   db.fail_next = 1;
   CHECK(cache.put("a", "1"));
   CHECK(cache.poll() == 0);  // the first attempt fails
-  const auto s = cache.stats().write_behind;
+  const auto s = cache.metrics().write_behind;
   CHECK(s.failed_attempts == 1);
   clock.advance(24h * 365 * 100);
   CHECK(cache.poll() == 0);  // the retry is not due: no retry at once, no dead letter
-  CHECK(cache.stats().write_behind.retries == 0);
-  CHECK(cache.stats().write_behind.dead_lettered == 0);
+  CHECK(cache.metrics().write_behind.retries == 0);
+  CHECK(cache.metrics().write_behind.dead_lettered == 0);
   CHECK(db.at("a") == std::nullopt);
 }
 
@@ -1043,13 +1050,13 @@ TEST_CASE("write_behind with a huge block_timeout blocks instead of overflowing"
     accepted = cache.put("b", "1");  // full: waits (overflow would reject at once)
     done = true;
   });
-  wait_until([&] { return cache.stats().write_behind.blocked == 1; });
+  wait_until([&] { return cache.metrics().write_behind.blocked == 1; });
   std::this_thread::sleep_for(10ms);
   CHECK_FALSE(done.load());
   cache.flush();  // makes room
   writer.join();
   CHECK(accepted);
-  CHECK(cache.stats().write_behind.rejected == 0);
+  CHECK(cache.metrics().write_behind.rejected == 0);
 }
 
 // ---- shutdown with a deadline and a hanging store -----------------------------------
@@ -1087,7 +1094,7 @@ TEST_CASE("shutdown with a deadline returns while the store hangs and reports ev
   CHECK(report.unstored[0].value == "2");
   CHECK(report.unstored[1].key == "c");
   CHECK(cache->put("d", "4") == false);  // closed
-  const auto s = cache->stats().write_behind;
+  const auto s = cache->metrics().write_behind;
   CHECK(s.handed_back == 2);
   CHECK(s.queue_depth == 1);  // "a", in flight
   CHECK(g.waiting.load() == 1);

@@ -1,4 +1,4 @@
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
 
 #include <chrono>
 #include <cstdint>

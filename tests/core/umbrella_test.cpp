@@ -11,6 +11,7 @@
 #error "OUTGROW_SOURCE_DIR must be defined by the test build"
 #endif
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -28,4 +29,31 @@ TEST_CASE("version macros agree with project(VERSION) in CMakeLists.txt", "[vers
   CHECK(std::stoi(m[3]) == OUTGROW_VERSION_PATCH);
   CHECK(fmt::format("{}.{}.{}", outgrow::version_major, outgrow::version_minor,
                     outgrow::version_patch) == outgrow::version_string);
+}
+
+TEST_CASE("the umbrella header includes every public header of every area", "[umbrella]") {
+  namespace fs = std::filesystem;
+  const fs::path include = fs::path(OUTGROW_SOURCE_DIR) / "include" / "outgrow";
+  std::ifstream in(include / "outgrow.hpp");
+  REQUIRE(in.good());
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string umbrella = buf.str();
+  std::size_t checked = 0;
+  for (const auto& area : fs::directory_iterator(include)) {
+    if (!area.is_directory()) continue;
+    const std::string name = area.path().filename().string();
+    if (name == "redis" || name == "detail") continue;  // optional integration / internals
+    for (const auto& header : fs::directory_iterator(area.path())) {
+      if (header.path().extension() != ".hpp") continue;
+      const std::string file = header.path().filename().string();
+      if (name == "core" && file == "stats.hpp")
+        continue;  // the former name of metrics.hpp
+      const std::string line = "#include <outgrow/" + name + "/" + file + ">";
+      INFO(line);
+      CHECK(umbrella.find(line) != std::string::npos);
+      ++checked;
+    }
+  }
+  CHECK(checked > 50);
 }

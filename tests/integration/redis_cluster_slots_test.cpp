@@ -98,7 +98,7 @@ std::vector<std::string> make_keys() {
                                    std::string(100'000, 'y') + "{tag}",
                                    std::string(65'536, '\0')};
 
-  const std::vector<std::string_view> utf8 = {"é", "ß", "ж", "中", "文", "😀",
+  const std::vector<std::string_view> utf8 = {"é",  "ß", "ж", "中", "文", "😀",
                                               "🔑", "€", "{", "}",  "a",  "\xe2\x80\x8b"};
   splitmix64 rng(20261127);
   for (std::size_t i = 0; keys.size() < 10'000; ++i) {

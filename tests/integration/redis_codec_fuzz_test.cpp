@@ -1,5 +1,5 @@
-// Fuzz-style tests of every decoder that reads Redis data in redis_tier.hpp and
-// redis_invalidation.hpp: the path redis_tier decodes values with
+// Fuzz-style tests of every decoder that reads Redis data in redis/codec.hpp and
+// redis/detail/invalidation_wire.hpp: the path redis_tier decodes values with
 // (detail::redis_decode_value: size limit, codec, validation hooks) for each type the
 // default codec supports, and the invalidation bus's message parser. Each decoder gets
 // 100,000 inputs from a fixed-seed std::mt19937_64 — valid encodings, mutations of them
@@ -7,8 +7,8 @@
 // and must not crash (run under ASan + UBSan), and every input must either decode to a
 // value that encodes back to it (or, for decimal text that has several spellings, to a
 // value that round-trips) or be a decode error, which the test counts. No server needed.
-#include <outgrow/redis/redis_invalidation.hpp>
-#include <outgrow/redis/redis_tier.hpp>
+#include <outgrow/redis/codec.hpp>
+#include <outgrow/redis/detail/invalidation_wire.hpp>
 
 #include <bit>
 #include <cmath>
@@ -147,7 +147,7 @@ fuzz_result fuzz_values(std::uint64_t seed, Make make, bool canonical) {
     const std::optional<T> v =
         outgrow::detail::redis_decode_value<T>(codec, input, max_size);
     if (!v) {
-      ++r.decode_errors;  // what redis_tier counts in stats().decode_errors
+      ++r.decode_errors;  // what redis_tier counts in metrics().decode_errors
       continue;
     }
     ++r.decoded;
@@ -287,7 +287,7 @@ fuzz_result fuzz_messages(std::uint64_t seed, Make make_key) {
     const std::string input = src.around(std::move(valid));
     const auto m = outgrow::detail::redis_parse_invalidation<Key>(codec, input);
     if (!m) {
-      ++r.decode_errors;  // what the bus counts in stats().decode_errors
+      ++r.decode_errors;  // what the bus counts in metrics().decode_errors
       continue;
     }
     ++r.decoded;

@@ -49,8 +49,11 @@ using str_worker = outgrow::redis_stream_worker<std::string, outgrow::redis_defa
                                                 outgrow::manual_clock>;
 
 outgrow::redis_stream_queue_config base_config(const outgrow_test::redis_server& s) {
-  return {.host = s.host(),
-          .port = s.port(),
+  return {.connection = {.host = s.host(),
+                         .port = s.port(),
+                         .command_timeout = 1s,
+                         .reconnect_backoff = outgrow::full_jitter_backoff(1ms, 2ms),
+                         .seed = 0x5713'EA11'5EEDULL},
           .stream = "t:jobs",
           .group = "g",
           .consumer = "w1",
@@ -59,8 +62,7 @@ outgrow::redis_stream_queue_config base_config(const outgrow_test::redis_server&
           .retry_delay = 0ms,  // a failed entry is claimable at once
           .block_timeout = 1ms,
           .claim_interval = 1s,
-          .batch = 16,
-          .reconnect_backoff = outgrow::full_jitter_backoff(1ms, 2ms)};
+          .batch = 16};
 }
 
 /// Polls (advancing the worker's manual clock past claim_interval each time, so every
@@ -94,8 +96,10 @@ TEST_CASE("redis_stream_queue rejects invalid configuration") {
       CHECK(std::string(e.what()).find("redis_stream_queue") != std::string::npos);
     }
   };
-  check({.port = 0}, "port");
-  check({.host = ""}, "host");
+  check({.connection = {.port = 0}}, "connection.port");
+  check({.connection = {.host = ""}}, "connection.host");
+  check({.connection = {.database = -1}}, "connection.database");
+  check({.connection = {.connect_timeout = 0s}}, "connection.connect_timeout");
   check({.stream = ""}, "stream");
   check({.group = ""}, "group");
   check({.max_attempts = 0}, "max_attempts");
@@ -109,9 +113,23 @@ TEST_CASE("redis_stream_queue rejects invalid configuration") {
   check({.dead_letter_max_length = 0}, "dead_letter_max_length");
   check({.idempotency_ttl = 0s}, "idempotency_ttl");
   check({.enqueue_deadline = -1s}, "enqueue_deadline");
-  check({.command_timeout = 0s}, "command_timeout");
+  check({.connection = {.command_timeout = 0s}}, "connection.command_timeout");
   CHECK_THROWS_AS((str_worker({.max_attempts = 0}, [](std::string&) {})), config_error);
   CHECK_NOTHROW(make({}));  // constructing never needs Redis
+}
+
+TEST_CASE("redis_stream_queue_config keeps the queue's connection defaults") {
+  const outgrow::redis_stream_queue_config c{};
+  CHECK(c.connection.host == "127.0.0.1");
+  CHECK(c.connection.port == 6379);
+  CHECK(c.connection.connect_timeout == 200ms);
+  CHECK(!c.connection.seed);  // random jitter per object unless set
+  // An unset command_timeout is the queue's own 1 s, not redis_tier's 100 ms, also when
+  // the user writes a connection of their own.
+  CHECK(outgrow::detail::rsq_validated(c).connection.command_timeout == 1s);
+  const outgrow::redis_stream_queue_config mine{.connection = {.host = "localhost"}};
+  CHECK(outgrow::detail::rsq_validated(mine).connection.command_timeout == 1s);
+  CHECK(outgrow::detail::command_timeout(outgrow::redis_connection_config{}) == 100ms);
 }
 
 TEST_CASE("redis_stream_queue delivers every job once and acknowledges it") {
@@ -141,8 +159,8 @@ TEST_CASE("redis_stream_queue delivers every job once and acknowledges it") {
   CHECK(after->pending == 0);
   CHECK(after->backlog == 0);
   CHECK(after->completed == 50);
-  CHECK(w.stats().succeeded == 50);
-  CHECK(w.stats().delivered == 50);
+  CHECK(w.metrics().succeeded == 50);
+  CHECK(w.metrics().delivered == 50);
 }
 
 TEST_CASE(
@@ -181,7 +199,7 @@ TEST_CASE(
   CHECK(e.first_failure.time_since_epoch() > 0s);
   CHECK(e.idempotency_key == std::optional<std::string>("key-p"));
   CHECK(!e.source_id.empty());
-  const auto s = w.stats();
+  const auto s = w.metrics();
   CHECK(s.failed == 3);
   CHECK(s.retried == 2);
   CHECK(s.dead_lettered == 1);
@@ -262,8 +280,8 @@ TEST_CASE("redis_stream_queue dead letters can be inspected replayed and purged"
   auto& dlq = q.dead_letters();
   pump(w, clock, [&] { return dlq.size() == 4; });
   REQUIRE(dlq.size() == 4);
-  CHECK(w.stats().failed == 4);
-  CHECK(w.stats().retried == 0);
+  CHECK(w.metrics().failed == 4);
+  CHECK(w.metrics().retried == 0);
 
   auto only_b = dlq.filter([](const auto& e) { return e.job == std::string("b"); });
   REQUIRE(only_b.size() == 1);
@@ -318,11 +336,11 @@ TEST_CASE("redis_stream_queue commits effects once per idempotency key") {
   // The same work enqueued three times (a producer retrying): one effect.
   for (int i = 0; i < 3; ++i) REQUIRE(q.enqueue("pay-42", "order-42"));
   REQUIRE(q.enqueue("pay-43", "order-43"));
-  pump(w, clock, [&] { return w.stats().succeeded + w.stats().duplicates == 4; });
+  pump(w, clock, [&] { return w.metrics().succeeded + w.metrics().duplicates == 4; });
   CHECK(to_int(*server.command("HGET %s %s", "t:effects", "pay-42")) == 1);
   CHECK(to_int(*server.command("HGET %s %s", "t:effects", "pay-43")) == 1);
   CHECK(runs == 2);  // the pre-check skipped the duplicates without running them
-  CHECK(w.stats().duplicates == 2);
+  CHECK(w.metrics().duplicates == 2);
   CHECK(server.command("PTTL %s", "t:jobs:done:order-42")->integer > 0);
   auto m = q.metrics();
   REQUIRE(m);
@@ -354,7 +372,7 @@ TEST_CASE(
               ->elements == 1);
   pump(w, clock, [&] { return !attempts.empty(); });
   CHECK(attempts == std::vector<std::uint32_t>{2});
-  CHECK(w.stats().claimed == 1);
+  CHECK(w.metrics().claimed == 1);
   auto m = q.metrics();
   REQUIRE(m);
   CHECK(m->pending == 0);
@@ -400,9 +418,9 @@ TEST_CASE("redis_stream_queue drops the result of a worker whose job was taken o
   CHECK(a_runs == 1);
   CHECK(extended_before);
   CHECK(!extended_after);
-  CHECK(b.stats().succeeded == 1);
-  CHECK(a.stats().stale == 1);
-  CHECK(a.stats().succeeded == 0);
+  CHECK(b.metrics().succeeded == 1);
+  CHECK(a.metrics().stale == 1);
+  CHECK(a.metrics().succeeded == 0);
   CHECK(to_int(*server.command("HGET %s %s", "t:effects", "job")) == 1);
 }
 
@@ -428,7 +446,7 @@ TEST_CASE("redis_stream_queue stop releases entries the worker did not start") {
   CHECK(r.status == outgrow::poll_status::stopped);
   CHECK(r.processed == 1);
   CHECK(runs == 1);
-  CHECK(w.stats().released == 3);
+  CHECK(w.metrics().released == 3);
   CHECK(w.poll().status == outgrow::poll_status::stopped);
   // Another worker takes the released entries at once, as first attempts.
   auto config2 = config;
@@ -440,7 +458,7 @@ TEST_CASE("redis_stream_queue stop releases entries the worker did not start") {
       clock);
   pump(w2, clock, [&] { return attempts.size() == 3; });
   CHECK(attempts == std::vector<std::uint32_t>{1, 1, 1});
-  CHECK(w2.stats().claimed == 3);
+  CHECK(w2.metrics().claimed == 3);
 }
 
 TEST_CASE("redis_stream_queue reports backlog pending and ages") {
@@ -477,7 +495,7 @@ TEST_CASE("redis_stream_queue dead-letters a payload the codec cannot decode") {
   CHECK(!e.job);
   CHECK(e.payload == "not-a-number");
   CHECK(e.error_type == "outgrow::decode_error");
-  CHECK(w.stats().decode_errors == 1);
+  CHECK(w.metrics().decode_errors == 1);
 }
 
 TEST_CASE("redis_stream_queue fails fast or blocks while redis is down and recovers") {
@@ -524,7 +542,7 @@ TEST_CASE("redis_stream_queue fails fast or blocks while redis is down and recov
   pump(
       w, clock, [&] { return runs == 4; }, 2000);
   CHECK(runs == 4);
-  CHECK(w.stats().connects >= 2);
+  CHECK(w.metrics().connects >= 2);
 }
 
 TEST_CASE("redis_stream_queue keeps acknowledged enqueues across a redis crash with AOF") {
@@ -586,14 +604,14 @@ TEST_CASE("redis_stream_queue threads share a producer and stop their workers") 
     return false;
   }();
   std::uint64_t seen_by_stats = 0;
-  for (auto& w : workers) seen_by_stats += w->stats().succeeded;  // read while running
+  for (auto& w : workers) seen_by_stats += w->metrics().succeeded;  // read while running
   for (auto& w : workers) w->request_stop();
   for (auto& t : threads) t.join();
   CHECK(rejected.load() == 0);
   CHECK(drained);
   CHECK(server.command("HLEN t:threads")->integer == 2 * per_producer);
   std::uint64_t succeeded = 0;
-  for (auto& w : workers) succeeded += w->stats().succeeded;
+  for (auto& w : workers) succeeded += w->metrics().succeeded;
   CHECK(succeeded == 2 * per_producer);
   CHECK(seen_by_stats <= succeeded);
 }
@@ -631,7 +649,11 @@ int mp_job_count() {
 }
 
 outgrow::redis_stream_queue_config mp_config(int port, std::string consumer) {
-  return {.port = port,
+  return {.connection = {.port = port,
+                         .connect_timeout = 200ms,
+                         .command_timeout = 2s,
+                         .reconnect_backoff = outgrow::full_jitter_backoff(5ms, 100ms),
+                         .seed = 0x5713'EA11'5EEDULL},
           .stream = "mp:jobs",
           .group = "mp:workers",
           .consumer = std::move(consumer),
@@ -642,10 +664,7 @@ outgrow::redis_stream_queue_config mp_config(int port, std::string consumer) {
           .claim_interval = 50ms,
           .batch = 8,
           .on_unavailable = outgrow::redis_unavailable_policy::block,
-          .enqueue_deadline = 30s,
-          .connect_timeout = 200ms,
-          .command_timeout = 2s,
-          .reconnect_backoff = outgrow::full_jitter_backoff(5ms, 100ms)};
+          .enqueue_deadline = 30s};
 }
 
 std::atomic<mp_worker*> g_worker{nullptr};
@@ -671,7 +690,7 @@ extern "C" void mp_on_sigterm(int) {
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGTERM, &sa, nullptr);
   w.run();
-  const auto s = w.stats();
+  const auto s = w.metrics();
   std::fprintf(stderr, "worker-%d: %s\n", index, fmt::format("{}", s).c_str());
   std::_Exit(0);
 }
@@ -933,8 +952,8 @@ TEST_CASE("redis_stream_queue never loses a completing job to a wrong-type key")
         w, clock, [] { return false; }, 3);
     // The completion was refused before anything irreversible: still pending, no effect,
     // no done key, no dead letter; the refusal is counted.
-    CHECK(w.stats().succeeded == 0);
-    CHECK(w.stats().server_errors >= 1);
+    CHECK(w.metrics().succeeded == 0);
+    CHECK(w.metrics().server_errors >= 1);
     CHECK(pending_count(server) == 1);
     CHECK(server.command("XLEN t:jobs")->integer == 1);
     CHECK(server.command("HGET t:effects pay")->type == REDIS_REPLY_NIL);
@@ -945,8 +964,8 @@ TEST_CASE("redis_stream_queue never loses a completing job to a wrong-type key")
     // An operator fixes the key; the entry comes back after the visibility timeout.
     REQUIRE(server.command("DEL %s", bad.key)->integer == 1);
     expire_visibility(server, id.id);
-    pump(w, clock, [&] { return w.stats().succeeded == 1; });
-    CHECK(w.stats().succeeded == 1);
+    pump(w, clock, [&] { return w.metrics().succeeded == 1; });
+    CHECK(w.metrics().succeeded == 1);
     // At least once: the handler runs again (a done key of the wrong type counts as
     // "completed" for the pre-check, so that job had not run before).
     CHECK(runs >= (std::string(bad.key) == "t:jobs:done:k1" ? 1 : 2));
@@ -992,11 +1011,11 @@ TEST_CASE("redis_stream_queue never loses a dead-lettering job to a wrong-type k
         w, clock, [] { return false; }, 3);
     CHECK(runs == expected_runs);
     if (harmless) {
-      CHECK(w.stats().dead_lettered == 1);
+      CHECK(w.metrics().dead_lettered == 1);
       continue;
     }
-    CHECK(w.stats().dead_lettered == 0);
-    CHECK(w.stats().server_errors >= 1);
+    CHECK(w.metrics().dead_lettered == 0);
+    CHECK(w.metrics().server_errors >= 1);
     CHECK(pending_count(server) == 1);
     CHECK(server.command("XLEN t:jobs")->integer == 1);
     REQUIRE(server.command("DEL %s", bad.key)->integer == 1);
@@ -1078,7 +1097,7 @@ TEST_CASE("redis_stream_queue dead-letters a job claimed with a delivery count p
   clock.advance(2s);
   (void)w.poll();  // delivery 1 fails: pending, claimable again
   REQUIRE(runs == 1);
-  REQUIRE(w.stats().retried == 1);
+  REQUIRE(w.metrics().retried == 1);
   // An operator (or a bug elsewhere) sets a delivery count that does not fit 32 bits.
   REQUIRE(server
               .command("XCLAIM t:jobs g w1 0 %s IDLE 31000 RETRYCOUNT 4294967296 JUSTID",
@@ -1109,8 +1128,8 @@ TEST_CASE("redis_stream_queue dead-letters malformed stream entries without runn
   pump(w, clock, [&] { return dlq.size() == 4; });
   REQUIRE(dlq.size() == 4);
   CHECK(runs.empty());
-  CHECK(w.stats().malformed == 4);
-  CHECK(w.stats().dead_lettered == 4);
+  CHECK(w.metrics().malformed == 4);
+  CHECK(w.metrics().dead_lettered == 4);
   auto m = q.metrics();
   REQUIRE(m);
   CHECK(m->malformed == 4);
@@ -1218,7 +1237,7 @@ TEST_CASE("redis_stream_queue runs a job only when its type's validation hook ac
   REQUIRE(q.enqueue(ticket{3, 4}));
   pump(w, clock, [&] { return ran.size() == 2 && q.dead_letters().size() == 1; });
   CHECK(ran == std::vector<std::int32_t>{1, 3});
-  CHECK(w.stats().decode_errors == 1);
+  CHECK(w.metrics().decode_errors == 1);
   const auto dead = q.dead_letters().snapshot();
   REQUIRE(dead.size() == 1);
   CHECK(!dead[0].job);  // inspection applies the same hook

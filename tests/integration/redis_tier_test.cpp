@@ -38,6 +38,7 @@
 #include <fmt/format.h>
 
 #include "catch.hpp"
+#include "map_store.hpp"
 #include "redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -49,11 +50,13 @@ outgrow::redis_tier_config config_for(const outgrow_test::redis_server& server,
                                       std::string prefix) {
   // Generous timeouts: sanitizer builds are slow, and only the SIGSTOP tests want
   // timeouts to fire (they set their own).
-  return {.host = server.host(),
-          .port = server.port(),
-          .key_prefix = std::move(prefix),
-          .connect_timeout = 2s,
-          .command_timeout = 2s};
+  // The seed is the tier's former fixed default: reconnect delays as before.
+  return {.connection = {.host = server.host(),
+                         .port = server.port(),
+                         .connect_timeout = 2s,
+                         .command_timeout = 2s,
+                         .seed = 0x0E15'7ED1'5EEDULL},
+          .key_prefix = std::move(prefix)};
 }
 
 std::string raw_get(outgrow_test::redis_server& server, const std::string& key) {
@@ -93,7 +96,7 @@ void check_round_trip(outgrow_test::redis_server& server, const Key& key,
     CHECK(*back == value);
   }
   if (expected_bytes) CHECK(raw_get(server, tier.redis_key(key)) == *expected_bytes);
-  CHECK(tier.stats().decode_errors == 0);
+  CHECK(tier.metrics().decode_errors == 0);
   tier.clear();
 }
 
@@ -128,33 +131,7 @@ struct tags_codec {
   }
 };
 
-/// A thread-safe in-memory backing store.
-struct map_store {
-  using key_type = std::string;
-  using mapped_type = std::string;
-  std::optional<std::string> load(const std::string& k) {
-    std::lock_guard lock(mutex);
-    ++loads;
-    auto it = data.find(k);
-    if (it == data.end()) return std::nullopt;
-    return it->second;
-  }
-  void store(const std::string& k, const std::string& v) {
-    std::lock_guard lock(mutex);
-    data[k] = v;
-  }
-  void erase(const std::string& k) {
-    std::lock_guard lock(mutex);
-    data.erase(k);
-  }
-  std::map<std::string, std::string> snapshot() {
-    std::lock_guard lock(mutex);
-    return data;
-  }
-  std::mutex mutex;
-  std::map<std::string, std::string> data;
-  std::size_t loads = 0;
-};
+using outgrow_test::map_store;
 
 /// A raw-bytes value whose bool member the codec cannot check by itself: the
 /// redis_validate hook does (reading the bool through its bytes: loading a bool that
@@ -226,7 +203,7 @@ TEST_CASE("redis_tier treats undecodable values as misses", "[redis_tier][integr
   (void)server.command("SET %s %s", "bad:k2", "12x");
   CHECK_FALSE(tier.get("k"));
   CHECK_FALSE(tier.get("k2"));
-  const auto s = tier.stats();
+  const auto s = tier.metrics();
   CHECK(s.decode_errors == 2);
   CHECK(s.misses == 2);
   CHECK(s.failed_reads == 0);  // the server answered: not a failure
@@ -256,7 +233,7 @@ TEST_CASE("redis_tier rejects foreign and corrupt raw-bytes values",
   bad_magic[0] = 'x';
   (void)server.command("SET %s %b", "pt:magic", bad_magic.data(), bad_magic.size());
   CHECK_FALSE(points.get("magic"));
-  auto s = points.stats();
+  auto s = points.metrics();
   CHECK(s.decode_errors == 4);
   CHECK(s.hits == 1);
   CHECK(s.failed_reads == 0);
@@ -271,7 +248,7 @@ TEST_CASE("redis_tier rejects foreign and corrupt raw-bytes values",
   bytes[10 + offsetof(flagged, enabled)] = 2;
   (void)server.command("SET %s %b", "fl:f", bytes.data(), bytes.size());
   CHECK_FALSE(flags.get("f"));
-  CHECK(flags.stats().decode_errors == 1);
+  CHECK(flags.metrics().decode_errors == 1);
 
   // An enum with two enumerators reading 7.
   outgrow::redis_tier<std::string, power> powers(config_for(server, "pw:"));
@@ -279,7 +256,7 @@ TEST_CASE("redis_tier rejects foreign and corrupt raw-bytes values",
   CHECK(powers.get("p") == power::on);
   (void)server.command("SET %s %s", "pw:p", "7");
   CHECK_FALSE(powers.get("p"));
-  CHECK(powers.stats().decode_errors == 1);
+  CHECK(powers.metrics().decode_errors == 1);
 }
 
 TEST_CASE("redis_tier calls a codec's validate hook after decoding",
@@ -295,7 +272,7 @@ TEST_CASE("redis_tier calls a codec's validate hook after decoding",
   REQUIRE(tier.put("b", -5));
   CHECK(tier.get("a") == 5);
   CHECK_FALSE(tier.get("b"));
-  CHECK(tier.stats().decode_errors == 1);
+  CHECK(tier.metrics().decode_errors == 1);
 }
 
 TEST_CASE("redis_tier round-trips a user codec", "[redis_tier][integration]") {
@@ -307,7 +284,7 @@ TEST_CASE("redis_tier round-trips a user codec", "[redis_tier][integration]") {
   CHECK(raw_get(server, "tags:a") == "fruit|apple|pear|");
   (void)server.command("SET %s %s", "tags:broken", "|no-name");
   CHECK_FALSE(tier.get("broken"));
-  CHECK(tier.stats().decode_errors == 1);
+  CHECK(tier.metrics().decode_errors == 1);
 }
 
 TEST_CASE("redis_tier sets TTLs with PX and expired keys are misses",
@@ -375,7 +352,7 @@ TEST_CASE("redis_tier get_many and put_many batch across max_batch",
       CHECK_FALSE(v.has_value());
     }
   }
-  const auto s = tier.stats();
+  const auto s = tier.metrics();
   CHECK(s.hits == 25);
   CHECK(s.misses == 25);
   CHECK(s.puts == 25);
@@ -399,7 +376,7 @@ TEST_CASE("redis_tier erase and clear stay inside the key prefix",
 
   CHECK(a.erase("7"));
   CHECK_FALSE(a.erase("7"));
-  CHECK(a.stats().erased == 1);
+  CHECK(a.metrics().erased == 1);
   CHECK(a.size() == 2499);
 
   a.clear();
@@ -407,7 +384,7 @@ TEST_CASE("redis_tier erase and clear stay inside the key prefix",
   CHECK(b.get("1") == "y");
   CHECK(raw_get(server, "foreign") == "1");
   CHECK(raw_get(server, "a-not-ours") == "1");
-  CHECK(a.stats().failed_writes == 0);
+  CHECK(a.metrics().failed_writes == 0);
 }
 
 TEST_CASE("redis_tier namespaces never overlap, even when one prefix extends another",
@@ -466,7 +443,7 @@ TEST_CASE("redis_tier pool serves 8 threads", "[redis_tier][integration]") {
   }
   for (auto& w : workers) w.join();
   for (int t = 0; t < threads; ++t) CHECK(wrong[static_cast<std::size_t>(t)] == 0);
-  const auto s = tier.stats();
+  const auto s = tier.metrics();
   CHECK(s.puts == threads * per_thread);
   CHECK(s.hits == threads * per_thread);
   CHECK(s.pool_timeouts == 0);
@@ -482,7 +459,7 @@ TEST_CASE("redis_tier turns a killed server into misses and reconnects after res
   outgrow::manual_clock clock;  // drives the reconnect backoff
   auto config = config_for(server, "kill:");
   config.pool_size = 1;
-  config.reconnect_backoff = outgrow::full_jitter_backoff(1s, 1s);
+  config.connection.reconnect_backoff = outgrow::full_jitter_backoff(1s, 1s);
   outgrow::redis_tier<std::string, std::string, outgrow::redis_default_codec,
                       outgrow::no_breaker, outgrow::manual_clock>
       tier(config, {}, clock);
@@ -492,20 +469,20 @@ TEST_CASE("redis_tier turns a killed server into misses and reconnects after res
 
   server.kill();
   CHECK_FALSE(tier.get("k"));  // the open connection fails (EOF / reset)
-  auto s = tier.stats();
+  auto s = tier.metrics();
   CHECK(s.transport_errors == 1);
   CHECK(s.failed_reads == 1);
   CHECK(s.open_connections == 0);
 
   CHECK_FALSE(tier.get("k"));  // reconnect attempt: refused
-  s = tier.stats();
+  s = tier.metrics();
   CHECK(s.connect_failures == 1);
 
   // Within the backoff, calls do no I/O at all.
   for (int i = 0; i < 10; ++i) CHECK_FALSE(tier.get("k"));
   CHECK_FALSE(tier.put("k", "v2"));  // failed write: remembered for repair
   CHECK_FALSE(tier.erase("gone"));
-  s = tier.stats();
+  s = tier.metrics();
   CHECK(s.connect_failures == 1);
   CHECK(s.short_circuited == 12);
   CHECK(s.rejected_puts == 1);
@@ -515,18 +492,18 @@ TEST_CASE("redis_tier turns a killed server into misses and reconnects after res
 
   server.restart();            // same port, empty data set
   CHECK_FALSE(tier.get("k"));  // still backing off: not even tried
-  CHECK(tier.stats().short_circuited == 13);
+  CHECK(tier.metrics().short_circuited == 13);
 
   clock.advance(1s);
   CHECK_FALSE(tier.get("k"));  // reconnects; repairs first; the key is absent
-  s = tier.stats();
+  s = tier.metrics();
   CHECK(s.connects == 2);
   CHECK(s.repaired == 2);
   CHECK(s.repair_pending == 0);
   REQUIRE(tier.put("k", "v3"));
   CHECK(tier.get("k") == "v3");
   CHECK(tier.ping());
-  fmt::print("after kill and restart: {}\n", tier.stats());
+  fmt::print("after kill and restart: {}\n", tier.metrics());
 }
 
 TEST_CASE("redis_tier repairs a key whose write was short-circuited",
@@ -540,19 +517,19 @@ TEST_CASE("redis_tier repairs a key whose write was short-circuited",
   breaker.force_open();
   CHECK_FALSE(tier.put("k", "new"));  // never reached Redis, which still holds "old"
   CHECK(raw_get(server, "repair:k") == "old");
-  CHECK(tier.stats().repair_pending == 1);
+  CHECK(tier.metrics().repair_pending == 1);
   breaker.reset();
   // The next call repairs before anything else: the stale "old" is never served.
   CHECK_FALSE(tier.get("k"));
-  CHECK(tier.stats().repaired == 1);
+  CHECK(tier.metrics().repaired == 1);
 }
 
 TEST_CASE("redis_tier times out on a frozen server instead of waiting for it",
           "[redis_tier][integration]") {
   outgrow_test::redis_server server;
   auto config = config_for(server, "slow:");
-  config.connect_timeout = 100ms;
-  config.command_timeout = 100ms;
+  config.connection.connect_timeout = 100ms;
+  config.connection.command_timeout = 100ms;
   config.pool_size = 1;
   outgrow::redis_tier<std::string, std::string> tier(config);
   REQUIRE(tier.put("k", "v"));
@@ -560,11 +537,11 @@ TEST_CASE("redis_tier times out on a frozen server instead of waiting for it",
     const frozen stopped(server.pid());
     // The server would answer "v" once resumed; a miss proves the call gave up first.
     CHECK_FALSE(tier.get("k"));
-    CHECK(tier.stats().transport_errors == 1);
-    CHECK(tier.stats().open_connections == 0);
+    CHECK(tier.metrics().transport_errors == 1);
+    CHECK(tier.metrics().open_connections == 0);
   }
   CHECK(tier.get("k") == "v");  // a fresh connection; the late reply was never read
-  CHECK(tier.stats().connects == 2);
+  CHECK(tier.metrics().connects == 2);
 }
 
 TEST_CASE("redis_tier enforces max_value_size on writes and reads",
@@ -577,7 +554,7 @@ TEST_CASE("redis_tier enforces max_value_size on writes and reads",
   // A put over the limit is rejected and deletes the older value it would replace.
   CHECK_FALSE(tier.put("k", std::string((1 << 20) + 1, 'x')));
   CHECK_FALSE(tier.get("k"));
-  auto s = tier.stats();
+  auto s = tier.metrics();
   CHECK(s.oversized == 1);
   CHECK(s.rejected_puts == 1);
   CHECK(s.transport_errors == 0);
@@ -589,7 +566,7 @@ TEST_CASE("redis_tier enforces max_value_size on writes and reads",
   const std::string huge(4 << 20, 'y');
   (void)server.command("SET %s %b", "big:huge", huge.data(), huge.size());
   CHECK_FALSE(tier.get("huge"));
-  s = tier.stats();
+  s = tier.metrics();
   CHECK(s.oversized == 2);
   CHECK(s.decode_errors == 1);
   CHECK(s.failed_reads == 0);
@@ -602,7 +579,7 @@ TEST_CASE("redis_tier enforces max_value_size on writes and reads",
   const auto values = tier.get_many(keys);
   CHECK(values[0] == "s");
   CHECK_FALSE(values[1]);
-  s = tier.stats();
+  s = tier.metrics();
   CHECK(s.oversized == 3);
   CHECK(s.decode_errors == 2);
   CHECK(s.failed_reads == 0);
@@ -610,7 +587,7 @@ TEST_CASE("redis_tier enforces max_value_size on writes and reads",
   const std::vector<std::pair<std::string, std::string>> items = {
       {"a", "1"}, {"b", std::string((1 << 20) + 1, 'b')}};
   CHECK(tier.put_many(items) == 1);
-  CHECK(tier.stats().oversized == 4);
+  CHECK(tier.metrics().oversized == 4);
   CHECK_THROWS_AS((outgrow::redis_tier<std::string, std::string>({.max_value_size = 0})),
                   outgrow::config_error);
   CHECK_THROWS_AS(
@@ -706,8 +683,8 @@ TEST_CASE("redis_tier bounds a whole command by command_timeout, not each socket
   (void)server.command("SET %s %s", "slow:small", "s");
   trickle_proxy link(server.port(), 4096, 10ms);
   auto config = config_for(server, "slow:");
-  config.port = link.port();
-  config.command_timeout = 100ms;
+  config.connection.port = link.port();
+  config.connection.command_timeout = 100ms;
   config.pool_size = 1;
   outgrow::redis_tier<std::string, std::string> tier(config);
   REQUIRE(tier.get("small") == "s");  // the link works
@@ -717,8 +694,8 @@ TEST_CASE("redis_tier bounds a whole command by command_timeout, not each socket
   // A bound check on a fault path: each 10 ms read was within the 100 ms socket timeout,
   // so only a deadline over the whole command stops it near 100 ms (2x allowed for a
   // loaded machine); per-read timeouts alone took the whole ~640 ms.
-  CHECK(took < 2 * config.command_timeout);
-  const auto s = tier.stats();
+  CHECK(took < 2 * *config.connection.command_timeout);
+  const auto s = tier.metrics();
   CHECK(s.transport_errors == 1);
   CHECK(s.failed_reads == 1);
 }
@@ -730,8 +707,8 @@ TEST_CASE("redis_tier with an open circuit_breaker does no I/O",
   outgrow::circuit_breaker<outgrow::consecutive_failures, outgrow::manual_clock> breaker(
       {.failure_threshold = 3, .open_for = 5s}, clock);
   auto config = config_for(server, "cb:");
-  config.connect_timeout = 100ms;
-  config.command_timeout = 100ms;
+  config.connection.connect_timeout = 100ms;
+  config.connection.command_timeout = 100ms;
   config.pool_size = 1;
   outgrow::redis_tier<std::string, std::string, outgrow::redis_default_codec,
                       decltype(breaker)>
@@ -741,9 +718,9 @@ TEST_CASE("redis_tier with an open circuit_breaker does no I/O",
     const frozen stopped(server.pid());
     for (int i = 0; i < 3; ++i) CHECK_FALSE(tier.get("k"));
     CHECK(breaker.state() == outgrow::breaker_state::open);
-    const auto before = tier.stats();
+    const auto before = tier.metrics();
     for (int i = 0; i < 100; ++i) CHECK_FALSE(tier.get("k"));
-    const auto after = tier.stats();
+    const auto after = tier.metrics();
     CHECK(after.short_circuited - before.short_circuited == 100);
     CHECK(after.transport_errors == before.transport_errors);
     CHECK(after.connects == before.connects);
@@ -755,18 +732,60 @@ TEST_CASE("redis_tier with an open circuit_breaker does no I/O",
   CHECK(breaker.metrics().failures == 3);
 }
 
+namespace {
+/// A breaker defined outside the library (the `redis_breaker` concept is open): counts
+/// what the tier reports and refuses every call while `open` is set.
+struct counting_breaker {
+  struct permit {
+    counting_breaker* b;
+    explicit operator bool() const { return !b->open.load(); }
+    void success() { ++b->successes; }
+    void failure() { ++b->failures; }
+    void ignore() { ++b->ignored; }
+  };
+  permit try_acquire() { return {this}; }
+  std::atomic<bool> open{false};
+  std::atomic<int> successes{0}, failures{0}, ignored{0};
+};
+static_assert(outgrow::redis_breaker<counting_breaker>);
+}  // namespace
+
+TEST_CASE("redis_tier reports to a user-defined breaker", "[redis_tier][integration]") {
+  outgrow_test::redis_server server;
+  counting_breaker breaker;
+  auto config = config_for(server, "userbreaker:");
+  config.pool_size = 1;
+  outgrow::redis_tier<std::string, std::string, outgrow::redis_default_codec,
+                      counting_breaker>
+      tier(config, breaker);
+  REQUIRE(tier.put("k", "v"));
+  CHECK(tier.get("k") == "v");
+  CHECK(breaker.successes == 2);
+  REQUIRE(server.command("LPUSH userbreaker:list2 x"));
+  CHECK_FALSE(tier.get("list2"));  // WRONGTYPE: a live server's error reply is ignored
+  CHECK(breaker.ignored == 1);
+  breaker.open = true;
+  CHECK_FALSE(tier.get("k"));  // refused: no I/O
+  CHECK(tier.metrics().short_circuited == 1);
+  breaker.open = false;
+  server.kill();
+  CHECK_FALSE(tier.get("k"));  // the connection fails: a failure
+  CHECK(breaker.failures == 1);
+  CHECK(breaker.successes == 2);
+}
+
 TEST_CASE("tiered_cache over redis_tier keeps serving when Redis dies with write_behind",
           "[redis_tier][integration]") {
   outgrow_test::redis_server server;
   auto config = config_for(server, "wb:");
-  config.connect_timeout = 200ms;
-  config.command_timeout = 200ms;
+  config.connection.connect_timeout = 200ms;
+  config.connection.command_timeout = 200ms;
   outgrow::cache<std::string, std::string> l1({.capacity = 10'000});
   outgrow::redis_tier<std::string, std::string> l2(config);
   map_store store;
   outgrow::tiered_cache<outgrow::tiers<decltype(l1), decltype(l2)>, map_store,
                         outgrow::write_behind>
-      cache(store, std::tie(l1, l2), {.ttl = 10min},
+      cache(store, std::tie(l1, l2), {.default_ttl = 10min},
             outgrow::write_behind(
                 {.max_batch = 1000, .max_delay = 1h, .max_buffered = 1000}));
 
@@ -800,15 +819,15 @@ TEST_CASE("tiered_cache over redis_tier keeps serving when Redis dies with write
     CHECK(it->second == (i < 50 ? "before" : "during"));
   }
   CHECK(cache.take_dead_letters().empty());
-  const auto redis = cache.tier_stats<1>();
+  const auto redis = cache.tier_metrics<1>();
   CHECK(redis.misses > 0);
   CHECK(redis.rejected_puts > 0);
-  CHECK(l2.stats().failed_reads > 0);
+  CHECK(l2.metrics().failed_reads > 0);
 
   // Recovery: Redis comes back empty; the L2 refills and serves again.
   server.restart();
   l1.clear();
-  const auto hits_before = l2.stats().hits;
+  const auto hits_before = l2.metrics().hits;
   // The reconnect backoff (real clock, at most 1 s) may still short-circuit a few
   // calls: wait, bounded, for the tier to reconnect.
   const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -819,17 +838,17 @@ TEST_CASE("tiered_cache over redis_tier keeps serving when Redis dies with write
   for (int i = 0; i < 150; ++i) CHECK(cache.get(fmt::format("k{}", i)).has_value());
   l1.clear();
   for (int i = 0; i < 150; ++i) CHECK(cache.get(fmt::format("k{}", i)).has_value());
-  CHECK(l2.stats().hits - hits_before == 150);
-  fmt::print("{}\n{}\n", cache.stats(), l2.stats());
+  CHECK(l2.metrics().hits - hits_before == 150);
+  fmt::print("{}\n{}\n", cache.metrics(), l2.metrics());
 }
 
 TEST_CASE("redis_tier rejects invalid configuration", "[redis_tier]") {
   using tier = outgrow::redis_tier<std::string, std::string>;
-  CHECK_THROWS_AS(tier({.port = 0}), outgrow::config_error);
-  CHECK_THROWS_AS(tier({.host = ""}), outgrow::config_error);
+  CHECK_THROWS_AS(tier({.connection = {.port = 0}}), outgrow::config_error);
+  CHECK_THROWS_AS(tier({.connection = {.host = ""}}), outgrow::config_error);
   CHECK_THROWS_AS(tier({.default_ttl = 0s}), outgrow::config_error);
   CHECK_THROWS_AS(tier({.pool_size = 0}), outgrow::config_error);
-  CHECK_THROWS_AS(tier({.command_timeout = 0s}), outgrow::config_error);
+  CHECK_THROWS_AS(tier({.connection = {.command_timeout = 0s}}), outgrow::config_error);
   CHECK_THROWS_AS(tier({.max_batch = 0}), outgrow::config_error);
   try {
     tier bad({.pool_size = 5000});
@@ -837,9 +856,16 @@ TEST_CASE("redis_tier rejects invalid configuration", "[redis_tier]") {
   } catch (const outgrow::config_error& e) {
     CHECK(std::string(e.what()) == "redis_tier: pool_size must be in [1, 1024], got 5000");
   }
+  try {  // a nested field is named by its path
+    tier bad({.connection = {.port = 0}});
+    FAIL("accepted connection.port 0");
+  } catch (const outgrow::config_error& e) {
+    CHECK(std::string(e.what()) ==
+          "redis_tier: connection.port must be in [1, 65535], got 0");
+  }
   // Nothing listens: construction still succeeds (lazy connect), calls are misses.
-  tier unreachable({.port = 1, .connect_timeout = 100ms});
+  tier unreachable({.connection = {.port = 1, .connect_timeout = 100ms}});
   CHECK_FALSE(unreachable.get("k"));
   CHECK_FALSE(unreachable.put("k", "v"));
-  CHECK(unreachable.stats().connect_failures >= 1);
+  CHECK(unreachable.metrics().connect_failures >= 1);
 }

@@ -277,7 +277,7 @@ TEST_CASE("dead_letter_queue metrics report size and the oldest entry age",
   CHECK(m.capacity == 10);
   CHECK(m.oldest_age == 30s);
   const std::string text = fmt::format("{}", m);
-  CHECK(text.find("dead_letter_metrics{size=1") == 0);
+  CHECK(text.find("dead_letter_queue_metrics{size=1") == 0);
   CHECK(text.find("oldest_age=30000000000ns") != std::string::npos);
 }
 

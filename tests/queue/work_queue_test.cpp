@@ -85,7 +85,7 @@ static_assert(outgrow::backoff_policy<first_retry_only>);
 
 TEST_CASE("log_histogram buckets are at most 12.5 percent wide and contiguous",
           "[work_queue][histogram]") {
-  using h = outgrow::detail::log_histogram;
+  using h = outgrow::log_histogram;
   CHECK(h::bucket_count == 344);
   std::size_t previous = 0;
   std::mt19937_64 rng(7);
@@ -113,9 +113,9 @@ TEST_CASE("log_histogram buckets are at most 12.5 percent wide and contiguous",
 TEST_CASE(
     "log_histogram percentiles never undershoot and overshoot by at most 12.5 percent",
     "[work_queue][histogram]") {
-  auto hist = std::make_unique<outgrow::detail::log_histogram>();
+  auto hist = std::make_unique<outgrow::log_histogram>();
   for (std::uint64_t v = 1; v <= 10'000; ++v) hist->record(v * 1000);  // 1 us .. 10 ms
-  auto counts = std::make_unique<outgrow::detail::log_histogram::counts>();
+  auto counts = std::make_unique<outgrow::log_histogram::counts>();
   counts->add(*hist);
   CHECK(counts->total == 10'000);
   CHECK(counts->max == 10'000'000);
@@ -126,7 +126,7 @@ TEST_CASE(
     CHECK(got <= truth * 1.125);
   }
   CHECK(counts->percentile(1.0) == 10'000'000);
-  outgrow::detail::log_histogram::counts empty;
+  outgrow::log_histogram::counts empty;
   CHECK(empty.percentile(0.5) == 0);
 }
 
@@ -789,7 +789,7 @@ TEST_CASE("set_workers shrinks and grows the set of running workers", "[work_que
 // overflow policies
 // ---------------------------------------------------------------------------------
 
-TEST_CASE("overflow reject returns rejected_full and leaves the job with the caller",
+TEST_CASE("overflow reject returns rejected_full and hands the job back",
           "[work_queue][overflow]") {
   work_queue<std::unique_ptr<int>> q({.capacity = 2,
                                       .workers = 0,
@@ -802,10 +802,47 @@ TEST_CASE("overflow reject returns rejected_full and leaves the job with the cal
   const auto r = q.submit(std::move(third));
   CHECK(r.status == submit_status::rejected_full);
   CHECK_FALSE(r);
-  REQUIRE(third != nullptr);  // NOLINT(bugprone-use-after-move): untouched when refused
-  CHECK(*third == 3);
+  REQUIRE(r.rejected.has_value());  // handed back in the result when refused
+  REQUIRE(*r.rejected != nullptr);
+  CHECK(**r.rejected == 3);
   CHECK(q.metrics().rejected == 1);
   CHECK(q.metrics().accepted == 2);
+}
+
+TEST_CASE("a refused job comes back in the submit result whatever the reason",
+          "[work_queue][overflow]") {
+  using move_only = std::unique_ptr<int>;
+  std::vector<int> shed;
+  auto q = std::make_unique<work_queue<move_only>>(
+      outgrow::work_queue_config{.capacity = 2,
+                                 .workers = 0,
+                                 .scale_from_zero = true,
+                                 .overflow = overflow_policy::reject},
+      [](move_only&) {});
+  auto submit = [&](move_only o, std::optional<std::string> key) {
+    auto r = key ? q->submit(std::move(o), *key) : q->submit(std::move(o));
+    if (!r) {
+      REQUIRE(r.rejected.has_value());
+      shed.push_back(**r.rejected);
+    } else {
+      CHECK_FALSE(r.rejected.has_value());  // taken: nothing to hand back
+    }
+    return r.status;
+  };
+  CHECK(submit(std::make_unique<int>(1), "k") == submit_status::accepted);
+  CHECK(submit(std::make_unique<int>(2), "k") == submit_status::duplicate);
+  CHECK(submit(std::make_unique<int>(3), std::nullopt) == submit_status::accepted);
+  CHECK(submit(std::make_unique<int>(4), std::nullopt) == submit_status::rejected_full);
+  auto t = q->try_submit(std::make_unique<int>(5));
+  CHECK(t.status == submit_status::rejected_full);
+  REQUIRE(t.rejected.has_value());
+  CHECK(**t.rejected == 5);
+  // The status alone still converts: submit_result keeps only the status.
+  const outgrow::submit_result status_only = q->try_submit(std::make_unique<int>(6));
+  CHECK(status_only.status == submit_status::rejected_full);
+  CHECK(q->stop(0s).size() == 2);
+  CHECK(submit(std::make_unique<int>(7), std::nullopt) == submit_status::stopped);
+  CHECK(shed == std::vector<int>{2, 4, 7});
 }
 
 TEST_CASE("overflow block times out and then succeeds once workers make room",
@@ -817,8 +854,10 @@ TEST_CASE("overflow block times out and then succeeds once workers make room",
     REQUIRE(q->submit(job{1}));
     REQUIRE(q->submit(job{2}));
     job third{3};
-    CHECK(q->submit(std::move(third)).status == submit_status::timed_out);
-    CHECK(third.id == 3);
+    const auto timed_out = q->submit(std::move(third));
+    CHECK(timed_out.status == submit_status::timed_out);
+    REQUIRE(timed_out.rejected.has_value());
+    CHECK(timed_out.rejected->id == 3);
     CHECK(q->try_submit(job{4}).status == submit_status::rejected_full);
   }
   {

@@ -512,9 +512,10 @@ TEST_CASE("metrics print with fmt", "[circuit_breaker]") {
   manual_clock clock;
   breaker<> cb({}, clock);
   succeed(cb, 3);
-  CHECK(fmt::format("{}", cb.metrics()) ==
-        "breaker_metrics{state=closed, calls=3, successes=3, failures=0, ignored=0, "
-        "rejected=0, slow_calls=0, transitions=0, failure_rate=0, slow_call_rate=0}");
+  CHECK(
+      fmt::format("{}", cb.metrics()) ==
+      "circuit_breaker_metrics{state=closed, calls=3, successes=3, failures=0, ignored=0, "
+      "rejected=0, slow_calls=0, transitions=0, failure_rate=0, slow_call_rate=0}");
   CHECK(fmt::format("{}", breaker_state::half_open) == "half_open");
 }
 
@@ -764,4 +765,92 @@ TEST_CASE("tripping on a clock near time_point max does not overflow",
   fail(cb);
   CHECK(cb.state() != breaker_state::closed);
   CHECK(cb.metrics().transitions >= 1);
+}
+
+// ---- a user-defined window: breaker_window is an open concept ----------------------
+
+namespace user {
+
+/// Opens after `failure_threshold` failures since the breaker last closed, in a row or
+/// not (a success does not forgive them), and reports its counts as a window. Defined
+/// here, outside the library: a window needs no edit of circuit_breaker.hpp.
+class total_failures_window {
+ public:
+  explicit total_failures_window(const outgrow::circuit_breaker_config& c) noexcept
+      : limit_(c.failure_threshold) {}
+  static void validate(outgrow::circuit_breaker_config& c) {
+    outgrow::require_in_range("circuit_breaker", "failure_threshold", c.failure_threshold,
+                              1U, 100U);
+  }
+  bool record(const outgrow::breaker_outcome& o) noexcept {
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    if (!o.failed) return false;
+    return failures_.fetch_add(1, std::memory_order_relaxed) + 1 >= limit_;
+  }
+  outgrow::breaker_window_counts counts(std::chrono::nanoseconds) const noexcept {
+    return {.calls = calls_.load(std::memory_order_relaxed),
+            .failures = failures_.load(std::memory_order_relaxed),
+            .slow = 0};
+  }
+  void clear() noexcept {
+    calls_.store(0, std::memory_order_relaxed);
+    failures_.store(0, std::memory_order_relaxed);
+  }
+
+ private:
+  std::uint64_t limit_;
+  std::atomic<std::uint64_t> calls_{0};
+  std::atomic<std::uint64_t> failures_{0};
+};
+
+/// The smallest conforming window (as in breaker_window.hpp's header comment).
+struct first_failure_window {
+  explicit first_failure_window(const outgrow::circuit_breaker_config&) {}
+  bool record(const outgrow::breaker_outcome& o) noexcept { return o.failed; }
+  outgrow::breaker_window_counts counts(std::chrono::nanoseconds) const noexcept {
+    return {};
+  }
+  void clear() noexcept {}
+};
+
+}  // namespace user
+
+static_assert(outgrow::breaker_window<user::total_failures_window>);
+static_assert(outgrow::breaker_window<user::first_failure_window>);
+static_assert(!outgrow::breaker_window<int>);
+
+TEST_CASE("a user-defined window decides when the breaker opens",
+          "[circuit_breaker][window]") {
+  manual_clock clock;
+  breaker<user::total_failures_window> cb({.failure_threshold = 3}, clock);
+  // S F S F S: two failures, never two in a row; consecutive_failures{3} would not open.
+  succeed(cb);
+  fail(cb);
+  succeed(cb);
+  fail(cb);
+  succeed(cb);
+  CHECK(cb.state() == breaker_state::closed);
+  auto m = cb.metrics();
+  CHECK(m.window_calls == 5);
+  CHECK(m.failure_rate == 40.0);
+  CHECK(m.consecutive_failures == 0);
+  fail(cb);  // the third failure opens it
+  CHECK(cb.state() == breaker_state::open);
+  // Closing again clears the window: the count starts over.
+  cb.reset();
+  CHECK(cb.metrics().window_calls == 0);
+  fail(cb, 2);
+  CHECK(cb.state() == breaker_state::closed);
+  // The window's validate() runs with the breaker's own checks.
+  CHECK_THROWS_AS(breaker<user::total_failures_window>({.failure_threshold = 0}, clock),
+                  outgrow::config_error);
+  CHECK_THROWS_AS(breaker<user::total_failures_window>({.open_for = 0s}, clock),
+                  outgrow::config_error);
+
+  breaker<user::first_failure_window> strict({}, clock);
+  succeed(strict, 10);
+  CHECK(strict.state() == breaker_state::closed);
+  fail(strict);
+  CHECK(strict.state() == breaker_state::open);
+  CHECK(strict.metrics().window_calls == 0);  // it keeps no counts
 }

@@ -44,8 +44,8 @@ TEST_CASE("hybrid logical clock is monotonic and respects causality under skew",
   CHECK(t4.logical == 0);
   CHECK(t4 > t3);
   // try_update refuses a timestamp far ahead of local physical time (max_offset 500 ms).
-  const outgrow::hlc_timestamp future{.wall_ns = std::chrono::nanoseconds(200s).count(),
-                                      .node = 3};
+  const outgrow::hybrid_timestamp future{.wall_ns = std::chrono::nanoseconds(200s).count(),
+                                         .node = 3};
   CHECK_FALSE(b.try_update(future));
   CHECK(b.last() == t3);
   CHECK_THROWS_AS(
@@ -128,8 +128,8 @@ TEST_CASE("a remote counter at UINT32_MAX never makes the clock go backwards",
   outgrow::hybrid_logical_clock<manual_clock> c(1, {}, t);
   const std::int64_t now_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(100s + 1ms).count();
-  const outgrow::hlc_timestamp remote{now_ns, UINT32_MAX, 2};
-  const outgrow::hlc_timestamp got = c.update(remote);
+  const outgrow::hybrid_timestamp remote{now_ns, UINT32_MAX, 2};
+  const outgrow::hybrid_timestamp got = c.update(remote);
   CHECK(got > remote);  // the counter carries into the wall component
   CHECK(got.wall_ns == now_ns + 1);
   CHECK(got.logical == 0);

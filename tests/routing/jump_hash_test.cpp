@@ -22,9 +22,7 @@ static_assert(jump_hash(1, 1) == 0);  // usable in constant expressions
 
 // lookup(key) exists only for keys the Hasher can hash.
 template <class P, class Key>
-concept can_look_up = requires(const P& p, const Key& key) {
-  p.lookup(key);
-};
+concept can_look_up = requires(const P& p, const Key& key) { p.lookup(key); };
 static_assert(can_look_up<jump, std::string_view>);
 static_assert(can_look_up<jump, int>);
 static_assert(!can_look_up<jump, std::vector<int>>);

@@ -64,8 +64,8 @@ void fail_endpoint(B& b, const std::string& target, int failures) {
 static_assert(outgrow::balancing_policy<outgrow::round_robin>);
 static_assert(outgrow::balancing_policy<outgrow::ip_hash>);
 static_assert(!outgrow::balancing_policy<int>);
-static_assert(outgrow::metrics_snapshot<outgrow::lb_metrics>);
-static_assert(outgrow::metrics_snapshot<outgrow::endpoint_stats<std::string>>);
+static_assert(outgrow::metrics_snapshot<outgrow::load_balancer_metrics>);
+static_assert(outgrow::metrics_snapshot<outgrow::endpoint_metrics<std::string>>);
 
 // nginx conformance of the sequences: load_balancer_conformance_test.cpp. These pin how
 // double weights become nginx's integer weights (see "Smooth WRR" in the header).
@@ -575,7 +575,7 @@ TEST_CASE("a lease outcome counts after its endpoint is replaced by add",
   // The old "a" failing does not touch the new one's health.
   CHECK(b.status("a") == endpoint_status::available);
   const std::string text = fmt::format("{}", r);
-  CHECK(text.rfind("lb_removed_stats{picks=1, successes=0, failures=1,", 0) == 0);
+  CHECK(text.rfind("removed_endpoint_metrics{picks=1, successes=0, failures=1,", 0) == 0);
 }
 
 TEST_CASE("bad balancer input throws config_error", "[load_balancer]") {
@@ -664,9 +664,10 @@ TEST_CASE("config fields the configuration never reads must keep their defaults"
       lb<round_robin>({"a"}, {.slow_start_window = 10s}),
       "load_balancer: slow_start_window must be 0s (the default) under "
       "round_robin: slow start ramps weights, which it does not use, got 10s");
-  CHECK_THROWS_WITH(lb<outgrow::random_choice>({"a"}, {.slow_start_window = 10s}),
-                    "load_balancer: slow_start_window must be 0s (the default) under "
-                    "random: slow start ramps weights, which it does not use, got 10s");
+  CHECK_THROWS_WITH(
+      lb<outgrow::random_choice>({"a"}, {.slow_start_window = 10s}),
+      "load_balancer: slow_start_window must be 0s (the default) under "
+      "random_choice: slow start ramps weights, which it does not use, got 10s");
   CHECK_THROWS_WITH(lb<key_hash>({"a"}, {.slow_start_window = 10s}),
                     "load_balancer: slow_start_window must be 0s (the default) under "
                     "key_hash: slow start ramps weights, which it keeps as configured on "
@@ -690,9 +691,10 @@ TEST_CASE("config fields the configuration never reads must keep their defaults"
                     "load_balancer: latency_stale_after must be 10s (the default) under "
                     "power_of_two_choices: only least_response_time reads it, got 1s");
   CHECK_NOTHROW(lb<least_response_time>({"a"}, {.latency_stale_after = 1s}));
-  CHECK_THROWS_WITH(lb<least_connections>({"a"}, {.seed = 42}),
-                    "load_balancer: seed must be 0 (the default) under least_connections: "
-                    "the policy draws no random numbers, got 42");
+  CHECK_THROWS_WITH(
+      lb<least_connections>({"a"}, {.seed = 42}),
+      "load_balancer: seed must be unset (the default) under least_connections: "
+      "the policy draws no random numbers, got 42");
   CHECK_THROWS_AS(lb<round_robin>({"a"}, {.seed = 42}), outgrow::config_error);
   CHECK_THROWS_AS(lb<weighted_round_robin>({"a"}, {.seed = 42}), outgrow::config_error);
   CHECK_NOTHROW(lb<key_hash>({"a"}, {.seed = 42}));  // pick() without a key draws
@@ -756,9 +758,9 @@ TEST_CASE("balancer metrics print with fmt", "[load_balancer]") {
     l.success();
   }
   const std::string m = fmt::format("{}", b.metrics());
-  CHECK(m.rfind("lb_metrics{picks=1, successes=1,", 0) == 0);
+  CHECK(m.rfind("load_balancer_metrics{picks=1, successes=1,", 0) == 0);
   const std::string e = fmt::format("{}", b.endpoints()[0]);
-  CHECK(e.rfind("endpoint_stats{endpoint=a, status=available,", 0) == 0);
+  CHECK(e.rfind("endpoint_metrics{endpoint=a, status=available,", 0) == 0);
   CHECK(fmt::format("{}", endpoint_status::ejected) == "ejected");
 }
 

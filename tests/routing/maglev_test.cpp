@@ -23,9 +23,7 @@ static_assert(outgrow::maglev_config{}.table_size == 65537);
 
 // lookup(key) exists only for keys the Hasher can hash.
 template <class P, class Key>
-concept can_look_up = requires(const P& p, const Key& key) {
-  p.lookup(key);
-};
+concept can_look_up = requires(const P& p, const Key& key) { p.lookup(key); };
 static_assert(can_look_up<maglev, std::string_view>);
 static_assert(can_look_up<maglev, int>);
 static_assert(!can_look_up<maglev, std::vector<int>>);

@@ -147,8 +147,8 @@ model_result run_model(consistency mode) {
 }
 }  // namespace
 
-static_assert(outgrow::metrics_snapshot<outgrow::splitter_metrics>);
-static_assert(outgrow::metrics_snapshot<outgrow::splitter_endpoint_stats<std::string>>);
+static_assert(outgrow::metrics_snapshot<outgrow::read_write_splitter_metrics>);
+static_assert(outgrow::metrics_snapshot<outgrow::splitter_endpoint_metrics<std::string>>);
 static_assert(outgrow::read_write_splitter_config{}.time_window == 2s);
 static_assert(!outgrow::read_write_splitter_config{}.primary_accepts_reads);
 
@@ -460,7 +460,7 @@ TEST_CASE("bad splitter input throws config_error", "[read_write_splitter]") {
       "read_write_splitter: replicas.max_ejection_time must be in [1min, 24h] (not below "
       "base_ejection_time), got 30s");
   CHECK_THROWS_WITH(splitter("p", {}, {.replicas = {.seed = 42}}),
-                    "read_write_splitter: replicas.seed must be 0 (the default) under "
+                    "read_write_splitter: replicas.seed must be unset (the default) under "
                     "least_connections: the policy draws no random numbers, got 42");
   CHECK_THROWS_WITH(splitter("p", {}, {.replicas = {.ring_vnodes = 10}}),
                     "read_write_splitter: replicas.ring_vnodes must be 160 (the default) "
@@ -488,8 +488,10 @@ TEST_CASE("splitter metrics and endpoints print with fmt", "[read_write_splitter
   db.write(s).success(3);
   read_once(db, s);
   const std::string m = fmt::format("{}", db.metrics());
-  CHECK(m.rfind("splitter_metrics{reads_to_replicas=0, reads_to_primary=1, writes=1,", 0) ==
-        0);
+  CHECK(
+      m.rfind(
+          "read_write_splitter_metrics{reads_to_replicas=0, reads_to_primary=1, writes=1,",
+          0) == 0);
   const std::string e = fmt::format("{}", db.endpoints()[0]);
   CHECK(e.rfind("splitter_endpoint{connection=p, role=primary,", 0) == 0);
   CHECK(fmt::format("{}", consistency::read_your_writes) == "read_your_writes");

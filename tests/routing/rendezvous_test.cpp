@@ -28,9 +28,7 @@ static_assert(std::is_same_v<rendezvous::hasher_type, outgrow::xxh3_hasher>);
 
 // lookup(key) exists only for keys the Hasher can hash.
 template <class P, class Key>
-concept can_look_up = requires(const P& p, const Key& key) {
-  p.lookup(key);
-};
+concept can_look_up = requires(const P& p, const Key& key) { p.lookup(key); };
 static_assert(can_look_up<rendezvous, std::string_view>);
 static_assert(can_look_up<rendezvous, int>);
 static_assert(!can_look_up<rendezvous, std::vector<int>>);

@@ -1,4 +1,6 @@
+#include <outgrow/routing/concurrent_placement.hpp>
 #include <outgrow/routing/maglev.hpp>
+#include <outgrow/routing/placement.hpp>
 #include <outgrow/routing/shard_router.hpp>
 
 #include <atomic>
@@ -204,6 +206,61 @@ TEST_CASE("redis_cluster_slots plugs into the router with an exact plan",
   CHECK(plan.exact);
   CHECK(plan.moved_fraction > 0.3);
   CHECK_FALSE(plan.moves.empty());
+}
+
+namespace {
+// Policies written outside the library, as a user would: the smallest conforming
+// types from the header comments of routing/placement.hpp and shard_router.hpp.
+struct one_node {
+  using node_type = int;
+  int n = 0;
+  const int* lookup_hash(std::uint64_t) const noexcept { return &n; }
+  std::size_t size() const noexcept { return 1; }
+};
+
+struct everything_on_zero {
+  shard_id route(const auto&) const noexcept { return 0; }
+  std::size_t shard_count() const noexcept { return 1; }
+};
+}  // namespace
+
+TEST_CASE("a user placement policy works with the measuring helpers and the wrapper",
+          "[shard_router][placement][user]") {
+  static_assert(outgrow::placement<one_node>);
+  const one_node p{.n = 7};
+  CHECK(outgrow::moved_fraction(p, p, 1'000) == 0.0);
+  CHECK(outgrow::peak_to_mean(p, 1'000) == 1.0);
+  const auto counts = outgrow::key_counts(p, 1'000);
+  REQUIRE(counts.size() == 1);
+  CHECK(counts[0].first == 7);
+  CHECK(counts[0].second == 1'000);
+  // Against a library policy: every key whose owner is not 7 moved.
+  const outgrow::maglev_placement<int> m({7, 8});
+  const double moved = outgrow::moved_fraction(p, m, 10'000);
+  CHECK(moved > 0.4);
+  CHECK(moved < 0.6);
+  outgrow::concurrent_placement<one_node> shared(one_node{.n = 3});
+  CHECK(shared.lookup_hash(42) == 3);
+  shared.update([](one_node& q) { q.n = 4; });
+  CHECK(shared.lookup_hash(42) == 4);
+  CHECK(shared.size() == 1);
+}
+
+TEST_CASE("a user shard strategy plugs into the router", "[shard_router][user]") {
+  static_assert(outgrow::shard_strategy<everything_on_zero, std::string>);
+  shard_router<std::string, everything_on_zero> router(everything_on_zero{});
+  CHECK(router.route("user:1") == 0);
+  CHECK(router.route("user:2") == 0);
+  CHECK(router.shard_count() == 1);
+  CHECK(router.load_report().total() == 2);
+  // No diff(): the plan knows the shard counts only, until sample keys are given.
+  const std::vector<std::string> sample{"a", "b"};
+  const auto unknown = router.plan(everything_on_zero{});
+  CHECK(std::isnan(unknown.moved_fraction));
+  CHECK(unknown.shards_after == 1);
+  const auto measured = router.plan(everything_on_zero{}, sample);
+  CHECK(measured.moved_fraction == 0.0);
+  CHECK(measured.sample_size == 2);
 }
 
 TEST_CASE("group_by_shard and scatter_gather cover every key once",

@@ -235,18 +235,18 @@ inline std::optional<trace> load_trace(const std::string& path) {
   return out;
 }
 
-/// Where the CloudPhysics trace lives: $OUTGROW_TRACE_DIR if set, else
-/// <source dir>/../shared/traces (tests), else ../shared/traces from the working
-/// directory.
+/// Where the CloudPhysics trace lives: $OUTGROW_TRACE_DIR if set, else tests/traces in
+/// the source tree (not committed: copy libCacheSim's data/cloudPhysicsIO.txt there as
+/// cloudphysics_io.txt). Without it the tests that need it are reported as skipped.
 inline std::string cloudphysics_trace_path() {
   std::string dir;
   if (const char* env = std::getenv("OUTGROW_TRACE_DIR"); env != nullptr && *env != 0) {
     dir = env;
   } else {
 #ifdef OUTGROW_SOURCE_DIR
-    dir = std::string(OUTGROW_SOURCE_DIR) + "/../shared/traces";
+    dir = std::string(OUTGROW_SOURCE_DIR) + "/tests/traces";
 #else
-    dir = "../shared/traces";
+    dir = "tests/traces";
 #endif
   }
   return dir + "/cloudphysics_io.txt";

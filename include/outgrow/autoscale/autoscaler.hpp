@@ -62,6 +62,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -81,7 +82,7 @@
 #include <outgrow/autoscale/scaling_policy.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
 
 namespace outgrow {
 
@@ -135,8 +136,8 @@ struct scaling_decision {
 };
 
 /// Counters and the latest state, as a metrics snapshot.
-struct autoscaler_stats {
-  static constexpr std::string_view metrics_name = "autoscaler_stats";
+struct autoscaler_metrics {
+  static constexpr std::string_view metrics_name = "autoscaler_metrics";
   std::uint64_t evaluations = 0;
   std::uint64_t scale_ups = 0;      ///< evaluations that decided to scale up
   std::uint64_t scale_downs = 0;    ///< evaluations that decided to scale down
@@ -199,6 +200,9 @@ template <clock_source Clock = steady_clock_source>
 requires std::same_as<typename Clock::time_point, scaling_time_point>
 class autoscaler {
  public:
+  /// Throws: config_error if max_replicas is outside [1, 1000000], min_replicas outside
+  /// [0, max_replicas], stale_after outside (0, 24 h] or history outside [stale_after,
+  /// 31 days].
   explicit autoscaler(autoscaler_config config = {}, Clock clock = {})
       : config_(validated(config)),
         clock_(std::move(clock)),
@@ -209,8 +213,8 @@ class autoscaler {
   autoscaler& operator=(const autoscaler&) = delete;
   ~autoscaler() { stop(); }
 
-  /// Adds a policy (consulted in the order added). Throws config_error when the
-  /// policy needs more replica history than `history` keeps.
+  /// Adds a policy (consulted in the order added).
+  /// Throws: config_error if the policy's history_needed() exceeds config().history.
   template <scaling_policy P>
   autoscaler& add_policy(P policy) {
     if constexpr (requires(const P& p) {
@@ -272,7 +276,8 @@ class autoscaler {
   }
 
   /// Tells the autoscaler the replica count (ready + starting) and how many of them
-  /// are still starting. Throws config_error unless 0 <= not_ready <= current.
+  /// are still starting.
+  /// Throws: config_error if current < 0 or not_ready is outside [0, current].
   void set_replicas(int current, int not_ready = 0) {
     require_at_least("autoscaler", "set_replicas(current)", current, 0);
     require_in_range("autoscaler", "set_replicas(not_ready)", not_ready, 0, current);
@@ -315,7 +320,11 @@ class autoscaler {
   }
 
   /// Decides and acts (see the header comment), at clock.now().
+  /// Throws: whatever the on_scale actuator throws (counted in actuation_failures; the
+  /// replica count is left unchanged).
   scaling_decision tick() { return tick(clock_.now()); }
+  /// As tick(), at `now`.
+  /// Throws: whatever the on_scale actuator throws, as tick().
   scaling_decision tick(scaling_time_point now) {
     std::shared_ptr<const actuator_fn> actuator;
     scaling_decision d;
@@ -351,8 +360,9 @@ class autoscaler {
     return d;
   }
 
-  /// Ticks every `period` on a steady_timer on `executor` until stop(). Throws
-  /// config_error if already running or period <= 0.
+  /// Ticks every `period` on a steady_timer on `executor` until stop() (a throwing
+  /// actuator is counted and the driver keeps going).
+  /// Throws: config_error if period <= 0 or the driver is already running.
   void start(boost::asio::any_io_executor executor,
              std::chrono::nanoseconds period = std::chrono::seconds{15}) {
     require(period > std::chrono::nanoseconds{0}, "autoscaler", "start(period)", "> 0",
@@ -387,9 +397,9 @@ class autoscaler {
     return driver_ != nullptr;
   }
 
-  [[nodiscard]] autoscaler_stats stats() const {
+  [[nodiscard]] autoscaler_metrics metrics() const {
     std::lock_guard lock(mutex_);
-    autoscaler_stats s = stats_;
+    autoscaler_metrics s = stats_;
     s.current = current_;
     s.not_ready = not_ready_;
     return s;
@@ -538,7 +548,7 @@ class autoscaler {
   int not_ready_ = 0;
   bool baseline_set_ = false;
   std::shared_ptr<const actuator_fn> actuator_;
-  autoscaler_stats stats_;
+  autoscaler_metrics stats_;
   std::optional<scaling_decision> last_;
   mutable std::mutex driver_mutex_;
   std::shared_ptr<driver> driver_;

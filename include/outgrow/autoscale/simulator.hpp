@@ -9,7 +9,7 @@
 // an `autoscaler<manual_clock>` with your policies gets the period's metrics and
 // ticks; its decisions add (starting) or remove (starting first) replicas.
 //
-//   auto trace = outgrow::load_trace::black_friday(1000.0);
+//   auto trace = outgrow::load_trace::black_friday(1000.0);  // ±5 % noise, random seed
 //   outgrow::simulator sim(trace, {.capacity_per_replica = 100, .startup = 60s});
 //   outgrow::autoscaler_config limits{.min_replicas = 2, .max_replicas = 200};
 //   std::vector<outgrow::simulation_result> runs;
@@ -39,15 +39,9 @@
 // Outputs: comparison_table(), write_csv(), write_report_csv(), write_svg() /
 // write_svg_file(), sparkline() (Unicode blocks ▁▂▃▄▅▆▇█).
 //
-// Traces: steady (+ correlated noise), diurnal, spike (5×), black_friday (10× ramp),
-// sawtooth, recurring_spike (daily), from_csv ("seconds,rate" lines). Noise is a
-// seeded AR(1) process (hash-based normal draws): the same seed gives the same trace
-// on every platform. Limits: a trace has at most 31 days of 1-second points
-// (load_trace::max_length; nothing is allocated before that is checked), factory and
-// CSV rates are finite and in [0, 1e12] requests/s, factors in [0, 1e6], spike marks
-// inside the trace; a NaN, negative or out-of-range argument, a malformed CSV line
-// (reported by line number) or an unused noise field is a config_error naming
-// load_trace — never a silent clamp.
+// Traces (autoscale/load_trace.hpp): steady, diurnal, spike, black_friday, sawtooth,
+// recurring_spike and from_csv; noise is seeded (trace_noise::seed: set for the same
+// trace on every run).
 //
 // Thread-safety: a simulator is immutable after construction; run() may be called
 // from several threads at once (each run has its own autoscaler and clock).
@@ -56,30 +50,28 @@
 #pragma once
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <fstream>
-#include <istream>
-#include <numbers>
-#include <optional>
+#include <iterator>
 #include <ostream>
 #include <span>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include <outgrow/autoscale/autoscaler.hpp>
+#include <outgrow/autoscale/detail/trace_input.hpp>
+#include <outgrow/autoscale/load_trace.hpp>
 #include <outgrow/autoscale/scaling_policy.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
-#include <outgrow/core/hash.hpp>
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
 
 namespace outgrow {
 
@@ -91,365 +83,6 @@ inline constexpr std::string_view rps_per_replica = "rps_per_replica";
 inline constexpr std::string_view backlog = "backlog";
 inline constexpr std::string_view latency_ms = "latency_ms";
 }  // namespace sim_metric
-
-/// Multiplicative noise on a trace: rate × max(0, 1 + relative × x), x an AR(1)
-/// process with unit variance and time constant `correlation`. With relative = 0 (no
-/// noise) correlation and seed are never read and must keep their defaults.
-struct trace_noise {
-  double relative = 0.0;                 ///< [0, 1]
-  std::chrono::seconds correlation{30};  ///< [1 s, 1 day]
-  std::uint64_t seed = 1;
-};
-
-namespace detail {
-/// `s` without leading and trailing spaces and tabs.
-[[nodiscard]] inline std::string_view trim_blanks(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-/// The whole of `s` (blanks around it aside) as a number, or nullopt (std::from_chars:
-/// no locale, no trailing garbage; "inf" and "nan" parse and are checked by the caller).
-[[nodiscard]] inline std::optional<double> parse_number(std::string_view s) noexcept {
-  s = trim_blanks(s);
-  if (s.empty()) return std::nullopt;
-  double v = 0.0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-/// A duration for an error message, also one too large for describe_duration (which
-/// converts to nanoseconds: seconds::max() would overflow there).
-template <class Rep, class Period>
-[[nodiscard]] std::string describe_any_duration(std::chrono::duration<Rep, Period> d) {
-  constexpr std::chrono::hours century{24 * 365 * 100};
-  if (d >= -century && d <= century) return describe_duration(d);
-  return fmt::format("{}", d);
-}
-/// require_in_range for durations of any size (see describe_any_duration).
-template <class D, class Lo, class Hi>
-void require_duration_in(std::string_view primitive, std::string_view field, D d, Lo lo,
-                         Hi hi) {
-  if (!(lo <= d && d <= hi)) [[unlikely]] {
-    throw config_error(
-        primitive, field,
-        fmt::format("in [{}, {}]", describe_any_duration(lo), describe_any_duration(hi)),
-        describe_any_duration(d));
-  }
-}
-/// A line of untrusted input for an error message: quoted, cut at 80 characters.
-[[nodiscard]] inline std::string quote_line(std::string_view s) {
-  return s.size() <= 80 ? fmt::format("\"{}\"", s)
-                        : fmt::format("\"{}...\"", s.substr(0, 80));
-}
-}  // namespace detail
-
-/// Requests per second for each second of a simulated period, with spike marks.
-///
-/// Limits (every factory throws config_error naming load_trace, the field or CSV line,
-/// the allowed range and the value): at most `max_length` = 31 days of 1-second points
-/// (2,678,400 points, 21 MB; nothing is allocated before the length is checked); rates
-/// given to a factory or read from CSV finite and in [0, max_rate = 1e12] requests/s;
-/// factors in [0, max_factor = 1e6]; durations and periods in their documented ranges
-/// (all at most max_length); spike marks inside the trace.
-class load_trace {
- public:
-  /// The longest trace: 31 days of 1-second points.
-  static constexpr std::chrono::seconds max_length{std::chrono::hours{24 * 31}};
-  /// The largest rate a factory or from_csv accepts, requests/s.
-  static constexpr double max_rate = 1e12;
-  /// The largest spike / Black Friday factor.
-  static constexpr double max_factor = 1e6;
-
-  /// Any finite rates >= 0, one per second (at most max_length of them); spike marks
-  /// in [0, length).
-  load_trace(std::string name, std::vector<double> rates,
-             std::vector<std::chrono::seconds> spikes = {})
-      : name_(std::move(name)), rates_(std::move(rates)), spikes_(std::move(spikes)) {
-    require(!rates_.empty(), "load_trace", "rates", "non-empty", "an empty list");
-    require(rates_.size() <= static_cast<std::size_t>(max_length.count()), "load_trace",
-            "rates", "at most 2678400 points (31 days of seconds)", rates_.size());
-    for (std::size_t i = 0; i < rates_.size(); ++i) {
-      require(std::isfinite(rates_[i]) && rates_[i] >= 0.0, "load_trace",
-              fmt::format("rates[{}]", i), ">= 0 and finite", rates_[i]);
-    }
-    for (std::chrono::seconds m : spikes_) {
-      require(m.count() >= 0 && m < length(), "load_trace", "spikes",
-              fmt::format("in [0s, {}) (inside the trace)",
-                          detail::describe_duration(length())),
-              detail::describe_any_duration(m));
-    }
-    std::sort(spikes_.begin(), spikes_.end());
-  }
-
-  [[nodiscard]] std::string_view name() const noexcept { return name_; }
-  [[nodiscard]] std::chrono::seconds length() const noexcept {
-    return std::chrono::seconds{static_cast<std::int64_t>(rates_.size())};
-  }
-  /// The rate during second s (the last rate after the end).
-  [[nodiscard]] double rate(std::int64_t s) const noexcept {
-    if (s < 0) return rates_.front();
-    const auto i = static_cast<std::size_t>(s);
-    return i < rates_.size() ? rates_[i] : rates_.back();
-  }
-  [[nodiscard]] const std::vector<double>& rates() const noexcept { return rates_; }
-  /// The instants the trace reaches a spike's peak (for time-to-absorb).
-  [[nodiscard]] const std::vector<std::chrono::seconds>& spikes() const noexcept {
-    return spikes_;
-  }
-  [[nodiscard]] double peak() const noexcept {
-    return *std::max_element(rates_.begin(), rates_.end());
-  }
-
-  /// A flat rate with noise (default ±10 %, 10 s correlation). length in [1 s, 31 days].
-  static load_trace steady(double rate, std::chrono::seconds length = std::chrono::hours{2},
-                           trace_noise noise = {0.1, std::chrono::seconds{10}, 1}) {
-    check_rate("rate", rate);
-    return shaped("steady", length, noise, {}, [=](std::int64_t) { return rate; });
-  }
-
-  /// low at t = 0, high half a period later (cosine), repeating. period in [1 s, 31 days].
-  static load_trace diurnal(double low, double high,
-                            std::chrono::seconds length = std::chrono::hours{24},
-                            std::chrono::seconds period = std::chrono::hours{24},
-                            trace_noise noise = {0.05, std::chrono::seconds{60}, 1}) {
-    check_rate("low", low);
-    check_rate("high", high);
-    check_duration("period", period, std::chrono::seconds{1});
-    const auto p = static_cast<double>(period.count());
-    return shaped("diurnal", length, noise, {}, [=](std::int64_t s) {
-      const double phase = 2.0 * std::numbers::pi * static_cast<double>(s) / p;
-      return low + (high - low) * (1.0 - std::cos(phase)) / 2.0;
-    });
-  }
-
-  /// base, then a sudden factor × base at `at` for `hold`, then base again. at in
-  /// [0, length) (the spike mark), hold in [1 s, 31 days].
-  static load_trace spike(double base, double factor = 5.0,
-                          std::chrono::seconds at = std::chrono::minutes{30},
-                          std::chrono::seconds hold = std::chrono::minutes{20},
-                          std::chrono::seconds length = std::chrono::hours{1},
-                          trace_noise noise = {0.05, std::chrono::seconds{30}, 1}) {
-    check_rate("base", base);
-    check_factor(factor);
-    check_length(length);
-    require(at.count() >= 0 && at < length, "load_trace", "at",
-            fmt::format("in [0s, length = {}) (the spike mark lies in the trace)",
-                        detail::describe_duration(length)),
-            detail::describe_any_duration(at));
-    check_duration("hold", hold, std::chrono::seconds{1});
-    const std::int64_t from = at.count();
-    const std::int64_t to = (at + hold).count();
-    return shaped("spike", length, noise, {at}, [=](std::int64_t s) {
-      return s >= from && s < to ? base * factor : base;
-    });
-  }
-
-  /// Black Friday: base for `lead_in`, a linear ramp to factor × base over `ramp`,
-  /// `hold` at the peak, a ramp back down over `ramp`, base until the end. The spike
-  /// mark is the end of the up-ramp: lead_in + ramp < length. lead_in and hold in
-  /// [0, 31 days], ramp in [1 s, 31 days].
-  static load_trace black_friday(double base, double factor = 10.0,
-                                 std::chrono::seconds lead_in = std::chrono::minutes{30},
-                                 std::chrono::seconds ramp = std::chrono::minutes{30},
-                                 std::chrono::seconds hold = std::chrono::minutes{90},
-                                 std::chrono::seconds length = std::chrono::hours{4},
-                                 trace_noise noise = {0.05, std::chrono::seconds{30}, 1}) {
-    check_rate("base", base);
-    check_factor(factor);
-    check_length(length);
-    check_duration("lead_in", lead_in, std::chrono::seconds{0});
-    check_duration("ramp", ramp, std::chrono::seconds{1});
-    check_duration("hold", hold, std::chrono::seconds{0});
-    require(lead_in + ramp < length, "load_trace", "lead_in + ramp",
-            fmt::format("< length = {} (the spike mark lies in the trace)",
-                        detail::describe_duration(length)),
-            lead_in + ramp);
-    const auto l = lead_in.count();
-    const auto r = ramp.count();
-    const auto h = hold.count();
-    return shaped("black_friday", length, noise, {lead_in + ramp}, [=](std::int64_t s) {
-      const double peak = base * factor;
-      if (s < l) return base;
-      if (s < l + r)
-        return base + (peak - base) * static_cast<double>(s - l) / static_cast<double>(r);
-      if (s < l + r + h) return peak;
-      if (s < l + 2 * r + h) {
-        return peak -
-               (peak - base) * static_cast<double>(s - l - r - h) / static_cast<double>(r);
-      }
-      return base;
-    });
-  }
-
-  /// Rises linearly from low to high over each period, then drops back at once.
-  /// period in [1 s, 31 days].
-  static load_trace sawtooth(double low, double high,
-                             std::chrono::seconds period = std::chrono::minutes{20},
-                             std::chrono::seconds length = std::chrono::hours{2},
-                             trace_noise noise = {}) {
-    check_rate("low", low);
-    check_rate("high", high);
-    check_duration("period", period, std::chrono::seconds{1});
-    const auto p = period.count();
-    return shaped("sawtooth", length, noise, {}, [=](std::int64_t s) {
-      return low + (high - low) * static_cast<double>(s % p) / static_cast<double>(p);
-    });
-  }
-
-  /// base with a factor × base spike every `period` at `offset` for `width`, for
-  /// `cycles` periods (e.g. a daily 14:00 rush). period in [1 s, 31 days], offset in
-  /// [0, period), width in [1 s, period], cycles in [1, 1000], period × cycles (the
-  /// length) at most 31 days.
-  static load_trace recurring_spike(double base, double factor = 5.0,
-                                    std::chrono::seconds period = std::chrono::hours{24},
-                                    std::chrono::seconds offset = std::chrono::hours{14},
-                                    std::chrono::seconds width = std::chrono::minutes{30},
-                                    int cycles = 3,
-                                    trace_noise noise = {0.05, std::chrono::seconds{30},
-                                                         1}) {
-    check_rate("base", base);
-    check_factor(factor);
-    check_duration("period", period, std::chrono::seconds{1});
-    require_in_range("load_trace", "cycles", cycles, 1, 1000);
-    require(period * cycles <= max_length, "load_trace", "period * cycles",
-            "at most 744h (31 days: the trace's length)", period * cycles);
-    require(offset.count() >= 0 && offset < period, "load_trace", "offset",
-            fmt::format("in [0s, period = {})", detail::describe_duration(period)),
-            detail::describe_any_duration(offset));
-    detail::require_duration_in("load_trace", "width", width, std::chrono::seconds{1},
-                                period);
-    std::vector<std::chrono::seconds> marks;
-    for (int c = 0; c < cycles; ++c) marks.push_back(period * c + offset);
-    const auto p = period.count();
-    const auto o = offset.count();
-    const auto w = width.count();
-    return shaped("recurring_spike", period * cycles, noise, std::move(marks),
-                  [=](std::int64_t s) {
-                    const auto in = s % p;
-                    return in >= o && in < o + w ? base * factor : base;
-                  });
-  }
-
-  /// Lines "seconds,rate" — two numbers (std::from_chars; blanks around them are
-  /// fine), seconds in [0, 31 days) (fractions are floored) and non-decreasing, rate in
-  /// [0, 1e12]; the rate holds until the next line's second. Line 1 is skipped as a
-  /// header when its first field is not a number; empty lines and '#' comments are
-  /// skipped. Throws config_error naming the line number on anything else: a wrong
-  /// number of columns, a non-number, trailing garbage, NaN/inf, a value out of range.
-  static load_trace from_csv(std::istream& in, std::string name = "csv") {
-    constexpr double last_second = static_cast<double>(max_length.count() - 1);
-    std::vector<std::pair<std::int64_t, double>> points;
-    std::string line;
-    std::size_t line_no = 0;
-    while (std::getline(in, line)) {
-      ++line_no;
-      const std::string_view text = detail::trim_blanks(
-          std::string_view(line).substr(0, line.size() - (line.ends_with('\r') ? 1 : 0)));
-      if (text.empty() || text[0] == '#') continue;
-      const std::size_t comma = text.find(',');
-      const std::optional<double> first = detail::parse_number(text.substr(0, comma));
-      if (line_no == 1 && !first) continue;  // a header
-      std::optional<double> second;
-      if (comma != std::string_view::npos &&
-          text.find(',', comma + 1) == std::string_view::npos) {
-        second = detail::parse_number(text.substr(comma + 1));
-      }
-      require(first.has_value() && second.has_value(), "load_trace",
-              fmt::format("csv line {}", line_no), "two numbers \"seconds,rate\"",
-              detail::quote_line(text));
-      const double sec = *first;
-      const double rate = *second;
-      require_in_range("load_trace", fmt::format("csv line {} seconds", line_no), sec, 0.0,
-                       last_second);
-      const auto s = static_cast<std::int64_t>(std::floor(sec));
-      require(
-          points.empty() || s >= points.back().first, "load_trace",
-          fmt::format("csv line {} seconds", line_no),
-          fmt::format("non-decreasing (>= {})", points.empty() ? 0 : points.back().first),
-          sec);
-      require_in_range("load_trace", fmt::format("csv line {} rate", line_no), rate, 0.0,
-                       max_rate);
-      points.emplace_back(s, rate);
-    }
-    require(!points.empty(), "load_trace", "csv", "at least one \"seconds,rate\" line",
-            "no data");
-    const std::int64_t end = points.back().first + 1;  // <= max_length: checked above
-    std::vector<double> rates(static_cast<std::size_t>(end), points.front().second);
-    for (std::size_t i = 0; i < points.size(); ++i) {
-      const std::int64_t to = i + 1 < points.size() ? points[i + 1].first : end;
-      for (std::int64_t s = points[i].first; s < to; ++s) {
-        rates[static_cast<std::size_t>(s)] = points[i].second;
-      }
-    }
-    return load_trace(std::move(name), std::move(rates));
-  }
-
-  static load_trace from_csv_file(const std::string& path) {
-    std::ifstream in(path);
-    require(static_cast<bool>(in), "load_trace", "csv path", "a readable file", path);
-    return from_csv(in, path);
-  }
-
- private:
-  static void check_rate(std::string_view field, double rate) {
-    require_in_range("load_trace", field, rate, 0.0, max_rate);
-  }
-  static void check_factor(double factor) {
-    require_in_range("load_trace", "factor", factor, 0.0, max_factor);
-  }
-  static void check_length(std::chrono::seconds length) {
-    detail::require_duration_in("load_trace", "length", length, std::chrono::seconds{1},
-                                max_length);
-  }
-  static void check_duration(std::string_view field, std::chrono::seconds d,
-                             std::chrono::seconds lo) {
-    detail::require_duration_in("load_trace", field, d, lo, max_length);
-  }
-
-  template <class Shape>
-  static load_trace shaped(std::string name, std::chrono::seconds length, trace_noise noise,
-                           std::vector<std::chrono::seconds> spikes, Shape shape) {
-    check_length(length);
-    require_in_range("load_trace", "noise.relative", noise.relative, 0.0, 1.0);
-    detail::require_duration_in("load_trace", "noise.correlation", noise.correlation,
-                                std::chrono::seconds{1}, std::chrono::hours{24});
-    if (noise.relative == 0.0) {
-      // No noise: correlation and seed are never read (see trace_noise).
-      require(noise.correlation == trace_noise{}.correlation, "load_trace",
-              "noise.correlation", "the default 30s while noise.relative is 0 (unused)",
-              noise.correlation);
-      require(noise.seed == trace_noise{}.seed, "load_trace", "noise.seed",
-              "the default 1 while noise.relative is 0 (unused)", noise.seed);
-    }
-    const auto n = static_cast<std::size_t>(length.count());
-    std::vector<double> rates(n);
-    const double phi = std::exp(-1.0 / static_cast<double>(noise.correlation.count()));
-    const double innovation = std::sqrt(1.0 - phi * phi);
-    double x = noise.relative > 0.0 ? normal(noise.seed, 0) : 0.0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const auto s = static_cast<std::int64_t>(i);
-      double r = shape(s);
-      if (noise.relative > 0.0) {
-        if (i > 0) x = phi * x + innovation * normal(noise.seed, i);
-        r *= std::max(0.0, 1.0 + noise.relative * x);
-      }
-      rates[i] = std::max(0.0, r);
-    }
-    return load_trace(std::move(name), std::move(rates), std::move(spikes));
-  }
-
-  /// The i-th standard normal draw of a seeded stream (Box-Muller over hash_mix).
-  static double normal(std::uint64_t seed, std::uint64_t i) noexcept {
-    const double u1 = hash_to_unit_open(hash_mix(seed, 2 * i));
-    const double u2 = hash_to_unit_open(hash_mix(seed, 2 * i + 1));
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
-  }
-
-  std::string name_;
-  std::vector<double> rates_;
-  std::vector<std::chrono::seconds> spikes_;
-};
 
 struct simulation_config {
   /// Requests/s one ready replica serves at 100 % utilization. (0, 1e12]
@@ -545,6 +178,9 @@ struct simulation_result {
 
 class simulator {
  public:
+  /// Throws: config_error if a simulation_config field is outside its range (warmup and
+  /// record_every against the trace's length), or settle differs from its default while
+  /// the trace has no spike mark at or after warmup.
   explicit simulator(load_trace trace, simulation_config config = {})
       : trace_(std::move(trace)), config_(validated(config, trace_)) {}
 
@@ -552,6 +188,8 @@ class simulator {
   [[nodiscard]] const simulation_config& config() const noexcept { return config_; }
 
   /// Runs the trace under an autoscaler with `limits` and these policies.
+  /// Throws: config_error if `limits` is invalid, a policy needs more history than
+  /// limits.history keeps, or an explicit initial_replicas lies outside the limits.
   template <scaling_policy... Policies>
   [[nodiscard]] simulation_result run(std::string_view name, autoscaler_config limits,
                                       Policies... policies) const {
@@ -563,11 +201,11 @@ class simulator {
   /// As run(), with `setup(autoscaler<manual_clock>&)` adding the policies (and, e.g.,
   /// feeding predictive_scaling::learn()). The simulator installs its own on_scale
   /// actuator after setup.
+  /// Throws: as run(), and whatever `setup` throws.
   template <class Setup>
-  requires std::invocable < Setup&, autoscaler<manual_clock>
-  & > [[nodiscard]] simulation_result run_with(std::string_view name,
-                                               autoscaler_config limits,
-                                               Setup&& setup) const {
+  requires std::invocable<Setup&, autoscaler<manual_clock>&>
+  [[nodiscard]] simulation_result run_with(std::string_view name, autoscaler_config limits,
+                                           Setup&& setup) const {
     using std::chrono::seconds;
     manual_clock clock;
     autoscaler<manual_clock> scaler(limits, clock);
@@ -872,7 +510,8 @@ inline std::string xml_escape(std::string_view text) {
 }  // namespace detail
 
 struct svg_options {
-  int width = 960;   ///< pixels, [220, 100000] (the plot area is width − 210)
+  int width = 960;   ///< pixels, [220, 100000] (the plot area is width − 210; the image
+                     ///< grows when a policy name needs a wider legend)
   int height = 360;  ///< pixels, [80, 100000] (the plot area is height − 70)
   std::string title = "replicas over time";
 };
@@ -885,15 +524,25 @@ inline void validate_svg_options(const svg_options& options) {
 }  // namespace detail
 
 /// An SVG line chart: replicas the load needs (grey area) and each run's provisioned
-/// replicas (one colored line each), over time. Throws config_error (naming write_svg)
-/// for a width or height outside svg_options' ranges.
+/// replicas (one colored line each), over time.
+/// Throws: config_error (naming write_svg) if the width or height is outside
+/// svg_options' ranges.
 inline void write_svg(std::ostream& out, std::span<const simulation_result> runs,
                       const svg_options& options = {}) {
   constexpr std::string_view colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                          "#9467bd", "#8c564b", "#e377c2", "#17becf"};
   detail::validate_svg_options(options);
+  // The legend (right of the plot) is as wide as its longest name: about 7 px per
+  // character at 12 px sans-serif, plus the colour key. The image grows to fit it; the
+  // plot keeps its width.
+  std::size_t longest = 6;  // "needed"
+  for (const simulation_result& r : runs)
+    longest = std::max(longest, r.report.policy.size());
+  const double legend = 26.0 + 7.0 * static_cast<double>(longest) + 10.0;
   const double left = 50, right = 160, top = 30, bottom = 40;
   const double pw = options.width - left - right;  // >= 10: checked above
+  const double image_width =
+      std::max(static_cast<double>(options.width), left + pw + 10 + legend);
   const double ph = options.height - top - bottom;
   double t_max = 1.0;
   double y_max = 1.0;
@@ -916,7 +565,7 @@ inline void write_svg(std::ostream& out, std::span<const simulation_result> runs
                  "font-family=\"sans-serif\" font-size=\"12\">\n"
                  "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
                  "<text x=\"{}\" y=\"18\" font-size=\"14\">{}</text>\n",
-                 options.width, options.height, left, detail::xml_escape(options.title));
+                 image_width, options.height, left, detail::xml_escape(options.title));
   // Axes and ticks.
   fmt::format_to(it,
                  "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n"
@@ -968,8 +617,8 @@ inline void write_svg(std::ostream& out, std::span<const simulation_result> runs
   out << svg;
 }
 
-/// write_svg() into a file; false if it cannot be written (config_error for bad
-/// options, before the file is created).
+/// write_svg() into a file; false if it cannot be written.
+/// Throws: config_error for bad options, as write_svg(), before the file is created.
 inline bool write_svg_file(const std::string& path, std::span<const simulation_result> runs,
                            const svg_options& options = {}) {
   detail::validate_svg_options(options);  // before the file is created

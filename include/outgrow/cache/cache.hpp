@@ -13,7 +13,7 @@
 //   users.put("user:7", "Grace", 30s);                 // per-entry TTL
 //   if (std::optional<std::string> v = users.get("user:42")) { /* hit */ }
 //   users.erase("user:7");
-//   fmt::print("{}\n", users.stats());   // cache_stats{hits=1, misses=0, ...}
+//   fmt::print("{}\n", users.metrics());   // cache_metrics{hits=1, misses=0, ...}
 //
 //   // Capacity by cost: at most 64 MiB of values, LRU eviction, manual clock in tests.
 //   auto bytes = [](const std::string& k, const std::string& v) {
@@ -45,7 +45,7 @@
 // TTL: put(k, v) uses `default_ttl` (none: never expires), put(k, v, ttl) a per-entry
 // TTL; a TTL <= 0 throws config_error. An entry written at t with TTL d is live while
 // now < t + d. With `ttl_jitter` = j > 0, every TTL is shortened by a random fraction
-// in [0, j) of itself (deterministic generator seeded by `jitter_seed`), so entries
+// in [0, j) of itself (generator seeded by `jitter_seed`: set = reproducible), so entries
 // written together do not all expire — and reload — at once; a TTL is never
 // lengthened, so it stays an upper bound on staleness. Expiry is
 //   - lazy: get/get_entry/contains/peek treat an expired entry as absent (get counts
@@ -55,7 +55,7 @@
 //     entries from its top, in O(cleanup_per_op x log n). cleanup() removes them all.
 // The clock is read on put, and on reads only when entries with a TTL exist.
 //
-// Statistics (cache_stats): hits and misses (get, get_entry), puts (values stored),
+// Statistics (cache_metrics): hits and misses (get, get_entry), puts (values stored),
 // rejected_puts (values too heavy to store), evictions (removed by the policy to make
 // room), expirations (removed because their TTL passed). erase/erase_if/clear count
 // nothing. peek and contains count nothing and do not touch the policy.
@@ -89,20 +89,22 @@
 #include <utility>
 #include <vector>
 
+#include <outgrow/cache/detail/tier_put.hpp>
 #include <outgrow/cache/eviction.hpp>
 #include <outgrow/cache/tier.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
+#include <outgrow/core/seed.hpp>
 
 namespace outgrow {
 
 /// A cost function: weigher(key, value) -> the entry's cost in capacity units.
 template <class W, class Key, class Value>
-concept weigher = std::copy_constructible<W> &&
-    requires(const W& w, const Key& k, const Value& v) {
-  { w(k, v) } -> std::convertible_to<std::size_t>;
-};
+concept weigher =
+    std::copy_constructible<W> && requires(const W& w, const Key& k, const Value& v) {
+      { w(k, v) } -> std::convertible_to<std::size_t>;
+    };
 
 /// Every entry costs 1: the capacity is an entry count.
 struct unit_weigher {
@@ -122,8 +124,9 @@ struct cache_config {
   /// Every TTL is shortened by a random fraction in [0, ttl_jitter); in [0, 0.5].
   /// Default 0: exact TTLs.
   double ttl_jitter = 0.0;
-  /// Seed of the jitter's generator (the same seed gives the same TTLs).
-  std::uint64_t jitter_seed = 0x0c0ffee5eed5ULL;
+  /// Seed of the jitter's generator: empty = random per instance, set = the same TTLs
+  /// on every run (see core/seed.hpp). Read only when ttl_jitter > 0.
+  std::optional<std::uint64_t> jitter_seed{};
   /// Expired entries removed (at most) by each get/put/erase; in [0, 1024]; default 2.
   std::size_t cleanup_per_op = 2;
 };
@@ -207,11 +210,12 @@ template <class Key, class Value, eviction_policy Policy = w_tiny_lfu,
           class Weigher = unit_weigher, clock_source Clock = steady_clock_source,
           class Hash = std::hash<Key>>
 requires weigher<Weigher, Key, Value> && std::copy_constructible<Key> &&
-    std::equality_comparable<Key> && std::copy_constructible<Value> &&
-    std::is_move_assignable_v<Value> && requires(const Hash& h, const Key& k) {
-  { h(k) } -> std::convertible_to<std::size_t>;
-}
-class cache {
+         std::equality_comparable<Key> && std::copy_constructible<Value> &&
+         std::is_move_assignable_v<Value> && requires(const Hash& h, const Key& k) {
+           { h(k) } -> std::convertible_to<std::size_t>;
+         }
+class cache
+    : public detail::tier_put<cache<Key, Value, Policy, Weigher, Clock, Hash>, Key, Value> {
  public:
   using key_type = Key;
   using mapped_type = Value;
@@ -222,11 +226,13 @@ class cache {
   using time_point = typename Clock::time_point;
   using entry_type = cache_entry<Value, time_point>;
   using config_type = cache_config;
+  /// The name config_error messages give this primitive.
+  static constexpr std::string_view primitive_name = "cache";
 
   /// The largest capacity (so that capacity + one entry's cost never overflows).
   static constexpr std::size_t max_capacity = std::numeric_limits<std::size_t>::max() / 2;
 
-  /// Throws config_error for an invalid configuration (see cache_config).
+  /// Throws: config_error if a cache_config field is out of its range.
   explicit cache(const cache_config& config, Clock clock = Clock{}, Weigher weigher = {},
                  Hash hash = {})
       : config_(validated(config)),
@@ -234,19 +240,20 @@ class cache {
         weigher_(std::move(weigher)),
         hash_(std::move(hash)),
         policy_(config_.capacity),
-        rng_{config_.jitter_seed} {}
+        rng_{jitter_seed(config_)} {}
 
   /// With the eviction policy's own configuration (e.g. s3_fifo_config,
-  /// w_tiny_lfu_config). Throws config_error for an invalid configuration.
+  /// w_tiny_lfu_config).
+  /// Throws: config_error if a cache_config or policy config field is out of range.
   cache(const cache_config& config, const policy_config_t<Policy>& policy_config,
-        Clock clock = Clock{}, Weigher weigher = {},
-        Hash hash = {}) requires configurable_eviction_policy<Policy>
+        Clock clock = Clock{}, Weigher weigher = {}, Hash hash = {})
+  requires configurable_eviction_policy<Policy>
       : config_(validated(config)),
         clock_(std::move(clock)),
         weigher_(std::move(weigher)),
         hash_(std::move(hash)),
         policy_(config_.capacity, policy_config),
-        rng_{config_.jitter_seed} {}
+        rng_{jitter_seed(config_)} {}
 
   cache(const cache&) = delete;
   cache& operator=(const cache&) = delete;
@@ -302,18 +309,9 @@ class cache {
     return n->value;
   }
 
-  /// Stores `value` under `key` with the default TTL. False (and a rejected put) if
-  /// the entry is heavier than the whole capacity.
-  bool put(const Key& key, Value value) {
-    return store(key, std::move(value), config_.default_ttl);
-  }
-
-  /// Stores with a per-entry TTL. config_error if ttl <= 0.
-  bool put(const Key& key, Value value, std::chrono::nanoseconds ttl) {
-    require(ttl > std::chrono::nanoseconds::zero(), "cache", "ttl",
-            "> 0 (put(key, value, ttl))", ttl);
-    return store(key, std::move(value), ttl);
-  }
+  // put(key, value) with the default TTL, put(key, value, ttl): see detail::tier_put.
+  // False (and a rejected put) if the entry is heavier than the whole capacity.
+  using detail::tier_put<cache, Key, Value>::put;
 
   /// Removes `key`; true if a live entry was removed (an expired one is removed and
   /// counted as an expiration, and erase returns false).
@@ -346,7 +344,7 @@ class cache {
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
 
   /// A snapshot of the counters (load_* stay 0: this tier never loads).
-  [[nodiscard]] cache_stats stats() const noexcept { return stats_; }
+  [[nodiscard]] cache_metrics metrics() const noexcept { return stats_; }
 
   // ---- cache_tier_with_entries -------------------------------------------------
 
@@ -376,7 +374,9 @@ class cache {
   /// evictions) and every expired entry (counted as expirations). Returns how many
   /// live entries pred removed. pred must not touch the cache.
   template <class Pred>
-  std::size_t erase_if(Pred pred) requires std::predicate<Pred&, const Key&, const Value&> {
+  std::size_t erase_if(Pred pred)
+  requires std::predicate<Pred&, const Key&, const Value&>
+  {
     std::size_t removed = 0;
     const time_point now = heap_.empty() ? time_point{} : clock_.now();
     for (std::size_t b = 0; b < bucket_count_; ++b) {
@@ -411,6 +411,8 @@ class cache {
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
+  friend detail::tier_put<cache, Key, Value>;
+
   struct node : Policy::hook {
     node(std::uint64_t h, std::size_t w, time_point written_at, time_point expires_at,
          const Key& k, Value&& v)
@@ -442,12 +444,14 @@ class cache {
   static constexpr time_point never = time_point::max();
   static constexpr std::size_t min_buckets = 16;
 
+  // No random_device read for a cache without jitter (the generator is then unused).
+  static std::uint64_t jitter_seed(const cache_config& c) {
+    return c.ttl_jitter > 0.0 ? resolve_seed(c.jitter_seed) : 0;
+  }
+
   static cache_config validated(const cache_config& c) {
     require_in_range("cache", "capacity", c.capacity, std::size_t{1}, max_capacity);
-    if (c.default_ttl) {
-      require(*c.default_ttl > std::chrono::nanoseconds::zero(), "cache", "default_ttl",
-              "> 0 (or std::nullopt: no expiry)", *c.default_ttl);
-    }
+    detail::require_default_ttl("cache", c.default_ttl);
     require_in_range("cache", "ttl_jitter", c.ttl_jitter, 0.0, 0.5);
     require_in_range("cache", "cleanup_per_op", c.cleanup_per_op, std::size_t{0},
                      std::size_t{1024});
@@ -496,7 +500,8 @@ class cache {
     return n;
   }
 
-  bool store(const Key& key, Value&& value, std::optional<std::chrono::nanoseconds> ttl) {
+  bool store_entry(const Key& key, Value&& value,
+                   std::optional<std::chrono::nanoseconds> ttl) {
     const std::uint64_t hash = hash_of(key);
     const time_point now = clock_.now();
     if (!heap_.empty()) cleanup_until(now, config_.cleanup_per_op);
@@ -677,7 +682,7 @@ class cache {
   std::size_t total_weight_ = 0;
   std::size_t policy_planned_ = 0;
   detail::expiry_heap<node> heap_;
-  cache_stats stats_;
+  cache_metrics stats_;
   detail::splitmix64 rng_;
 };
 

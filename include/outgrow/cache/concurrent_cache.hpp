@@ -14,7 +14,7 @@
 //   if (std::optional<std::uint64_t> v = users.get(42)) {}  // any thread, lock-free
 //   users.put(7, 99, std::chrono::seconds(30));             // per-entry TTL
 //   users.erase(42);
-//   fmt::print("{}\n", users.stats());  // cache_stats{hits=1, misses=0, ...}
+//   fmt::print("{}\n", users.metrics());  // cache_metrics{hits=1, misses=0, ...}
 //
 // Design. Keys are hashed once (XXH3 for integers and strings, see
 // concurrent_cache_hash) and split over `shards` independent shards (auto: the next
@@ -77,7 +77,7 @@
 //   25.6x the mutex LRU.
 //
 // Thread-safety: every member function may be called from any thread at any time.
-// stats() and size() sum relaxed counters: each count is exact, but the sum is not one
+// metrics() and size() sum relaxed counters: each count is exact, but the sum is not one
 // atomic cut while traffic runs (after the threads are joined it is exact).
 // Complexity: get O(1) expected: one hash, an index probe (load factor <= 1/2) and
 // one entry, no atomic read-modify-write for lock-free types; put/erase O(1) expected,
@@ -108,11 +108,13 @@
 #include <utility>
 #include <vector>
 
+#include <outgrow/cache/detail/concurrent_cache_shard.hpp>
+#include <outgrow/cache/detail/tier_put.hpp>
 #include <outgrow/cache/tier.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
 
 namespace outgrow {
 
@@ -145,146 +147,29 @@ struct concurrent_cache_hash {
   }
 };
 
-namespace detail {
-
-inline constexpr std::size_t cc_cache_line = 64;
-/// Distance that keeps two threads' data from interfering: two cache lines, because
-/// x86 cores (Intel and AMD) prefetch the adjacent line of a pair.
-inline constexpr std::size_t cc_no_false_sharing = 128;
-
-inline void cc_cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__) || defined(__arm__)
-  __asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
-/// Dense per-thread slot numbers (0, 1, 2, ...), recycled when a thread exits, so a
-/// process with T live threads uses slots below T. A thread owns its slot exclusively
-/// while it lives; the registry's mutex orders one owner's writes before the next's.
-class cc_thread_slots {
- public:
-  static std::size_t acquire() {
-    cc_thread_slots& r = instance();
-    const std::lock_guard lock(r.mutex_);
-    if (!r.free_.empty()) {
-      const std::size_t slot = r.free_.back();
-      r.free_.pop_back();
-      return slot;
-    }
-    return r.next_++;
-  }
-  static void release(std::size_t slot) noexcept {
-    cc_thread_slots& r = instance();
-    const std::lock_guard lock(r.mutex_);
-    try {
-      r.free_.push_back(slot);
-    } catch (...) {  // out of memory: the slot is simply never reused
-    }
-  }
-
- private:
-  static cc_thread_slots& instance() {
-    // Immortal: threads may exit (and release) during static destruction.
-    static cc_thread_slots* const registry = new cc_thread_slots;
-    return *registry;
-  }
-  std::mutex mutex_;
-  std::vector<std::size_t> free_;
-  std::size_t next_ = 0;
-};
-
-struct cc_thread_slot_owner {
-  std::size_t slot = cc_thread_slots::acquire();
-  cc_thread_slot_owner() = default;
-  cc_thread_slot_owner(const cc_thread_slot_owner&) = delete;
-  cc_thread_slot_owner& operator=(const cc_thread_slot_owner&) = delete;
-  ~cc_thread_slot_owner() { cc_thread_slots::release(slot); }
-};
-
-/// This thread's slot (see cc_thread_slots).
-inline std::size_t cc_thread_slot() {
-  thread_local const cc_thread_slot_owner owner;
-  return owner.slot;
-}
-
-/// A trivially copyable T stored as relaxed atomic 64-bit words, so a seqlock reader
-/// may copy it while a writer changes it (no data race). The copy is a bag of words
-/// until the reader has validated it; only then is it turned into a T.
-template <class T>
-class cc_atomic_cell {
-  static_assert(std::is_trivially_copyable_v<T>);
-
- public:
-  static constexpr std::size_t words = (sizeof(T) + 7) / 8;
-  using raw_type = std::array<std::uint64_t, words>;
-
-  void store(const T& value) noexcept {
-    raw_type raw{};
-    std::memcpy(raw.data(), &value, sizeof(T));
-    for (std::size_t i = 0; i < words; ++i) {
-      words_[i].store(raw[i], std::memory_order_relaxed);
-    }
-  }
-  [[nodiscard]] raw_type load_raw() const noexcept {
-    raw_type raw;
-    for (std::size_t i = 0; i < words; ++i) {
-      raw[i] = words_[i].load(std::memory_order_relaxed);
-    }
-    return raw;
-  }
-  [[nodiscard]] static T materialize(const raw_type& raw) noexcept {
-    std::array<unsigned char, sizeof(T)> bytes;
-    std::memcpy(bytes.data(), raw.data(), sizeof(T));
-    return std::bit_cast<T>(bytes);
-  }
-  /// The value, for readers that hold the shard's lock (no concurrent writer).
-  [[nodiscard]] T get() const noexcept { return materialize(load_raw()); }
-  void reset() noexcept {}
-
- private:
-  std::array<std::atomic<std::uint64_t>, words> words_{};
-};
-
-/// Any T, read and written only under the shard's lock.
-template <class T>
-class cc_plain_cell {
- public:
-  template <class U>
-  void store(U&& value) {
-    slot_ = std::forward<U>(value);
-  }
-  [[nodiscard]] const T& get() const noexcept { return *slot_; }
-  void reset() noexcept { slot_.reset(); }
-
- private:
-  std::optional<T> slot_;
-};
-
-}  // namespace detail
-
 /// A sharded, thread-safe cache tier with SIEVE eviction and TTL (see the header).
 template <class Key, class Value, class Clock = steady_clock_source,
           class Hash = concurrent_cache_hash<Key>>
 requires clock_source<Clock> && key_hasher<Hash, Key> && std::copy_constructible<Key> &&
-    std::copy_constructible<Value> && std::equality_comparable<Key>
-class concurrent_cache {
+         std::copy_constructible<Value> && std::equality_comparable<Key>
+class concurrent_cache
+    : public detail::tier_put<concurrent_cache<Key, Value, Clock, Hash>, Key, Value> {
  public:
   using key_type = Key;
   using mapped_type = Value;
   using clock_type = Clock;
   using hasher = Hash;
   using time_point = typename Clock::time_point;
-  using entry_type = cache_entry<Value, time_point>;
-  using config_type = concurrent_cache_config;
-
   /// True when reads are optimistic (seqlock, no lock, no shared write): Key, Value and
   /// the clock's time_point are trivially copyable. Otherwise reads take the shard's
   /// shared_mutex in shared mode.
   static constexpr bool lock_free_reads = std::is_trivially_copyable_v<Key> &&
                                           std::is_trivially_copyable_v<Value> &&
                                           std::is_trivially_copyable_v<time_point>;
+  using entry_type = cache_entry<Value, time_point>;
+  using config_type = concurrent_cache_config;
+  /// The name config_error messages give this primitive.
+  static constexpr std::string_view primitive_name = "concurrent_cache";
 
   /// Safe to call from any thread (read by tiered_cache's tier_traits).
   static constexpr bool thread_safe = true;
@@ -293,7 +178,7 @@ class concurrent_cache {
   static constexpr std::size_t max_shards = 65536;
   static constexpr std::size_t max_shard_capacity = 65535;
 
-  /// Throws config_error for an invalid configuration (see concurrent_cache_config).
+  /// Throws: config_error if a concurrent_cache_config field is out of its range.
   explicit concurrent_cache(const concurrent_cache_config& config, Clock clock = Clock{},
                             Hash hash = Hash{})
       : config_(validated(config)),
@@ -324,18 +209,10 @@ class concurrent_cache {
     return read<true>(key);
   }
 
-  /// Inserts or replaces with the default TTL (none unless configured). Always stores
-  /// (evicting one entry of the key's shard when it is full) and returns true.
-  bool put(const Key& key, Value value) {
-    return insert(key, std::move(value), config_.default_ttl);
-  }
-
-  /// Inserts or replaces with a per-entry TTL. config_error if ttl <= 0.
-  bool put(const Key& key, Value value, std::chrono::nanoseconds ttl) {
-    require(ttl > std::chrono::nanoseconds::zero(), "concurrent_cache", "ttl",
-            "> 0 (put(key, value, ttl))", ttl);
-    return insert(key, std::move(value), ttl);
-  }
+  // put(key, value) with the default TTL, put(key, value, ttl): see detail::tier_put.
+  // Inserts or replaces; always stores (evicting one entry of the key's shard when it
+  // is full) and returns true.
+  using detail::tier_put<concurrent_cache, Key, Value>::put;
 
   /// Removes `key`; true if an unexpired entry was removed (an expired one is removed
   /// too, counted as an expiration, and false is returned).
@@ -357,7 +234,8 @@ class concurrent_cache {
   /// offered to pred. pred runs under one shard's lock at a time (readers of that shard
   /// keep reading); it must not call into this cache. O(entries).
   template <class Pred>
-  requires std::predicate<Pred&, const Key&, const Value&> std::size_t erase_if(Pred pred) {
+  requires std::predicate<Pred&, const Key&, const Value&>
+  std::size_t erase_if(Pred pred) {
     std::size_t erased = 0;
     std::vector<std::uint32_t> doomed;
     const time_point now = clock_.now();
@@ -408,8 +286,8 @@ class concurrent_cache {
 
   /// A snapshot of the counters (load_* stay 0: this tier never loads; rejected_puts
   /// stays 0: a count-bounded tier can always store).
-  [[nodiscard]] cache_stats stats() const noexcept {
-    cache_stats out;
+  [[nodiscard]] cache_metrics metrics() const noexcept {
+    cache_metrics out;
     for (std::size_t i = 0; i < owned_stripes_ + shared_stripes_; ++i) {
       out.hits += stripes_[i].hits.load(std::memory_order_relaxed);
       out.misses += stripes_[i].misses.load(std::memory_order_relaxed);
@@ -430,287 +308,23 @@ class concurrent_cache {
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
-  static constexpr std::uint32_t npos = std::numeric_limits<std::uint32_t>::max();
-  static constexpr unsigned chunk_bits = 8;  // 256 entries per chunk
-  static constexpr std::size_t chunk_size = std::size_t{1} << chunk_bits;
+  friend detail::tier_put<concurrent_cache, Key, Value>;
+
+  using shard = detail::cc_shard<Key, Value, Clock, lock_free_reads>;
+  using entry = typename shard::entry;
+  using meta = typename shard::meta;
+  using probe = detail::cc_probe;
+  using shard_mutex = typename shard::mutex_type;
+  using write_section = detail::cc_write_section<shard>;
+  static constexpr std::uint32_t npos = shard::npos;
+  static constexpr unsigned chunk_bits = shard::chunk_bits;
+  static constexpr std::size_t chunk_size = shard::chunk_size;
   static constexpr int optimistic_attempts = 32;
-
-  template <class T>
-  using cell = std::conditional_t<lock_free_reads, detail::cc_atomic_cell<T>,
-                                  detail::cc_plain_cell<T>>;
-  using shard_mutex = std::conditional_t<lock_free_reads, std::mutex, std::shared_mutex>;
-
-  // What a lookup reads, packed together (32 bytes for 8-byte keys and values) and
-  // aligned so that it never straddles two cache lines: a hit touches one line here.
-  struct entry_fields {
-    cell<Key> key;
-    cell<Value> value;
-    cell<time_point> expires;
-    std::atomic<std::uint8_t> visited{0};
-  };
-  static constexpr std::size_t entry_align =
-      std::min<std::size_t>(detail::cc_cache_line, std::bit_ceil(sizeof(entry_fields)));
-  struct alignas(entry_align) entry : entry_fields {};
-
-  // The rest, in a parallel array: the write time (read by get_entry only) and the
-  // writers' bookkeeping (under the shard's lock).
-  struct meta {
-    cell<time_point> written;
-    std::uint64_t hash = 0;
-    std::uint32_t newer = npos;  // SIEVE queue: towards the head (newest)
-    std::uint32_t older = npos;  // towards the tail (oldest); free-list link when free
-    bool live = false;
-  };
-
-  struct chunk_ref {
-    std::atomic<entry*> entries{nullptr};
-    std::atomic<meta*> metas{nullptr};
-  };
-
-  enum class probe : std::uint8_t { hit, miss, expired, retry };
-
-  struct shard {
-    // ---- read by lookups ----
-    alignas(detail::cc_no_false_sharing) std::atomic<std::uint64_t> seq{0};  // odd: writing
-    std::unique_ptr<std::atomic<std::uint32_t>[]> index;  // 0 = empty, else tag|id+1
-    std::uint64_t slots = 0;  // 2 x capacity + 1: load factor <= 1/2
-    std::unique_ptr<chunk_ref[]> chunks;
-    std::size_t chunk_count = 0;
-
-    // ---- writers (and stats()/size() readers) ----
-    alignas(detail::cc_no_false_sharing) mutable shard_mutex mutex;
-    std::atomic<std::size_t> size{0};
-    std::atomic<std::uint64_t> puts{0};
-    std::atomic<std::uint64_t> evictions{0};
-    std::atomic<std::uint64_t> expirations{0};
-    std::size_t capacity = 0;
-    std::vector<std::unique_ptr<entry[]>> owned_entries;
-    std::vector<std::unique_ptr<meta[]>> owned_metas;
-    std::uint32_t fresh = 0;  // ids below were handed out at least once since clear()
-    std::uint32_t free_head = npos;
-    std::uint32_t head = npos, tail = npos, hand = npos;
-    std::uint32_t cursor = 0;     // cleanup position
-    std::size_t ttl_entries = 0;  // live entries with a finite expiry
-
-    void init(std::size_t cap) {
-      capacity = cap;
-      slots = 2 * cap + 1;
-      index = std::make_unique<std::atomic<std::uint32_t>[]>(slots);
-      chunk_count = (cap + chunk_size - 1) / chunk_size;
-      chunks = std::make_unique<chunk_ref[]>(chunk_count);
-      owned_entries.resize(chunk_count);
-      owned_metas.resize(chunk_count);
-    }
-
-    static void bump(std::atomic<std::uint64_t>& c) noexcept {
-      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    }
-
-    // Accessors for lock holders.
-    [[nodiscard]] entry& at(std::uint32_t id) const noexcept {
-      return owned_entries[id >> chunk_bits][id & (chunk_size - 1)];
-    }
-    [[nodiscard]] meta& info(std::uint32_t id) const noexcept {
-      return owned_metas[id >> chunk_bits][id & (chunk_size - 1)];
-    }
-    // Index position: the low 32 bits of the hash scaled onto [0, slots).
-    [[nodiscard]] std::uint64_t home_of(std::uint64_t h) const noexcept {
-      return ((h & 0xffff'ffffU) * slots) >> 32;
-    }
-    [[nodiscard]] std::uint64_t next(std::uint64_t pos) const noexcept {
-      return pos + 1 == slots ? 0 : pos + 1;
-    }
-    [[nodiscard]] static std::uint32_t id_of(std::uint32_t word) noexcept {
-      return (word & 0xffffU) - 1U;
-    }
-    [[nodiscard]] static std::uint32_t word_for(std::uint64_t h,
-                                                std::uint32_t id) noexcept {
-      return (tag_of(h) << 16) | (id + 1U);
-    }
-
-    /// Entry id of `key`, or npos. Caller holds the lock (shared or exclusive).
-    [[nodiscard]] std::uint32_t find(std::uint64_t h, const Key& key) const {
-      const std::uint32_t tag = tag_of(h);
-      for (std::uint64_t pos = home_of(h);; pos = next(pos)) {
-        const std::uint32_t w = index[pos].load(std::memory_order_relaxed);
-        if (w == 0) return npos;
-        if ((w >> 16) == tag) {
-          const std::uint32_t id = id_of(w);
-          if (at(id).key.get() == key) return id;
-        }
-      }
-    }
-
-    [[nodiscard]] static bool expired_at(const entry& e, time_point now) {
-      const time_point exp = e.expires.get();
-      return exp != time_point::max() && now >= exp;
-    }
-    [[nodiscard]] static bool is_expired(const entry& e, const Clock& clock) {
-      const time_point exp = e.expires.get();
-      return exp != time_point::max() && clock.now() >= exp;
-    }
-
-    /// A free entry id (allocating a chunk the first time the shard grows there).
-    [[nodiscard]] std::uint32_t allocate() {
-      if (free_head != npos) {
-        const std::uint32_t id = free_head;
-        free_head = info(id).older;
-        return id;
-      }
-      const std::uint32_t id = fresh;
-      const std::size_t c = id >> chunk_bits;
-      if (!owned_entries[c]) {
-        const std::size_t n = std::min(chunk_size, capacity - c * chunk_size);
-        auto metas = std::make_unique<meta[]>(n);
-        owned_entries[c] = std::make_unique<entry[]>(n);
-        owned_metas[c] = std::move(metas);
-        chunks[c].metas.store(owned_metas[c].get(), std::memory_order_release);
-        chunks[c].entries.store(owned_entries[c].get(), std::memory_order_release);
-      }
-      ++fresh;
-      return id;
-    }
-
-    void release(std::uint32_t id) noexcept {
-      info(id).older = free_head;
-      free_head = id;
-    }
-
-    void index_insert(std::uint64_t h, std::uint32_t id) noexcept {
-      std::uint64_t pos = home_of(h);
-      while (index[pos].load(std::memory_order_relaxed) != 0) pos = next(pos);
-      index[pos].store(word_for(h, id), std::memory_order_relaxed);
-    }
-
-    /// Removes id's index word, then closes the gap (backward-shift deletion), so
-    /// probes never need tombstones.
-    void index_erase(std::uint64_t h, std::uint32_t id) noexcept {
-      std::uint64_t i = home_of(h);
-      while (id_of(index[i].load(std::memory_order_relaxed)) != id) i = next(i);
-      for (std::uint64_t j = next(i);; j = next(j)) {
-        const std::uint32_t w = index[j].load(std::memory_order_relaxed);
-        if (w == 0) break;
-        const std::uint64_t home = home_of(info(id_of(w)).hash);
-        // The word at j may move back to i unless its home lies cyclically in (i, j].
-        const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-        if (!stays) {
-          index[i].store(w, std::memory_order_relaxed);
-          i = j;
-        }
-      }
-      index[i].store(0, std::memory_order_relaxed);
-    }
-
-    void link_head(std::uint32_t id) noexcept {
-      meta& m = info(id);
-      m.newer = npos;
-      m.older = head;
-      if (head != npos) info(head).newer = id;
-      head = id;
-      if (tail == npos) tail = id;
-    }
-
-    void unlink(std::uint32_t id) noexcept {
-      const meta& m = info(id);
-      if (m.newer != npos) {
-        info(m.newer).older = m.older;
-      } else {
-        head = m.older;
-      }
-      if (m.older != npos) {
-        info(m.older).newer = m.newer;
-      } else {
-        tail = m.newer;
-      }
-      if (hand == id) hand = m.newer;
-    }
-
-    void remove(std::uint32_t id) noexcept {
-      entry& e = at(id);
-      meta& m = info(id);
-      index_erase(m.hash, id);
-      unlink(id);
-      if (e.expires.get() != time_point::max()) --ttl_entries;
-      m.live = false;
-      e.key.reset();
-      e.value.reset();
-      release(id);
-      size.store(size.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-    }
-
-    /// SIEVE: from the hand towards the head (wrapping to the tail), clear visited bits
-    /// until an unvisited (or expired) entry, and evict it.
-    void evict_one(time_point now) noexcept {
-      std::uint32_t id = hand != npos ? hand : tail;
-      bool expired = false;
-      for (;;) {
-        entry& e = at(id);
-        if (expired_at(e, now)) {
-          expired = true;
-          break;
-        }
-        if (e.visited.load(std::memory_order_relaxed) == 0) break;
-        e.visited.store(0, std::memory_order_relaxed);
-        const std::uint32_t newer = info(id).newer;
-        id = newer != npos ? newer : tail;
-      }
-      hand = info(id).newer;
-      remove(id);
-      bump(expired ? expirations : evictions);
-    }
-
-    /// Checks up to `budget` entries (in id order, round robin) for expiry.
-    void cleanup(time_point now, std::size_t budget) noexcept {
-      if (ttl_entries == 0 || fresh == 0) return;
-      for (std::size_t n = 0; n < budget && ttl_entries > 0; ++n) {
-        if (cursor >= fresh) cursor = 0;
-        const std::uint32_t id = cursor++;
-        if (info(id).live && expired_at(at(id), now)) {
-          remove(id);
-          bump(expirations);
-        }
-      }
-    }
-
-    void clear() noexcept {
-      for (std::uint64_t i = 0; i < slots; ++i)
-        index[i].store(0, std::memory_order_relaxed);
-      for (std::uint32_t id = 0; id < fresh; ++id) {
-        info(id).live = false;
-        at(id).key.reset();
-        at(id).value.reset();
-      }
-      fresh = 0;
-      free_head = head = tail = hand = npos;
-      cursor = 0;
-      ttl_entries = 0;
-      size.store(0, std::memory_order_relaxed);
-    }
-  };
 
   // Hit/miss counters of one thread slot (or a few, for the shared stripes).
   struct alignas(detail::cc_no_false_sharing) stripe {
     std::atomic<std::uint64_t> hits{0};
     std::atomic<std::uint64_t> misses{0};
-  };
-
-  // Makes the shard's sequence number odd while a writer changes it (lock-free readers
-  // retry), even again afterwards. No-op when reads take the shared lock.
-  struct write_section {
-    explicit write_section(shard& sh) noexcept : s(sh) {
-      if constexpr (lock_free_reads) {
-        s.seq.store(s.seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_release);
-      }
-    }
-    ~write_section() {
-      if constexpr (lock_free_reads) {
-        s.seq.store(s.seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-      }
-    }
-    write_section(const write_section&) = delete;
-    write_section& operator=(const write_section&) = delete;
-    shard& s;
   };
 
   static concurrent_cache_config validated(concurrent_cache_config c) {
@@ -723,10 +337,7 @@ class concurrent_cache {
       require_in_range("concurrent_cache", "shards", c.shards, min_shards,
                        std::min(c.capacity, max_shards));
     }
-    if (c.default_ttl) {
-      require(*c.default_ttl > std::chrono::nanoseconds::zero(), "concurrent_cache",
-              "default_ttl", "> 0 (or std::nullopt: no expiry)", *c.default_ttl);
-    }
+    detail::require_default_ttl("concurrent_cache", c.default_ttl);
     require_in_range("concurrent_cache", "cleanup_per_write", c.cleanup_per_write,
                      std::size_t{0}, std::size_t{1024});
     if (c.shards == 0) {
@@ -735,12 +346,6 @@ class concurrent_cache {
       c.shards = std::max(min_shards, std::clamp<std::size_t>(c.capacity / 64, 1, wanted));
     }
     return c;
-  }
-
-  // Tag: hash bits 32..47. The shard comes from the top bits (multiply-shift) and the
-  // index position from the low 32 bits, so the tag is independent of both.
-  [[nodiscard]] static std::uint32_t tag_of(std::uint64_t h) noexcept {
-    return static_cast<std::uint32_t>(h >> 32) & 0xffffU;
   }
 
   [[nodiscard]] std::uint64_t hash_of(const Key& key) const {
@@ -793,14 +398,15 @@ class concurrent_cache {
 
   // One optimistic (seqlock) lookup attempt: no lock, no write.
   template <bool WithEntry>
-  snapshot try_read(const shard& s, std::uint64_t h,
-                    const Key& key) const requires lock_free_reads {
+  snapshot try_read(const shard& s, std::uint64_t h, const Key& key) const
+  requires lock_free_reads
+  {
     using key_cell = detail::cc_atomic_cell<Key>;
     using time_cell = detail::cc_atomic_cell<time_point>;
     snapshot out;
     const std::uint64_t seq = s.seq.load(std::memory_order_acquire);
     if ((seq & 1U) != 0) return out;
-    const std::uint32_t tag = tag_of(h);
+    const std::uint32_t tag = shard::tag_of(h);
     std::uint64_t pos = s.home_of(h);
     for (std::uint64_t n = 0; n < s.slots; ++n, pos = s.next(pos)) {
       const std::uint32_t w = s.index[pos].load(std::memory_order_relaxed);
@@ -925,7 +531,8 @@ class concurrent_cache {
     s.bump(s.expirations);
   }
 
-  bool insert(const Key& key, Value&& value, std::optional<std::chrono::nanoseconds> ttl) {
+  bool store_entry(const Key& key, Value&& value,
+                   std::optional<std::chrono::nanoseconds> ttl) {
     const std::uint64_t h = hash_of(key);
     shard& s = shard_for(h);
     const time_point now = clock_.now();

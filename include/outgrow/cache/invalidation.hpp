@@ -66,7 +66,7 @@
 #include <utility>
 #include <vector>
 
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
 
 namespace outgrow {
 
@@ -125,18 +125,18 @@ class invalidation_subscription {
 
 /// A bus caches subscribe to (see the header comment for the smallest conforming type).
 template <class B>
-concept invalidation_bus = requires(B& b, const typename B::key_type& k,
-                                    std::uint64_t origin,
-                                    invalidation_handler<typename B::key_type> handler) {
-  typename B::key_type;
-  b.publish(k, origin);
-  b.publish_clear(origin);
-  { b.subscribe(std::move(handler)) } -> std::same_as<invalidation_subscription>;
-};
+concept invalidation_bus =
+    requires(B& b, const typename B::key_type& k, std::uint64_t origin,
+             invalidation_handler<typename B::key_type> handler) {
+      typename B::key_type;
+      b.publish(k, origin);
+      b.publish_clear(origin);
+      { b.subscribe(std::move(handler)) } -> std::same_as<invalidation_subscription>;
+    };
 
 /// Counters of an in_process_invalidation_bus.
-struct invalidation_bus_stats {
-  static constexpr std::string_view metrics_name = "invalidation_bus_stats";
+struct invalidation_bus_metrics {
+  static constexpr std::string_view metrics_name = "invalidation_bus_metrics";
   std::uint64_t published = 0;  ///< publish() + publish_clear() + notify_gap() calls
   std::uint64_t delivered = 0;  ///< handler calls
   std::uint64_t subscribers = 0;
@@ -215,7 +215,7 @@ class in_process_invalidation_bus {
     });
   }
 
-  [[nodiscard]] invalidation_bus_stats stats() const {
+  [[nodiscard]] invalidation_bus_metrics metrics() const {
     std::lock_guard lock(state_->mutex);
     return {.published = state_->published.load(),
             .delivered = state_->delivered.load(),

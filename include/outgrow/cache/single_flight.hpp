@@ -45,7 +45,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
 
 namespace outgrow {
 
@@ -57,8 +57,8 @@ class single_flight_abandoned : public std::runtime_error {
 };
 
 /// Counters of a single_flight.
-struct single_flight_stats {
-  static constexpr std::string_view metrics_name = "single_flight_stats";
+struct single_flight_metrics {
+  static constexpr std::string_view metrics_name = "single_flight_metrics";
   std::uint64_t calls = 0;       ///< join()/run() calls
   std::uint64_t executions = 0;  ///< calls that led (ran the function)
   std::uint64_t shared = 0;      ///< calls that waited for another caller's result
@@ -120,16 +120,20 @@ class single_flight {
 
     /// Leader only: publishes the result to every waiter. The key is released first,
     /// so a caller arriving afterwards starts a new call.
+    /// Throws: std::logic_error if not the leader or already completed/failed.
     void complete(Value value) {
       finish([&] { call_->promise.set_value(std::move(value)); });
     }
     /// Leader only: publishes the failure to every waiter.
+    /// Throws: std::logic_error if not the leader or already completed/failed.
     void fail(std::exception_ptr error) {
       finish([&] { call_->promise.set_exception(std::move(error)); });
       owner_->failures_.add();
     }
 
-    /// Waits for the result (a copy) or rethrows the call's exception.
+    /// Waits for the result (a copy).
+    /// Throws: the call's exception if it failed; single_flight_abandoned if the leader's
+    /// ticket was destroyed without a result.
     [[nodiscard]] Value get() const { return call_->result.get(); }
 
    private:
@@ -169,9 +173,11 @@ class single_flight {
   }
 
   /// Runs `fn()` once for all concurrent callers with this key and returns its result
-  /// (each caller gets a copy); if it throws, every caller gets that exception.
+  /// (each caller gets a copy).
+  /// Throws: fn's exception, to every caller, if it throws.
   template <class F>
-  requires std::is_invocable_r_v<Value, F&> Value run(const Key& key, F&& fn) {
+  requires std::is_invocable_r_v<Value, F&>
+  Value run(const Key& key, F&& fn) {
     ticket t = join(key);
     if (t.leader()) {
       try {
@@ -196,7 +202,7 @@ class single_flight {
     return it == flights_.end() ? 0 : it->second->callers;
   }
 
-  [[nodiscard]] single_flight_stats stats() const noexcept {
+  [[nodiscard]] single_flight_metrics metrics() const noexcept {
     return {.calls = calls_.load(),
             .executions = executions_.load(),
             .shared = shared_.load(),

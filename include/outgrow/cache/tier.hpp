@@ -11,7 +11,7 @@
 //     using key_type = int;
 //     using mapped_type = std::string;
 //     std::optional<std::pair<int, std::string>> slot;
-//     outgrow::cache_stats counters;
+//     outgrow::cache_metrics counters;
 //     std::optional<std::string> get(const int& k) {
 //       if (slot && slot->first == k) return slot->second;
 //       return std::nullopt;
@@ -20,7 +20,7 @@
 //     bool put(const int& k, std::string v, std::chrono::nanoseconds) { return put(k, v); }
 //     bool erase(const int& k) { return slot && slot->first == k ? (slot.reset(), true) :
 //     false; } void clear() { slot.reset(); } std::size_t size() const { return slot ? 1 :
-//     0; } outgrow::cache_stats stats() const { return counters; }
+//     0; } outgrow::cache_metrics metrics() const { return counters; }
 //   };
 //
 // Semantics every tier follows:
@@ -31,13 +31,15 @@
 //     returns false when the tier could not store the value (a remote tier that is
 //     down, an entry heavier than the whole capacity) — a cache may always drop data.
 //   - erase(k) returns whether an entry was removed; clear() removes everything.
-//   - stats() is a snapshot (see cache_stats), readable at any time.
+//   - metrics() is a snapshot (see cache_metrics), readable at any time.
+// Traits (tier_traits, read by tiered_cache): `static constexpr bool thread_safe` and
+// `static constexpr bool shared`, both false when absent.
 // Optional capability, detected with `cache_tier_with_entries`:
 //   - get_entry(k) -> std::optional<cache_entry<V, time_point>>: the value with its
 //     write time and expiry, used for TTL-preserving promotion and refresh-ahead.
 //
 // Thread-safety: per tier (outgrow::cache is single-threaded; concurrent_cache and
-// redis_tier are safe from any thread). cache_stats is a plain value.
+// redis_tier are safe from any thread). cache_metrics is a plain value.
 // Complexity: per tier.
 #pragma once
 
@@ -48,13 +50,13 @@
 #include <optional>
 #include <string_view>
 
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
 
 namespace outgrow {
 
 /// Counters of one tier (or of a whole tiered_cache), like Caffeine's CacheStats.
-struct cache_stats {
-  static constexpr std::string_view metrics_name = "cache_stats";
+struct cache_metrics {
+  static constexpr std::string_view metrics_name = "cache_metrics";
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;
   std::uint64_t load_successes = 0;  ///< loads from the next tier or the store
@@ -88,7 +90,7 @@ struct cache_stats {
     f("rejected_puts", rejected_puts);
   }
 
-  cache_stats& operator+=(const cache_stats& o) noexcept {
+  cache_metrics& operator+=(const cache_metrics& o) noexcept {
     hits += o.hits;
     misses += o.misses;
     load_successes += o.load_successes;
@@ -100,7 +102,7 @@ struct cache_stats {
     rejected_puts += o.rejected_puts;
     return *this;
   }
-  friend bool operator==(const cache_stats&, const cache_stats&) = default;
+  friend bool operator==(const cache_metrics&, const cache_metrics&) = default;
 };
 
 /// A value with its write time and expiry (time_point::max() = never expires).
@@ -123,16 +125,40 @@ concept cache_tier = requires(T& t, const T& ct, const typename T::key_type& k,
   { t.erase(k) } -> std::same_as<bool>;
   t.clear();
   { ct.size() } -> std::convertible_to<std::size_t>;
-  { ct.stats() } -> std::convertible_to<cache_stats>;
+  { ct.metrics() } -> std::convertible_to<cache_metrics>;
 };
 
 /// A tier that also reports each entry's write time and expiry.
 template <class T>
-concept cache_tier_with_entries = cache_tier<T> &&
-    requires(T& t, const typename T::key_type& k) {
-  {t.get_entry(k)};
-  requires std::same_as < std::remove_cvref_t<decltype(t.get_entry(k)->value)>,
-  typename T::mapped_type > ;
+concept cache_tier_with_entries =
+    cache_tier<T> && requires(T& t, const typename T::key_type& k) {
+      { t.get_entry(k) };
+      requires std::same_as<std::remove_cvref_t<decltype(t.get_entry(k)->value)>,
+                            typename T::mapped_type>;
+    };
+
+/// What tiered_cache needs to know about a tier beyond the concept; reads
+/// `T::thread_safe` and `T::shared` when present (both default to false).
+/// thread_safe: the tier may be called from any thread (else tiered_cache calls it under
+/// a per-tier mutex). shared: the tier is shared between cache instances (Redis), so
+/// invalidation-bus messages do not clear it by default. Specialise for a tier you
+/// cannot change.
+template <class T>
+struct tier_traits {
+  static constexpr bool thread_safe = [] {
+    if constexpr (requires { T::thread_safe; }) {
+      return static_cast<bool>(T::thread_safe);
+    } else {
+      return false;
+    }
+  }();
+  static constexpr bool shared = [] {
+    if constexpr (requires { T::shared; }) {
+      return static_cast<bool>(T::shared);
+    } else {
+      return false;
+    }
+  }();
 };
 
 }  // namespace outgrow

@@ -90,10 +90,12 @@ concept random_bits_64 =
 /// given the delay it returned for retry n-1 (zero before the first retry).
 template <class B>
 concept backoff_policy = std::copy_constructible<B> &&
-    requires(const B& b, std::uint32_t n, std::chrono::nanoseconds previous,
-             std::mt19937_64& rng) {
-  { b.delay(n, previous, rng) } -> std::same_as<std::chrono::nanoseconds>;
-};
+                         requires(const B& b, std::uint32_t n,
+                                  std::chrono::nanoseconds previous, std::mt19937_64& rng) {
+                           {
+                             b.delay(n, previous, rng)
+                           } -> std::same_as<std::chrono::nanoseconds>;
+                         };
 
 namespace detail {
 
@@ -140,6 +142,50 @@ inline void validate_base_cap(std::string_view policy, std::chrono::nanoseconds 
           fmt::format("in [base ({}), inf)", describe_value(base)), cap);
 }
 
+/// What every capped policy `Policy` shares (CRTP: errors name Policy::name): base and
+/// cap (100 ms and 10 s by default), validated by the constructor, with their getters
+/// and equality.
+template <class Policy>
+class base_cap_backoff {
+ public:
+  /// base 100 ms, cap 10 s.
+  base_cap_backoff() noexcept = default;
+  /// Throws: config_error if base <= 0 or cap < base.
+  base_cap_backoff(std::chrono::nanoseconds base, std::chrono::nanoseconds cap)
+      : base_(base), cap_(cap) {
+    validate_base_cap(Policy::name, base, cap);
+  }
+
+  [[nodiscard]] std::chrono::nanoseconds base() const noexcept { return base_; }
+  [[nodiscard]] std::chrono::nanoseconds cap() const noexcept { return cap_; }
+  friend bool operator==(const base_cap_backoff&, const base_cap_backoff&) = default;
+
+ private:
+  std::chrono::nanoseconds base_ = std::chrono::milliseconds{100};
+  std::chrono::nanoseconds cap_ = std::chrono::seconds{10};
+};
+
+/// Full and equal jitter: `fixed + rand(0, span)` with t = min(cap, base · 2^(n-1)) and
+/// span = t, fixed = 0 (full) or span = fixed = t/2 (equal, `KeepHalf`).
+template <class Policy, bool KeepHalf>
+class doubling_jitter_backoff : public base_cap_backoff<Policy> {
+ public:
+  using base_cap_backoff<Policy>::base_cap_backoff;
+
+  template <random_bits_64 G>
+  [[nodiscard]] std::chrono::nanoseconds delay(std::uint32_t n,
+                                               std::chrono::nanoseconds /*previous*/,
+                                               G& rng) const {
+    const std::chrono::nanoseconds span = KeepHalf ? ceiling(n) / 2 : ceiling(n);
+    const std::chrono::nanoseconds fixed = KeepHalf ? span : std::chrono::nanoseconds{0};
+    return fixed + uniform_duration(rng, std::chrono::nanoseconds{0}, span);
+  }
+  /// min(cap, base · 2^(n-1)): the largest delay retry n can get.
+  [[nodiscard]] std::chrono::nanoseconds ceiling(std::uint32_t n) const noexcept {
+    return exponential_ceiling(this->base(), this->cap(), 2.0, n);
+  }
+};
+
 }  // namespace detail
 
 /// The same delay before every retry.
@@ -149,7 +195,7 @@ class constant_backoff {
 
   /// 100 ms.
   constant_backoff() noexcept = default;
-  /// Throws config_error unless delay >= 0 (zero = retry at once).
+  /// Throws: config_error if delay < 0 (zero = retry at once).
   explicit constant_backoff(std::chrono::nanoseconds delay) : interval_(delay) {
     require(delay >= std::chrono::nanoseconds{0}, name, "delay", "in [0s, inf)", delay);
   }
@@ -170,16 +216,16 @@ class constant_backoff {
 
 /// base · multiplier^(n-1), capped; no jitter (clients that failed together retry
 /// together — prefer a jitter policy when many clients share a dependency).
-class exponential_backoff {
+class exponential_backoff : public detail::base_cap_backoff<exponential_backoff> {
  public:
   static constexpr std::string_view name = "exponential_backoff";
 
   /// base 100 ms, cap 10 s, multiplier 2.
   exponential_backoff() noexcept = default;
+  /// Throws: config_error if base <= 0, cap < base, or multiplier is not in [1, inf).
   exponential_backoff(std::chrono::nanoseconds base, std::chrono::nanoseconds cap,
                       double multiplier = 2.0)
-      : base_(base), cap_(cap), multiplier_(multiplier) {
-    detail::validate_base_cap(name, base, cap);
+      : base_cap_backoff(base, cap), multiplier_(multiplier) {
     require(multiplier >= 1.0 && std::isfinite(multiplier), name, "multiplier",
             "in [1, inf)", multiplier);
   }
@@ -188,121 +234,55 @@ class exponential_backoff {
   [[nodiscard]] std::chrono::nanoseconds delay(std::uint32_t n,
                                                std::chrono::nanoseconds /*previous*/,
                                                G& /*rng*/) const noexcept {
-    return detail::exponential_ceiling(base_, cap_, multiplier_, n);
+    return detail::exponential_ceiling(base(), cap(), multiplier_, n);
   }
 
-  [[nodiscard]] std::chrono::nanoseconds base() const noexcept { return base_; }
-  [[nodiscard]] std::chrono::nanoseconds cap() const noexcept { return cap_; }
   [[nodiscard]] double multiplier() const noexcept { return multiplier_; }
   friend bool operator==(const exponential_backoff&, const exponential_backoff&) = default;
 
  private:
-  std::chrono::nanoseconds base_ = std::chrono::milliseconds{100};
-  std::chrono::nanoseconds cap_ = std::chrono::seconds{10};
   double multiplier_ = 2.0;
 };
 
+// The three jitter policies: base and cap (defaults 100 ms and 10 s; the constructor
+// `(base, cap)` throws config_error if base <= 0 or cap < base), base(), cap(), ==.
+
 /// AWS "full jitter": rand(0, min(cap, base · 2^(n-1))). Mean: half the ceiling.
-class full_jitter_backoff {
+class full_jitter_backoff
+    : public detail::doubling_jitter_backoff<full_jitter_backoff, false> {
  public:
   static constexpr std::string_view name = "full_jitter_backoff";
-
-  /// base 100 ms, cap 10 s.
-  full_jitter_backoff() noexcept = default;
-  full_jitter_backoff(std::chrono::nanoseconds base, std::chrono::nanoseconds cap)
-      : base_(base), cap_(cap) {
-    detail::validate_base_cap(name, base, cap);
-  }
-
-  template <random_bits_64 G>
-  [[nodiscard]] std::chrono::nanoseconds delay(std::uint32_t n,
-                                               std::chrono::nanoseconds /*previous*/,
-                                               G& rng) const {
-    return detail::uniform_duration(rng, std::chrono::nanoseconds{0}, ceiling(n));
-  }
-
-  /// min(cap, base · 2^(n-1)): the largest delay retry n can get.
-  [[nodiscard]] std::chrono::nanoseconds ceiling(std::uint32_t n) const noexcept {
-    return detail::exponential_ceiling(base_, cap_, 2.0, n);
-  }
-  [[nodiscard]] std::chrono::nanoseconds base() const noexcept { return base_; }
-  [[nodiscard]] std::chrono::nanoseconds cap() const noexcept { return cap_; }
-  friend bool operator==(const full_jitter_backoff&, const full_jitter_backoff&) = default;
-
- private:
-  std::chrono::nanoseconds base_ = std::chrono::milliseconds{100};
-  std::chrono::nanoseconds cap_ = std::chrono::seconds{10};
+  using doubling_jitter_backoff::doubling_jitter_backoff;
 };
 
 /// AWS "equal jitter": t/2 + rand(0, t/2) with t = min(cap, base · 2^(n-1)): never
 /// less than half the ceiling. Mean: three quarters of the ceiling.
-class equal_jitter_backoff {
+class equal_jitter_backoff
+    : public detail::doubling_jitter_backoff<equal_jitter_backoff, true> {
  public:
   static constexpr std::string_view name = "equal_jitter_backoff";
-
-  /// base 100 ms, cap 10 s.
-  equal_jitter_backoff() noexcept = default;
-  equal_jitter_backoff(std::chrono::nanoseconds base, std::chrono::nanoseconds cap)
-      : base_(base), cap_(cap) {
-    detail::validate_base_cap(name, base, cap);
-  }
-
-  template <random_bits_64 G>
-  [[nodiscard]] std::chrono::nanoseconds delay(std::uint32_t n,
-                                               std::chrono::nanoseconds /*previous*/,
-                                               G& rng) const {
-    const std::chrono::nanoseconds t = ceiling(n);
-    const std::chrono::nanoseconds half = t / 2;
-    return half + detail::uniform_duration(rng, std::chrono::nanoseconds{0}, half);
-  }
-
-  /// min(cap, base · 2^(n-1)).
-  [[nodiscard]] std::chrono::nanoseconds ceiling(std::uint32_t n) const noexcept {
-    return detail::exponential_ceiling(base_, cap_, 2.0, n);
-  }
-  [[nodiscard]] std::chrono::nanoseconds base() const noexcept { return base_; }
-  [[nodiscard]] std::chrono::nanoseconds cap() const noexcept { return cap_; }
-  friend bool operator==(const equal_jitter_backoff&,
-                         const equal_jitter_backoff&) = default;
-
- private:
-  std::chrono::nanoseconds base_ = std::chrono::milliseconds{100};
-  std::chrono::nanoseconds cap_ = std::chrono::seconds{10};
+  using doubling_jitter_backoff::doubling_jitter_backoff;
 };
 
 /// AWS "decorrelated jitter": min(cap, rand(base, 3 · previous)), previous = base for
 /// the first retry (and whenever a smaller previous is passed). Ignores n: each delay
 /// grows from the last one, so a client's delays wander up towards cap.
-class decorrelated_jitter_backoff {
+class decorrelated_jitter_backoff
+    : public detail::base_cap_backoff<decorrelated_jitter_backoff> {
  public:
   static constexpr std::string_view name = "decorrelated_jitter_backoff";
-
-  /// base 100 ms, cap 10 s.
-  decorrelated_jitter_backoff() noexcept = default;
-  decorrelated_jitter_backoff(std::chrono::nanoseconds base, std::chrono::nanoseconds cap)
-      : base_(base), cap_(cap) {
-    detail::validate_base_cap(name, base, cap);
-  }
+  using base_cap_backoff::base_cap_backoff;
 
   template <random_bits_64 G>
   [[nodiscard]] std::chrono::nanoseconds delay(std::uint32_t /*n*/,
                                                std::chrono::nanoseconds previous,
                                                G& rng) const {
-    const std::chrono::nanoseconds from = std::max(previous, base_);
+    const std::chrono::nanoseconds from = std::max(previous, base());
     constexpr auto most = std::numeric_limits<std::chrono::nanoseconds::rep>::max();
     const std::chrono::nanoseconds to =
         from.count() > most / 3 ? std::chrono::nanoseconds{most} : 3 * from;
-    return std::min(cap_, detail::uniform_duration(rng, base_, to));
+    return std::min(cap(), detail::uniform_duration(rng, base(), to));
   }
-
-  [[nodiscard]] std::chrono::nanoseconds base() const noexcept { return base_; }
-  [[nodiscard]] std::chrono::nanoseconds cap() const noexcept { return cap_; }
-  friend bool operator==(const decorrelated_jitter_backoff&,
-                         const decorrelated_jitter_backoff&) = default;
-
- private:
-  std::chrono::nanoseconds base_ = std::chrono::milliseconds{100};
-  std::chrono::nanoseconds cap_ = std::chrono::seconds{10};
 };
 
 static_assert(backoff_policy<constant_backoff>);

@@ -46,8 +46,8 @@ __extension__ typedef __int128 deadline_wide_int;
 /// the header). d is converted to TimePoint's unit truncating toward zero.
 template <class TimePoint, class Rep, class Period>
 requires std::is_integral_v<Rep> && std::is_integral_v<typename TimePoint::rep> &&
-    (sizeof(Rep) <= 8) &&
-    (sizeof(typename TimePoint::rep) <= 8) [[nodiscard]] constexpr TimePoint
+         (sizeof(Rep) <= 8) && (sizeof(typename TimePoint::rep) <= 8)
+[[nodiscard]] constexpr TimePoint
     saturating_add(TimePoint t, std::chrono::duration<Rep, Period> d) noexcept {
   using to_duration = typename TimePoint::duration;
   using to_rep = typename to_duration::rep;

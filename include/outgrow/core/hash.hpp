@@ -115,8 +115,9 @@ struct xxh3_hasher {
   }
 
   template <detail::string_like S>
-  requires(!std::same_as<S, std::string_view>) [[nodiscard]] std::uint64_t operator()(
-      const S& key, std::uint64_t seed = 0) const noexcept {
+  requires(!std::same_as<S, std::string_view>)
+  [[nodiscard]] std::uint64_t operator()(const S& key,
+                                         std::uint64_t seed = 0) const noexcept {
     return (*this)(std::string_view(key), seed);
   }
 

@@ -52,7 +52,7 @@
 
 #include <outgrow/core/deadline.hpp>
 #include <outgrow/core/error.hpp>
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
 
 namespace outgrow {
 
@@ -68,6 +68,7 @@ class bounded_queue {
  public:
   using value_type = T;
 
+  /// Throws: config_error if capacity is not in [2, 2^30].
   explicit bounded_queue(bounded_queue_config config = {})
       : capacity_(validated(config.capacity)), cells_(std::make_unique<cell[]>(capacity_)) {
     for (std::size_t i = 0; i < capacity_; ++i) {
@@ -91,7 +92,9 @@ class bounded_queue {
     return true;
   }
   [[nodiscard]] bool try_push(const T& value) noexcept(
-      std::is_nothrow_copy_constructible_v<T>) requires std::is_copy_constructible_v<T> {
+      std::is_nothrow_copy_constructible_v<T>)
+  requires std::is_copy_constructible_v<T>
+  {
     T copy(value);
     return try_push(std::move(copy));
   }

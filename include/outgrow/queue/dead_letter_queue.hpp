@@ -78,7 +78,7 @@
 
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
 
 namespace outgrow {
 
@@ -160,10 +160,10 @@ enum class replay_outcome : std::uint8_t {
 
 /// Where replayed jobs go: moves from `job` only when it returns accepted.
 template <class T, class Job>
-concept replay_target = requires(T& target, Job& job,
-                                 const std::optional<std::string>& key) {
-  { target.accept_replay(job, key) } -> std::same_as<replay_outcome>;
-};
+concept replay_target =
+    requires(T& target, Job& job, const std::optional<std::string>& key) {
+      { target.accept_replay(job, key) } -> std::same_as<replay_outcome>;
+    };
 
 /// What one replay call did.
 struct replay_result {
@@ -180,8 +180,8 @@ struct replay_result {
   }
 };
 
-struct dead_letter_metrics {
-  static constexpr std::string_view metrics_name = "dead_letter_metrics";
+struct dead_letter_queue_metrics {
+  static constexpr std::string_view metrics_name = "dead_letter_queue_metrics";
   std::size_t size = 0;
   std::size_t capacity = 0;
   std::uint64_t added = 0;       ///< entries ever offered to add()
@@ -217,6 +217,8 @@ class dead_letter_queue {
   using entry = dead_letter_entry<Job, time_point>;
   using overflow_hook = std::function<void(entry&&)>;
 
+  /// Throws: config_error if capacity is not in [1, 2^32] or overflow is not one of the
+  /// enumerators.
   explicit dead_letter_queue(dead_letter_queue_config config = {}, Clock clock = {})
       : config_(validated(config)), clock_(std::move(clock)) {}
   dead_letter_queue(const dead_letter_queue&) = delete;
@@ -276,8 +278,9 @@ class dead_letter_queue {
   }
 
   /// Copies of every entry, oldest first.
-  [[nodiscard]] std::vector<entry> snapshot()
-      const requires std::is_copy_constructible_v<Job> {
+  [[nodiscard]] std::vector<entry> snapshot() const
+  requires std::is_copy_constructible_v<Job>
+  {
     return filter([](const entry&) { return true; });
   }
 
@@ -294,8 +297,9 @@ class dead_letter_queue {
   }
 
   /// A copy of entry `id`, if it is here.
-  [[nodiscard]] std::optional<entry> find(
-      std::uint64_t id) const requires std::is_copy_constructible_v<Job> {
+  [[nodiscard]] std::optional<entry> find(std::uint64_t id) const
+  requires std::is_copy_constructible_v<Job>
+  {
     std::lock_guard lock(mutex_);
     const auto it = entries_.find(id);
     if (it == entries_.end()) return std::nullopt;
@@ -304,6 +308,8 @@ class dead_letter_queue {
 
   // ---- replay -----------------------------------------------------------------------
   /// Replays entry `id` (if present) into `target`.
+  /// Throws: whatever target.accept_replay throws; the entries not replayed are put
+  /// back first.
   template <replay_target<Job> Target>
   replay_result replay(std::uint64_t id, Target& target) {
     std::vector<entry> taken;
@@ -319,9 +325,10 @@ class dead_letter_queue {
   }
 
   /// Replays, oldest first, every entry for which pred(const entry&) is true.
+  /// Throws: as replay(id, target) (and whatever pred throws).
   template <class Pred, replay_target<Job> Target>
-  requires std::predicate<Pred&, const entry&> replay_result replay_if(Pred&& pred,
-                                                                       Target& target) {
+  requires std::predicate<Pred&, const entry&>
+  replay_result replay_if(Pred&& pred, Target& target) {
     std::vector<entry> taken;
     {
       std::lock_guard lock(mutex_);
@@ -338,6 +345,7 @@ class dead_letter_queue {
   }
 
   /// Replays every entry, oldest first.
+  /// Throws: as replay(id, target).
   template <replay_target<Job> Target>
   replay_result replay_all(Target& target) {
     return replay_if([](const entry&) { return true; }, target);
@@ -354,7 +362,8 @@ class dead_letter_queue {
 
   /// Removes every entry for which pred(const entry&) is true; returns how many.
   template <class Pred>
-  requires std::predicate<Pred&, const entry&> std::size_t purge_if(Pred&& pred) {
+  requires std::predicate<Pred&, const entry&>
+  std::size_t purge_if(Pred&& pred) {
     std::lock_guard lock(mutex_);
     const std::size_t n = std::erase_if(
         entries_, [&](const auto& kv) { return static_cast<bool>(pred(kv.second)); });
@@ -371,9 +380,9 @@ class dead_letter_queue {
     return n;
   }
 
-  [[nodiscard]] dead_letter_metrics metrics() const {
+  [[nodiscard]] dead_letter_queue_metrics metrics() const {
     std::lock_guard lock(mutex_);
-    dead_letter_metrics m;
+    dead_letter_queue_metrics m;
     m.size = entries_.size();
     m.capacity = config_.capacity;
     m.added = added_;

@@ -8,13 +8,13 @@
 // (tiered_cache::connect does the wiring).
 //
 //   outgrow::redis_invalidation_bus<std::string> bus(
-//       {.host = "127.0.0.1", .port = 6379, .channel = "shop:invalidate"});
+//       {.connection = {.host = "127.0.0.1", .port = 6379}, .channel = "shop:invalidate"});
 //   users.connect(bus);       // a tiered_cache: publishes its writes, drops others'
 //   bus.start();              // the subscriber thread (you ask for it; stop() or the
 //                             // destructor joins it)
 //   bus.wait_subscribed(2s);  // optional: serve reads once invalidations flow
 //   ...
-//   fmt::print("{}\n", bus.stats());   // redis_invalidation_stats{published=...}
+//   fmt::print("{}\n", bus.metrics());   // redis_invalidation_bus_metrics{published=...}
 //
 // Guarantees. Local subscribers get each publish exactly once, synchronously. Each
 // other subscribed instance gets it at least once, unless it is covered by a clear: a
@@ -42,7 +42,7 @@
 //     already delivered locally). Two buses with the same id on a channel would drop
 //     each other's messages: on every subscribe the bus names its subscriber connection
 //     (CLIENT SETNAME outgrow-bus-<channel hash>-<id>) and, when CLIENT LIST shows
-//     another client with that name, takes a fresh random id (stats().id_conflicts).
+//     another client with that name, takes a fresh random id (metrics().id_conflicts).
 //     The bus that subscribed first keeps its id. Servers whose ACLs refuse CLIENT
 //     SETNAME / LIST skip the check (keep the default random ids there).
 //   - Gaps: Redis pub/sub does not queue for a disconnected subscriber, so messages
@@ -72,7 +72,7 @@
 // Duplicates: a PUBLISH whose reply timed out may still have reached Redis; the bus then
 // re-sends it (see "Failed publishes"), and subscribers would see it twice. Subscribers
 // drop a message whose (instance id, message number) is among the last dedupe_window
-// (4096) they delivered, counted in stats().duplicates. Older-format messages and
+// (4096) they delivered, counted in metrics().duplicates. Older-format messages and
 // duplicates arriving more than dedupe_window messages later are delivered again:
 // harmless, as an invalidation applied twice only drops an L1 entry that is then
 // refilled from Redis.
@@ -82,13 +82,13 @@
 // often the subscriber thread wakes to retry pending publishes; stop() wakes it at once
 // through a pipe); max_pending 10000.
 //
-// Thread-safety: publish, publish_clear, subscribe, stats, start, stop from any thread.
+// Thread-safety: publish, publish_clear, subscribe, metrics, start, stop from any thread.
 // Publishes share one connection: a publisher waits for it only until its own deadline
 // (connect_timeout + command_timeout from the call), and its connect and PUBLISH get
 // what is left of that budget as their timeouts; so every publish (and flush_pending)
 // returns within connect + command timeouts however many publishers wait behind a
 // frozen Redis — those that found the connection busy too long keep their message
-// (stats().publish_busy) — and not at all while the reconnect backoff runs. Handlers run
+// (metrics().publish_busy) — and not at all while the reconnect backoff runs. Handlers run
 // on the publishing thread (local) or the subscriber thread (remote, gaps); they must be
 // quick and must not publish on this bus.
 // Complexity: publish O(local subscribers) + one round trip; receive O(local
@@ -111,7 +111,6 @@
 #include <mutex>
 #include <optional>
 #include <random>
-#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -120,69 +119,32 @@
 #include <outgrow/cache/invalidation.hpp>
 #include <outgrow/core/backoff.hpp>
 #include <outgrow/core/clock.hpp>
+#include <outgrow/core/detail/deadline_mutex.hpp>
 #include <outgrow/core/error.hpp>
-#include <outgrow/core/stats.hpp>
-#include <outgrow/redis/redis_tier.hpp>
+#include <outgrow/core/metrics.hpp>
+#include <outgrow/core/seed.hpp>
+#include <outgrow/redis/codec.hpp>
+#include <outgrow/redis/connection.hpp>
+#include <outgrow/redis/detail/connection.hpp>
+#include <outgrow/redis/detail/invalidation_wire.hpp>
+#include <outgrow/redis/detail/reconnect_gate.hpp>
 
 #include <fmt/format.h>
 
 namespace outgrow {
 
-namespace detail {
-/// A mutex whose lock waits until a deadline: std::timed_mutex semantics built on
-/// std::mutex + std::condition_variable. (libstdc++'s timed_mutex::try_lock_until uses
-/// pthread_mutex_clocklock, which ThreadSanitizer in GCC 12 does not intercept: it then
-/// reports every unlock as an unlock of an unlocked mutex.)
-class deadline_mutex {
- public:
-  void lock() {
-    std::unique_lock l(m_);
-    cv_.wait(l, [&] { return !held_; });
-    held_ = true;
-  }
-  bool try_lock() {
-    std::lock_guard l(m_);
-    if (held_) return false;
-    held_ = true;
-    return true;
-  }
-  template <class Clock, class Duration>
-  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    std::unique_lock l(m_);
-    if (!cv_.wait_until(l, deadline, [&] { return !held_; })) return false;
-    held_ = true;
-    return true;
-  }
-  void unlock() {
-    {
-      std::lock_guard l(m_);
-      held_ = false;
-    }
-    cv_.notify_one();
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool held_ = false;
-};
-}  // namespace detail
-
-struct redis_invalidation_config {
-  std::string host = "127.0.0.1";
-  int port = 6379;  ///< [1, 65535]
-  std::string password{};
-  int database = 0;  ///< pub/sub ignores the database; kept for AUTH/SELECT symmetry
+struct redis_invalidation_bus_config {
+  /// Where Redis is and how long to wait: connect 200 ms, command 100 ms (as redis_tier),
+  /// reconnect backoff 10 ms .. 1 s with a random jitter seed per bus, so a fleet does
+  /// not reconnect in lock-step (set connection.seed for a reproducible one). Pub/sub
+  /// ignores connection.database (kept for AUTH/SELECT symmetry). Errors name
+  /// "connection.<field>".
+  redis_connection_config connection{};
   /// The channel every instance publishes to and subscribes to.
   std::string channel = "outgrow:invalidation";
   /// This instance's id in messages; 0 = random. Must differ between instances: a bus
   /// that finds another one subscribed with its id takes a random one (id_conflicts).
   std::uint64_t instance_id = 0;
-  std::chrono::nanoseconds connect_timeout = std::chrono::milliseconds{200};  ///< (0, 1 h]
-  std::chrono::nanoseconds command_timeout = std::chrono::milliseconds{100};  ///< (0, 1 h]
-  full_jitter_backoff reconnect_backoff{std::chrono::milliseconds{10},
-                                        std::chrono::seconds{1}};
-  std::uint64_t seed = 0x1A7A'11D8'5EEDULL;
   /// Subscriber thread wake-up period (retrying pending publishes). [1 ms, 1 h]
   std::chrono::nanoseconds poll_interval = std::chrono::milliseconds{100};
   /// Unsent messages kept for re-sending. [0, 1e8]
@@ -192,8 +154,8 @@ struct redis_invalidation_config {
   std::size_t dedupe_window = 4096;
 };
 
-struct redis_invalidation_stats {
-  static constexpr std::string_view metrics_name = "redis_invalidation_stats";
+struct redis_invalidation_bus_metrics {
+  static constexpr std::string_view metrics_name = "redis_invalidation_bus_metrics";
   std::uint64_t published = 0;         ///< publish() + publish_clear() calls
   std::uint64_t sent = 0;              ///< messages Redis accepted (re-sent ones included)
   std::uint64_t publish_failures = 0;  ///< send attempts that failed
@@ -232,78 +194,6 @@ struct redis_invalidation_stats {
   }
 };
 
-namespace detail {
-
-/// One invalidation message as it travels through Redis (see "Wire format").
-template <class Key>
-struct redis_invalidation_message {
-  bool clear = false;        ///< 'C' / 'c': drop everything
-  std::uint64_t from = 0;    ///< the sender's instance id
-  std::uint64_t seq = 0;     ///< the sender's message number (versioned format)
-  bool has_seq = false;      ///< false for the older 'K' / 'C' format
-  std::optional<Key> key{};  ///< for key messages
-};
-
-inline void redis_put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFFU));
-}
-
-inline std::uint64_t redis_get_u64(std::string_view in) noexcept {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < 8; ++i) {
-    v |= std::uint64_t{static_cast<unsigned char>(in[i])} << (8 * i);
-  }
-  return v;
-}
-
-/// The header of a message: 'k' (key) or 'c' (clear), sender id, sequence number; for
-/// 'k' the encoded key follows.
-inline std::string redis_invalidation_header(bool clear, std::uint64_t from,
-                                             std::uint64_t seq) {
-  std::string m;
-  m.reserve(40);
-  m.push_back(clear ? 'c' : 'k');
-  redis_put_u64(m, from);
-  redis_put_u64(m, seq);
-  return m;
-}
-
-/// Parses a PUBLISH payload (both formats); nullopt when malformed, the key's codec
-/// rejects it or its validation hook refuses it. Never throws.
-template <class Key, class Codec>
-std::optional<redis_invalidation_message<Key>> redis_parse_invalidation(
-    const Codec& codec, std::string_view m) noexcept {
-  try {
-    if (m.empty()) return std::nullopt;
-    const char kind = m[0];
-    redis_invalidation_message<Key> out;
-    std::size_t body = 0;
-    if (kind == 'K' || kind == 'C') {
-      body = 9;
-    } else if (kind == 'k' || kind == 'c') {
-      body = 17;
-      out.has_seq = true;
-    } else {
-      return std::nullopt;
-    }
-    if (m.size() < body) return std::nullopt;
-    out.clear = kind == 'C' || kind == 'c';
-    out.from = redis_get_u64(m.substr(1));
-    if (out.has_seq) out.seq = redis_get_u64(m.substr(9));
-    if (out.clear) {
-      if (m.size() != body) return std::nullopt;
-      return out;
-    }
-    out.key = codec.decode(m.substr(body), std::type_identity<Key>{});
-    if (!out.key || !redis_value_valid(codec, *out.key)) return std::nullopt;
-    return out;
-  } catch (...) {
-    return std::nullopt;
-  }
-}
-
-}  // namespace detail
-
 template <class Key, class Codec = redis_default_codec>
 requires redis_codec<Codec, Key>
 class redis_invalidation_bus {
@@ -312,14 +202,17 @@ class redis_invalidation_bus {
   using codec_type = Codec;
   using event_type = invalidation_event<Key>;
 
-  /// Connects lazily (publisher) and in start() (subscriber). config_error when invalid.
-  explicit redis_invalidation_bus(redis_invalidation_config config = {}, Codec codec = {})
+  /// Connects lazily (publisher) and in start() (subscriber).
+  /// Throws: config_error if a config field is out of range (see
+  /// redis_invalidation_bus_config).
+  explicit redis_invalidation_bus(redis_invalidation_bus_config config = {},
+                                  Codec codec = {})
       : config_(validated(std::move(config))),
-        endpoint_(detail::redis_endpoint::of(config_)),
+        seed_(resolve_seed(config_.connection.seed)),
         codec_(std::move(codec)),
         id_(config_.instance_id != 0 ? config_.instance_id : random_id()),
-        publisher_gate_(config_.reconnect_backoff, config_.seed, {}),
-        subscriber_gate_(config_.reconnect_backoff, config_.seed ^ 0x5B5CULL, {}) {}
+        publisher_gate_(config_.connection.reconnect_backoff, seed_, {}),
+        subscriber_gate_(config_.connection.reconnect_backoff, seed_ ^ 0x5B5CULL, {}) {}
 
   redis_invalidation_bus(const redis_invalidation_bus&) = delete;
   redis_invalidation_bus& operator=(const redis_invalidation_bus&) = delete;
@@ -330,6 +223,8 @@ class redis_invalidation_bus {
 
   /// Local subscribers drop `key` now; other instances when the message arrives. False
   /// when the message could not be sent yet (kept for re-sending, see the header).
+  /// Throws: what a local subscriber's handler throws; std::bad_alloc if the message
+  /// cannot be built.
   bool publish(const Key& key, std::uint64_t origin = 0) {
     local_.publish(key, origin);
     published_.add();
@@ -344,20 +239,25 @@ class redis_invalidation_bus {
   }
 
   /// Every subscriber (local and remote) drops everything.
+  /// Throws: what a local subscriber's handler throws; std::bad_alloc if the message
+  /// cannot be built.
   bool publish_clear(std::uint64_t origin = 0) {
     local_.publish_clear(origin);
     published_.add();
     return send(header('C'));
   }
 
+  /// Calls `handler` for every local publish and every message from other instances
+  /// until the subscription is destroyed.
+  /// Throws: std::bad_alloc if the subscription cannot be allocated.
   [[nodiscard]] invalidation_subscription subscribe(invalidation_handler<Key> handler) {
     return local_.subscribe(std::move(handler));
   }
 
   // ---- the subscriber thread ---------------------------------------------------------
 
-  /// Starts the subscriber thread (idempotent while running). Throws std::system_error
-  /// if the thread or its wake-up pipe cannot be created.
+  /// Starts the subscriber thread (idempotent while running).
+  /// Throws: std::system_error if the thread or its wake-up pipe cannot be created.
   void start() {
     std::lock_guard lock(thread_mutex_);
     if (thread_.joinable()) return;
@@ -407,8 +307,8 @@ class redis_invalidation_bus {
     return drain_pending(deadline);
   }
 
-  [[nodiscard]] redis_invalidation_stats stats() const {
-    redis_invalidation_stats s;
+  [[nodiscard]] redis_invalidation_bus_metrics metrics() const {
+    redis_invalidation_bus_metrics s;
     s.published = published_.load();
     s.sent = sent_.load();
     s.publish_failures = publish_failures_.load();
@@ -422,7 +322,7 @@ class redis_invalidation_bus {
     s.subscribes = subscribes_.load();
     s.connect_failures = connect_failures_.load();
     s.id_conflicts = id_conflicts_.load();
-    s.subscribers = local_.stats().subscribers;
+    s.subscribers = local_.metrics().subscribers;
     {
       std::lock_guard lock(pending_mutex_);
       s.pending = pending_.size() + (pending_clear_ ? 1 : 0);
@@ -438,14 +338,15 @@ class redis_invalidation_bus {
   [[nodiscard]] std::uint64_t instance_id() const noexcept {
     return id_.load(std::memory_order_acquire);
   }
-  [[nodiscard]] const redis_invalidation_config& config() const noexcept { return config_; }
+  [[nodiscard]] const redis_invalidation_bus_config& config() const noexcept {
+    return config_;
+  }
 
  private:
-  static redis_invalidation_config validated(redis_invalidation_config c) {
+  static redis_invalidation_bus_config validated(redis_invalidation_bus_config c) {
     using namespace std::chrono_literals;
     constexpr std::string_view who = "redis_invalidation_bus";
-    detail::validate_endpoint(who, {c.host, c.port, c.password, c.database,
-                                    c.connect_timeout, c.command_timeout});
+    detail::validate_connection(who, c.connection);
     require(!c.channel.empty(), who, "channel", "a non-empty channel name", "\"\"");
     require_in_range(who, "poll_interval", c.poll_interval, std::chrono::nanoseconds{1ms},
                      std::chrono::nanoseconds{1h});
@@ -509,8 +410,8 @@ class redis_invalidation_bus {
   /// A publish (or flush) gives up at this point: connect_timeout + command_timeout
   /// from its start, whatever other publishers are doing.
   deadline_type publish_deadline() const {
-    return std::chrono::steady_clock::now() + config_.connect_timeout +
-           config_.command_timeout;
+    return std::chrono::steady_clock::now() + config_.connection.connect_timeout +
+           detail::command_timeout(config_.connection);
   }
 
   bool send(std::string message) {
@@ -539,11 +440,11 @@ class redis_invalidation_bus {
         publish_failures_.add();
         return false;
       }
-      detail::redis_endpoint e = endpoint_;
+      redis_connection_config e = config_.connection;
       e.connect_timeout = std::clamp<std::chrono::nanoseconds>(
           left(), std::chrono::microseconds{1}, e.connect_timeout);
       e.command_timeout = std::clamp<std::chrono::nanoseconds>(
-          left(), std::chrono::microseconds{1}, e.command_timeout);
+          left(), std::chrono::microseconds{1}, detail::command_timeout(e));
       std::string error;
       try {
         publisher_ = detail::redis_open(e, error);
@@ -565,7 +466,7 @@ class redis_invalidation_bus {
     }
     (void)redisSetTimeout(publisher_.get(),
                           detail::redis_timeval(std::min<std::chrono::nanoseconds>(
-                              budget, config_.command_timeout)));
+                              budget, detail::command_timeout(config_.connection))));
     const std::string_view args[] = {"PUBLISH", config_.channel, message};
     auto r = detail::redis_argv(publisher_.get(), args);
     if (!r || r->type != REDIS_REPLY_INTEGER) {
@@ -647,7 +548,7 @@ class redis_invalidation_bus {
 
   detail::redis_context_ptr subscribe_connection() {
     std::string error;
-    auto c = detail::redis_open(endpoint_, error);
+    auto c = detail::redis_open(config_.connection, error);
     if (!c) return nullptr;
     claim_instance_id(c.get());
     if (c->err != 0) return nullptr;
@@ -733,7 +634,7 @@ class redis_invalidation_bus {
       own_ignored_.add();
       return;
     }
-    if (m->has_seq && !first_time(m->from, m->seq)) {
+    if (m->has_seq && !seen_.first_time(m->from, m->seq)) {
       duplicates_.add();
       return;
     }
@@ -745,28 +646,14 @@ class redis_invalidation_bus {
     received_.add();  // counted once delivered
   }
 
-  /// Remembers (from, seq) among the last dedupe_window message ids; false when it was
-  /// there already (a re-sent message). Only the subscriber thread.
-  bool first_time(std::uint64_t from, std::uint64_t seq) {
-    if (config_.dedupe_window == 0) return true;
-    const std::pair<std::uint64_t, std::uint64_t> id{from, seq};
-    if (!seen_.insert(id).second) return false;
-    seen_order_.push_back(id);
-    if (seen_order_.size() > config_.dedupe_window) {
-      seen_.erase(seen_order_.front());
-      seen_order_.pop_front();
-    }
-    return true;
-  }
-
   void close_pipe() noexcept {
     if (wake_read_ >= 0) ::close(wake_read_);
     if (wake_write_ >= 0) ::close(wake_write_);
     wake_read_ = wake_write_ = -1;
   }
 
-  const redis_invalidation_config config_;
-  const detail::redis_endpoint endpoint_;
+  const redis_invalidation_bus_config config_;
+  const std::uint64_t seed_;  // of both reconnect gates' jitter
   const Codec codec_;
   std::atomic<std::uint64_t> id_;
   in_process_invalidation_bus<Key> local_;
@@ -783,8 +670,7 @@ class redis_invalidation_bus {
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   bool ever_subscribed_ = false;  // only the subscriber thread (threads are joined)
-  std::set<std::pair<std::uint64_t, std::uint64_t>> seen_;  // likewise
-  std::deque<std::pair<std::uint64_t, std::uint64_t>> seen_order_;
+  detail::redis_message_window seen_{config_.dedupe_window};  // likewise
   std::atomic<std::uint64_t> seq_{random_id()};
   int wake_read_ = -1;
   int wake_write_ = -1;

@@ -37,7 +37,9 @@
 // state the breaker is already in (reset() while closed) still empties the window but is
 // no transition: no listener call, not counted (as Resilience4j).
 //
-// Trip conditions (the Window template parameter), checked after every recorded outcome,
+// Trip conditions (the Window template parameter, resilience/breaker_window.hpp: an open
+// concept — a user window needs a constructor from the config, record(), counts() and
+// clear(); see the smallest one there), checked after every recorded outcome,
 // successes included (a success can complete minimum_calls while the failure rate is
 // over the threshold: F F F S S with minimum 5 opens on the fifth call, at 60 %):
 //   consecutive_failures (default) — `failure_threshold` failures in a row (5, the
@@ -49,6 +51,19 @@
 //     rejected, where Resilience4j lowers it);
 //   time_window — the same over the last `window_size` seconds in one-second buckets
 //     (Resilience4j's TIME_BASED, Hystrix's rolling window).
+// Your own: any type meeting `breaker_window`; the smallest opens on any failure:
+//   struct first_failure_window {
+//     explicit first_failure_window(const outgrow::circuit_breaker_config&) {}
+//     bool record(const outgrow::breaker_outcome& o) noexcept { return o.failed; }
+//     outgrow::breaker_window_counts counts(std::chrono::nanoseconds) const noexcept {
+//       return {};                                 // no rates: metrics() reports 0
+//     }
+//     void clear() noexcept {}
+//   };
+//   outgrow::circuit_breaker<first_failure_window> cb;
+// Types: circuit_breaker_config, breaker_state, breaker_transition and
+// circuit_breaker_metrics are in resilience/circuit_breaker_config.hpp; the windows in
+// resilience/breaker_window.hpp (both included).
 // A call lasting longer than `slow_call_duration` counts as slow (rate windows only; a
 // call lasting exactly slow_call_duration is not slow, as in Resilience4j). Which
 // exceptions count as failures: `call()` asks `config.is_failure` (default: every
@@ -92,15 +107,12 @@
 // windows); entering closed or metrics_only O(window_size).
 #pragma once
 
-#include <algorithm>
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <concepts>
 #include <cstdint>
 #include <exception>
 #include <functional>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -114,187 +126,13 @@
 
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
+#include <outgrow/resilience/breaker_window.hpp>
+#include <outgrow/resilience/circuit_breaker_config.hpp>
+#include <outgrow/resilience/detail/circuit_breaker_state.hpp>
 #include <outgrow/resilience/errors.hpp>
 
 namespace outgrow {
-
-enum class breaker_state : std::uint8_t {
-  closed = 0,
-  open = 1,
-  half_open = 2,
-  forced_open = 3,
-  disabled = 4,
-  metrics_only = 5,
-};
-
-[[nodiscard]] constexpr std::string_view to_string(breaker_state s) noexcept {
-  switch (s) {
-    case breaker_state::closed:
-      return "closed";
-    case breaker_state::open:
-      return "open";
-    case breaker_state::half_open:
-      return "half_open";
-    case breaker_state::forced_open:
-      return "forced_open";
-    case breaker_state::disabled:
-      return "disabled";
-    case breaker_state::metrics_only:
-      return "metrics_only";
-  }
-  return "unknown";
-}
-
-/// Trip-condition policies (the Window template parameter).
-struct consecutive_failures {};
-struct count_window {};
-struct time_window {};
-
-template <class W>
-concept breaker_window = std::same_as<W, consecutive_failures> ||
-    std::same_as<W, count_window> || std::same_as<W, time_window>;
-
-/// Every field has a default; a field the chosen configuration never reads must keep
-/// it (see the header comment), so a setting that would do nothing is an error.
-struct circuit_breaker_config {
-  // consecutive_failures only
-  /// Failures in a row that open the breaker: 5 (the textbook's). [1, 1000000]
-  std::uint32_t failure_threshold = 5;
-  // count_window / time_window only
-  /// Calls (count_window, [1, 100000]) or seconds (time_window, [1, 3600]) in the
-  /// window: 100, Resilience4j's default for both (Hystrix's rolling window is 10 s).
-  std::uint32_t window_size = 100;
-  /// Calls needed in the window before a rate can trip. 0 (the default) = Resilience4j's
-  /// default, 100 — capped at window_size for count_window, as Resilience4j caps it
-  /// (a 10-call window can trip from its 10th call). Set explicitly: [1, window_size]
-  /// for count_window — a larger minimum could never be reached, so it is rejected where
-  /// Resilience4j would silently lower it — and [1, 1e9] for time_window.
-  std::uint32_t minimum_calls = 0;
-  /// Failure rate that trips, in percent: 50 as Resilience4j and Hystrix. (0, 100]
-  double failure_rate_threshold = 50.0;
-  /// Slow-call rate that trips, in percent: 100 as Resilience4j. (0, 100]; read only
-  /// when slow_call_duration > 0.
-  double slow_call_rate_threshold = 100.0;
-  /// Calls lasting longer than this are slow (exactly this long is not, as in
-  /// Resilience4j); 0 = slow-call tracking off (the default — Resilience4j's is 60 s —
-  /// so that the default closed path reads no clock).
-  std::chrono::nanoseconds slow_call_duration{0};
-  // open and half-open, every window
-  /// Time open before probing: 30 s (the textbook's; Resilience4j's is 60 s). (0, 24 h]
-  std::chrono::nanoseconds open_for = std::chrono::seconds{30};
-  /// open_for grows by this factor per consecutive re-open (1 = never grows). [1, 100]
-  double open_for_multiplier = 1.0;
-  /// Cap for the grown open_for. [open_for, 24 h]; read only when open_for_multiplier
-  /// > 1.
-  std::chrono::nanoseconds max_open_for = std::chrono::minutes{10};
-  /// Probes admitted in half_open: 1 (the textbook's single probe; Resilience4j's
-  /// default is 10). [1, 1000000]
-  std::uint32_t half_open_calls = 1;
-  /// Successful probes that close the breaker; 0 = all half_open_calls. [0,
-  /// half_open_calls]
-  std::uint32_t success_threshold = 0;
-  /// Which exceptions thrown through call() are failures (the rest are ignored);
-  /// empty = every exception. Called only on the exception path.
-  std::function<bool(const std::exception_ptr&)> is_failure{};
-};
-
-/// One state change, as passed to listeners.
-struct breaker_transition {
-  breaker_state from;
-  breaker_state to;
-  /// When the transition was made (open → half_open: when a call, state() or metrics()
-  /// first looked after open_for had passed).
-  std::chrono::steady_clock::time_point at;
-  /// For transitions to open: how long it stays open.
-  std::chrono::nanoseconds open_for{0};
-};
-
-/// A metrics snapshot (counters are exact; the rates are over the current window).
-struct breaker_metrics {
-  static constexpr std::string_view metrics_name = "breaker_metrics";
-  breaker_state state = breaker_state::closed;
-  std::uint64_t successes = 0;
-  std::uint64_t failures = 0;
-  std::uint64_t ignored = 0;   ///< ignore()d or abandoned permits
-  std::uint64_t rejected = 0;  ///< calls not permitted
-  std::uint64_t slow_calls = 0;
-  std::uint64_t transitions = 0;
-  std::uint64_t window_calls = 0;  ///< calls in the current window (rate windows)
-  double failure_rate = 0.0;       ///< percent, over window_calls
-  double slow_call_rate = 0.0;     ///< percent, over window_calls
-  std::uint32_t consecutive_failures = 0;
-
-  [[nodiscard]] std::uint64_t calls() const noexcept {
-    return successes + failures + ignored + rejected;
-  }
-  template <class F>
-  void for_each_metric(F&& f) const {
-    f("state", to_string(state));
-    f("calls", calls());
-    f("successes", successes);
-    f("failures", failures);
-    f("ignored", ignored);
-    f("rejected", rejected);
-    f("slow_calls", slow_calls);
-    f("transitions", transitions);
-    f("failure_rate", failure_rate);
-    f("slow_call_rate", slow_call_rate);
-  }
-};
-
-namespace detail {
-
-/// A counter spread over cache-line-padded stripes so that threads bumping it do not
-/// share a written cache line; load() sums the stripes (exact).
-class striped_counter {
- public:
-  void add(std::uint64_t n = 1) noexcept {
-    stripes_[stripe_index()].value.fetch_add(n, std::memory_order_relaxed);
-  }
-  [[nodiscard]] std::uint64_t load() const noexcept {
-    std::uint64_t sum = 0;
-    for (const auto& s : stripes_) sum += s.value.load(std::memory_order_relaxed);
-    return sum;
-  }
-
- private:
-  static constexpr std::size_t stripes = 8;
-  struct alignas(64) stripe {
-    std::atomic<std::uint64_t> value{0};
-  };
-  static std::size_t stripe_index() noexcept {
-    static std::atomic<std::size_t> next{0};
-    thread_local const std::size_t mine =
-        next.fetch_add(1, std::memory_order_relaxed) % stripes;
-    return mine;
-  }
-  std::array<stripe, stripes> stripes_{};
-};
-
-/// state (3 bits) | open-until time in ns since the clock's epoch (61 bits).
-constexpr std::uint64_t pack_state(breaker_state s, std::int64_t open_until_ns) noexcept {
-  return (static_cast<std::uint64_t>(std::max<std::int64_t>(open_until_ns, 0)) << 3) |
-         static_cast<std::uint64_t>(s);
-}
-constexpr breaker_state state_of(std::uint64_t word) noexcept {
-  return static_cast<breaker_state>(word & 7U);
-}
-constexpr std::int64_t open_until_of(std::uint64_t word) noexcept {
-  return static_cast<std::int64_t>(word >> 3);
-}
-
-/// Outcome bits stored per slot in a count window.
-enum : std::uint8_t { slot_used = 1, slot_failure = 2, slot_slow = 4 };
-
-}  // namespace detail
-
-namespace detail {
-template <class T>
-struct is_optional : std::false_type {};
-template <class T>
-struct is_optional<std::optional<T>> : std::true_type {};
-}  // namespace detail
 
 template <breaker_window Window = consecutive_failures,
           clock_source Clock = coarse_steady_clock>
@@ -302,6 +140,13 @@ class circuit_breaker {
   using time_point = typename Clock::time_point;
   enum class outcome : std::uint8_t { success, failure, ignored };
   enum class permit_kind : std::uint8_t { normal, probe, uncounted };
+  static constexpr bool reads_clock = [] {
+    if constexpr (requires { Window::reads_clock; }) {
+      return static_cast<bool>(Window::reads_clock);
+    } else {
+      return false;
+    }
+  }();
 
  public:
   using window_type = Window;
@@ -354,14 +199,10 @@ class circuit_breaker {
     permit_kind kind_ = permit_kind::normal;
   };
 
+  /// Throws: config_error if a field is out of range, or a field the Window never
+  /// reads is not at its default (the message names the field, its value and the rule).
   explicit circuit_breaker(circuit_breaker_config config = {}, Clock clock = {})
-      : config_(validated(std::move(config))), clock_(std::move(clock)) {
-    if constexpr (std::same_as<Window, count_window>) {
-      slots_ = std::make_unique<std::atomic<std::uint8_t>[]>(config_.window_size);
-    } else if constexpr (std::same_as<Window, time_window>) {
-      buckets_ = std::make_unique<bucket[]>(config_.window_size);
-    }
-  }
+      : config_(validated(std::move(config))), clock_(std::move(clock)), window_(config_) {}
   circuit_breaker(const circuit_breaker&) = delete;
   circuit_breaker& operator=(const circuit_breaker&) = delete;
 
@@ -408,10 +249,11 @@ class circuit_breaker {
     return detail::state_of(word_.load(std::memory_order_relaxed));
   }
 
-  /// Runs f() if permitted and returns its result. Throws circuit_open_error when
-  /// rejected; rethrows f's exception after recording it (as a failure, or as ignored
-  /// when config.is_failure says the exception is not the dependency's fault). A
-  /// function returning std::optional that returns nullopt records a failure.
+  /// Runs f() if permitted and returns its result. A function returning std::optional
+  /// that returns nullopt records a failure.
+  /// Throws: circuit_open_error if the call is rejected; f's exception, rethrown after
+  /// recording it (as a failure, or as ignored when config.is_failure says the
+  /// exception is not the dependency's fault).
   template <class F>
   auto call(F&& f) -> std::invoke_result_t<F&> {
     permit p = try_acquire();
@@ -421,7 +263,8 @@ class circuit_breaker {
 
   /// Runs f() if permitted; when rejected, when f throws, or when f returns an empty
   /// std::optional, returns fallback() — or fallback(std::exception_ptr) if it takes
-  /// one (null when rejected or empty). Never throws unless fallback does.
+  /// one (null when rejected or empty).
+  /// Throws: only what fallback throws.
   template <class F, class Fallback>
   auto call(F&& f, Fallback&& fallback) -> std::invoke_result_t<F&> {
     using result = std::invoke_result_t<F&>;
@@ -459,8 +302,8 @@ class circuit_breaker {
   /// Back to closed with an empty window and the re-open growth reset.
   void reset() { manual(breaker_state::closed); }
 
-  [[nodiscard]] breaker_metrics metrics() const {
-    breaker_metrics m;
+  [[nodiscard]] circuit_breaker_metrics metrics() const {
+    circuit_breaker_metrics m;
     m.state = state();
     m.successes = successes_.load();
     m.failures = failures_.load();
@@ -469,14 +312,10 @@ class circuit_breaker {
     m.slow_calls = slow_.load();
     m.transitions = transitions_.load(std::memory_order_relaxed);
     m.consecutive_failures = consecutive_.load(std::memory_order_relaxed);
-    const window_counts w = window_snapshot(clock_.now());
+    const breaker_window_counts w = window_.counts(since_epoch(clock_.now()));
     m.window_calls = w.calls;
-    m.failure_rate = w.calls == 0 ? 0.0
-                                  : 100.0 * static_cast<double>(w.failures) /
-                                        static_cast<double>(w.calls);
-    m.slow_call_rate =
-        w.calls == 0 ? 0.0
-                     : 100.0 * static_cast<double>(w.slow) / static_cast<double>(w.calls);
+    m.failure_rate = w.failure_rate();
+    m.slow_call_rate = w.slow_call_rate();
     return m;
   }
 
@@ -484,86 +323,19 @@ class circuit_breaker {
   [[nodiscard]] const circuit_breaker_config& config() const noexcept { return config_; }
 
  private:
-  struct window_counts {
-    std::uint64_t calls = 0, failures = 0, slow = 0;
-  };
-  struct bucket {
-    std::atomic<std::int64_t> second{-1};
-    std::atomic<std::uint32_t> calls{0}, failures{0}, slow{0};
-  };
-
-  static constexpr bool rate_window = !std::same_as<Window, consecutive_failures>;
-  static constexpr std::string_view window_name =
-      std::same_as<Window, count_window>  ? "count_window"
-      : std::same_as<Window, time_window> ? "time_window"
-                                          : "consecutive_failures";
-  /// Resilience4j's DEFAULT_MINIMUM_NUMBER_OF_CALLS.
-  static constexpr std::uint32_t default_minimum_calls = 100;
-
   static circuit_breaker_config validated(circuit_breaker_config c) {
     constexpr std::string_view name = "circuit_breaker";
-    const circuit_breaker_config defaults{};
     // A field this configuration never reads must keep its default: a value there would
     // be silently ignored.
-    const auto unread = [&](std::string_view field, const auto& value, const auto& def,
-                            std::string_view why) {
-      require(value == def, name, field,
-              fmt::format("left at its default ({}): {}", detail::describe_value(def), why),
-              value);
-    };
-    if constexpr (!rate_window) {
-      require_in_range(name, "failure_threshold", c.failure_threshold, 1U, 1'000'000U);
-      constexpr std::string_view why =
-          "consecutive_failures never reads it (only count_window and time_window do)";
-      unread("window_size", c.window_size, defaults.window_size, why);
-      unread("minimum_calls", c.minimum_calls, defaults.minimum_calls, why);
-      unread("failure_rate_threshold", c.failure_rate_threshold,
-             defaults.failure_rate_threshold, why);
-      unread("slow_call_rate_threshold", c.slow_call_rate_threshold,
-             defaults.slow_call_rate_threshold, why);
-      unread("slow_call_duration", c.slow_call_duration, defaults.slow_call_duration, why);
-    } else {
-      unread("failure_threshold", c.failure_threshold, defaults.failure_threshold,
-             fmt::format("{} never reads it (only consecutive_failures does; {} trips on "
-                         "failure_rate_threshold)",
-                         window_name, window_name));
-      if constexpr (std::same_as<Window, count_window>) {
-        require_in_range(name, "window_size", c.window_size, 1U, 100'000U);
-        // Resilience4j: minimumNumberOfCalls = min(minimumNumberOfCalls, window size).
-        // We cap only the default; an explicit larger value is a mistake, not a wish.
-        require(c.minimum_calls <= c.window_size, name, "minimum_calls",
-                fmt::format("0 (the default: min(100, window_size)) or in [1, window_size "
-                            "({})]: a count_window never holds more than window_size calls",
-                            c.window_size),
-                c.minimum_calls);
-        if (c.minimum_calls == 0)
-          c.minimum_calls = std::min(default_minimum_calls, c.window_size);
-      } else {
-        require_in_range(name, "window_size (seconds)", c.window_size, 1U, 3600U);
-        require_in_range(name, "minimum_calls", c.minimum_calls, 0U, 1'000'000'000U);
-        if (c.minimum_calls == 0) c.minimum_calls = default_minimum_calls;
-      }
-      require(c.failure_rate_threshold > 0.0 && c.failure_rate_threshold <= 100.0, name,
-              "failure_rate_threshold", "in (0, 100]", c.failure_rate_threshold);
-      require(c.slow_call_duration >= std::chrono::nanoseconds{0}, name,
-              "slow_call_duration", "0 (off) or positive", c.slow_call_duration);
-      if (c.slow_call_duration == std::chrono::nanoseconds{0}) {
-        unread("slow_call_rate_threshold", c.slow_call_rate_threshold,
-               defaults.slow_call_rate_threshold,
-               "it is never read while slow_call_duration is 0 (slow-call tracking off)");
-      } else {
-        require(c.slow_call_rate_threshold > 0.0 && c.slow_call_rate_threshold <= 100.0,
-                name, "slow_call_rate_threshold", "in (0, 100]",
-                c.slow_call_rate_threshold);
-      }
-    }
+    if constexpr (requires { Window::validate(c); }) Window::validate(c);
     require(
         c.open_for > std::chrono::nanoseconds{0} && c.open_for <= std::chrono::hours{24},
         name, "open_for", "in (0s, 24h]", c.open_for);
     require_in_range(name, "open_for_multiplier", c.open_for_multiplier, 1.0, 100.0);
     if (c.open_for_multiplier == 1.0) {
-      unread("max_open_for", c.max_open_for, defaults.max_open_for,
-             "it is never read while open_for_multiplier is 1 (open_for never grows)");
+      detail::require_default(
+          "max_open_for", c.max_open_for, circuit_breaker_config{}.max_open_for,
+          "it is never read while open_for_multiplier is 1 (open_for never grows)");
     } else {
       require(c.max_open_for >= c.open_for && c.max_open_for <= std::chrono::hours{24},
               name, "max_open_for",
@@ -614,7 +386,7 @@ class circuit_breaker {
     const bool tracks_slow = config_.slow_call_duration.count() > 0;
     bool slow = false;
     time_point now{};  // read once, only when needed (never by the default config)
-    if (o != outcome::ignored && (tracks_slow || std::same_as<Window, time_window>)) {
+    if (o != outcome::ignored && (tracks_slow || reads_clock)) {
       now = clock_.now();
       // Longer than the threshold, as Resilience4j's CircuitBreakerMetrics (duration >
       // slowCallDurationThreshold): a call lasting exactly slow_call_duration is not slow.
@@ -649,171 +421,17 @@ class circuit_breaker {
   /// Records a closed-state outcome in the window; true when the breaker should open.
   /// Every outcome is checked, successes included.
   bool should_trip(bool failed, bool slow, time_point now) noexcept {
-    if constexpr (!rate_window) {
-      (void)slow;
-      (void)now;
-      if (!failed) {
-        if (consecutive_.load(std::memory_order_relaxed) != 0) {
-          consecutive_.store(0, std::memory_order_relaxed);
-        }
-        return false;
-      }
-      return consecutive_.fetch_add(1, std::memory_order_relaxed) + 1 >=
-             config_.failure_threshold;
-    } else {
-      if (failed) {
-        consecutive_.fetch_add(1, std::memory_order_relaxed);
-      } else if (consecutive_.load(std::memory_order_relaxed) != 0) {
-        consecutive_.store(0, std::memory_order_relaxed);
-      }
-      const window_counts w = add_to_window(failed, slow, now);
-      if (w.calls == 0 || w.calls < config_.minimum_calls) return false;
-      const double calls = static_cast<double>(w.calls);
-      return 100.0 * static_cast<double>(w.failures) >=
-                 config_.failure_rate_threshold * calls ||
-             (config_.slow_call_duration.count() > 0 &&
-              100.0 * static_cast<double>(w.slow) >=
-                  config_.slow_call_rate_threshold * calls);
+    std::uint32_t run = 0;
+    if (failed) {
+      run = consecutive_.fetch_add(1, std::memory_order_relaxed) + 1;
+    } else if (consecutive_.load(std::memory_order_relaxed) != 0) {
+      consecutive_.store(0, std::memory_order_relaxed);
     }
+    return window_.record(breaker_outcome{failed, slow, run, since_epoch(now)});
   }
 
-  /// Adds one outcome to the window and returns the window's counts including it.
-  window_counts add_to_window(bool failed, bool slow, time_point now) noexcept {
-    if constexpr (std::same_as<Window, count_window>) {
-      (void)now;
-      const std::uint8_t bits = static_cast<std::uint8_t>(
-          detail::slot_used | (failed ? detail::slot_failure : 0) |
-          (slow ? detail::slot_slow : 0));
-      const std::uint64_t i =
-          cursor_.fetch_add(1, std::memory_order_relaxed) % config_.window_size;
-      const std::uint8_t old = slots_[i].exchange(bits, std::memory_order_acq_rel);
-      if ((old & detail::slot_used) == 0)
-        window_used_.fetch_add(1, std::memory_order_relaxed);
-      adjust(window_failures_, old & detail::slot_failure, bits & detail::slot_failure);
-      adjust(window_slow_, old & detail::slot_slow, bits & detail::slot_slow);
-      return window_snapshot(time_point{});
-    } else {
-      const std::int64_t second = seconds_of(now);
-      bucket& b = bucket_of(second);
-      turn_over(b, second);
-      b.calls.fetch_add(1, std::memory_order_relaxed);
-      if (failed) b.failures.fetch_add(1, std::memory_order_relaxed);
-      if (slow) b.slow.fetch_add(1, std::memory_order_relaxed);
-      return time_snapshot(second, b);
-    }
-  }
-
-  static void adjust(std::atomic<std::uint32_t>& counter, unsigned before,
-                     unsigned after) noexcept {
-    if (before == 0 && after != 0) counter.fetch_add(1, std::memory_order_relaxed);
-    if (before != 0 && after == 0) counter.fetch_sub(1, std::memory_order_relaxed);
-  }
-
-  /// Whole seconds since the clock's epoch (never negative: no provided clock is).
-  static std::int64_t seconds_of(time_point t) noexcept {
-    return std::max<std::int64_t>(
-        0, std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count());
-  }
-
-  /// Time window: the bucket of a second.
-  bucket& bucket_of(std::int64_t second) const noexcept {
-    return buckets_[static_cast<std::size_t>(second) % config_.window_size];
-  }
-
-  /// Time window: the first outcome of a new second in bucket b empties it for that
-  /// second. Outcomes racing with the emptying may be lost (see the header comment).
-  static void turn_over(bucket& b, std::int64_t second) noexcept {
-    std::int64_t seen = b.second.load(std::memory_order_acquire);
-    while (seen < second) {
-      if (b.second.compare_exchange_weak(seen, second, std::memory_order_acq_rel)) {
-        b.calls.store(0, std::memory_order_relaxed);
-        b.failures.store(0, std::memory_order_relaxed);
-        b.slow.store(0, std::memory_order_relaxed);
-        return;
-      }
-    }
-  }
-
-  /// Time window: the buckets of the seconds (after, last], summed. O(window_size).
-  window_counts sum_buckets(std::int64_t after, std::int64_t last) const noexcept {
-    window_counts w;
-    for (std::uint32_t i = 0; i < config_.window_size; ++i) {
-      const bucket& b = buckets_[i];
-      const std::int64_t s = b.second.load(std::memory_order_acquire);
-      if (s > after && s <= last) {
-        w.calls += b.calls.load(std::memory_order_relaxed);
-        w.failures += b.failures.load(std::memory_order_relaxed);
-        w.slow += b.slow.load(std::memory_order_relaxed);
-      }
-    }
-    return w;
-  }
-
-  /// Time window: the window ending with `second` — the cached sum of its completed
-  /// seconds plus the live bucket of `second`. O(1), but once per second one caller
-  /// re-sums the completed seconds (O(window_size)); a caller whose clock reading is
-  /// behind the cache, or that meets a re-sum in progress, sums all buckets itself.
-  window_counts time_snapshot(std::int64_t second, const bucket& current) const noexcept {
-    const auto n = static_cast<std::int64_t>(config_.window_size);
-    if (summed_for_.load(std::memory_order_acquire) != second && !resum(second)) {
-      return clamped(sum_buckets(second - n, second));
-    }
-    window_counts w;
-    w.calls = rest_calls_.load(std::memory_order_relaxed);
-    w.failures = rest_failures_.load(std::memory_order_relaxed);
-    w.slow = rest_slow_.load(std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (summed_for_.load(std::memory_order_relaxed) != second) {  // re-summed meanwhile
-      return clamped(sum_buckets(second - n, second));
-    }
-    if (current.second.load(std::memory_order_acquire) == second) {
-      w.calls += current.calls.load(std::memory_order_relaxed);
-      w.failures += current.failures.load(std::memory_order_relaxed);
-      w.slow += current.slow.load(std::memory_order_relaxed);
-    }
-    return clamped(w);
-  }
-
-  /// Time window: caches the sum of the seconds before `second` (summed_for_ works as a
-  /// seqlock: `resumming` while a thread writes the sums). False when another thread is
-  /// re-summing or has cached a later second.
-  bool resum(std::int64_t second) const noexcept {
-    std::int64_t done = summed_for_.load(std::memory_order_acquire);
-    if (done == resumming || done >= second) return done == second;
-    if (!summed_for_.compare_exchange_strong(done, resumming, std::memory_order_acquire)) {
-      return false;
-    }
-    std::atomic_thread_fence(std::memory_order_release);
-    const auto n = static_cast<std::int64_t>(config_.window_size);
-    const window_counts rest = sum_buckets(second - n, second - 1);
-    rest_calls_.store(rest.calls, std::memory_order_relaxed);
-    rest_failures_.store(rest.failures, std::memory_order_relaxed);
-    rest_slow_.store(rest.slow, std::memory_order_relaxed);
-    summed_for_.store(second, std::memory_order_release);
-    return true;
-  }
-
-  /// Failures and slow calls never exceed calls (reads racing with writers may).
-  static window_counts clamped(window_counts w) noexcept {
-    w.failures = std::min(w.failures, w.calls);
-    w.slow = std::min(w.slow, w.calls);
-    return w;
-  }
-
-  window_counts window_snapshot(time_point now) const noexcept {
-    window_counts w;
-    if constexpr (std::same_as<Window, count_window>) {
-      (void)now;
-      w.calls = window_used_.load(std::memory_order_relaxed);
-      w.failures = window_failures_.load(std::memory_order_relaxed);
-      w.slow = window_slow_.load(std::memory_order_relaxed);
-    } else if constexpr (std::same_as<Window, time_window>) {
-      const std::int64_t second = seconds_of(now);
-      w = time_snapshot(second, bucket_of(second));
-    } else {
-      (void)now;
-    }
-    return w;
+  static std::chrono::nanoseconds since_epoch(time_point t) noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch());
   }
 
   void record_probe(const permit& p, outcome o, bool slow) noexcept {
@@ -912,40 +530,10 @@ class circuit_breaker {
     notifying_.store(std::thread::id{}, std::memory_order_relaxed);
   }
 
-  /// Empties the window. A count window takes each slot out of its counts as it empties
-  /// it, so outcomes racing with this cannot make the counts drift from the slots.
+  /// Empties the window (and the consecutive-failure count).
   void clear_window() noexcept {
     consecutive_.store(0, std::memory_order_relaxed);
-    if constexpr (std::same_as<Window, count_window>) {
-      for (std::uint32_t i = 0; i < config_.window_size; ++i) {
-        const std::uint8_t old = slots_[i].exchange(0, std::memory_order_acq_rel);
-        if ((old & detail::slot_used) != 0)
-          window_used_.fetch_sub(1, std::memory_order_relaxed);
-        adjust(window_failures_, old & detail::slot_failure, 0);
-        adjust(window_slow_, old & detail::slot_slow, 0);
-      }
-    } else if constexpr (std::same_as<Window, time_window>) {
-      // Hold the re-sum "lock" so that no re-sum publishes sums of the old buckets.
-      for (;;) {
-        std::int64_t done = summed_for_.load(std::memory_order_relaxed);
-        if (done != resumming &&
-            summed_for_.compare_exchange_weak(done, resumming, std::memory_order_acquire)) {
-          break;
-        }
-        std::this_thread::yield();  // a re-sum is running: O(window_size)
-      }
-      std::atomic_thread_fence(std::memory_order_release);
-      for (std::uint32_t i = 0; i < config_.window_size; ++i) {
-        buckets_[i].second.store(-1, std::memory_order_relaxed);
-        buckets_[i].calls.store(0, std::memory_order_relaxed);
-        buckets_[i].failures.store(0, std::memory_order_relaxed);
-        buckets_[i].slow.store(0, std::memory_order_relaxed);
-      }
-      rest_calls_.store(0, std::memory_order_relaxed);
-      rest_failures_.store(0, std::memory_order_relaxed);
-      rest_slow_.store(0, std::memory_order_relaxed);
-      summed_for_.store(-1, std::memory_order_release);
-    }
+    window_.clear();
   }
 
   template <class F>
@@ -982,16 +570,7 @@ class circuit_breaker {
       detail::pack_state(breaker_state::closed, 0)};
   mutable std::atomic<std::uint32_t> generation_{0};
   std::atomic<std::uint32_t> consecutive_{0};
-  // Count window.
-  std::unique_ptr<std::atomic<std::uint8_t>[]> slots_;
-  std::atomic<std::uint64_t> cursor_{0};
-  std::atomic<std::uint32_t> window_used_{0}, window_failures_{0}, window_slow_{0};
-  // Time window: one bucket per second, and the cached sum of the completed seconds
-  // of the window ending with summed_for_ (see time_snapshot()).
-  static constexpr std::int64_t resumming = -2;
-  std::unique_ptr<bucket[]> buckets_;
-  mutable std::atomic<std::int64_t> summed_for_{-1};
-  mutable std::atomic<std::uint64_t> rest_calls_{0}, rest_failures_{0}, rest_slow_{0};
+  Window window_;
   // Counters.
   detail::striped_counter successes_, failures_, ignored_, rejected_, slow_;
   mutable std::atomic<std::uint64_t> transitions_{0};
@@ -1006,11 +585,3 @@ class circuit_breaker {
 };
 
 }  // namespace outgrow
-
-template <>
-struct fmt::formatter<outgrow::breaker_state> : fmt::formatter<std::string_view> {
-  template <class FormatContext>
-  auto format(outgrow::breaker_state s, FormatContext& ctx) const -> decltype(ctx.out()) {
-    return fmt::formatter<std::string_view>::format(outgrow::to_string(s), ctx);
-  }
-};

@@ -36,14 +36,14 @@
 // (The other nesting — a breaker around the whole retry — would count one failure per
 // exhausted retry sequence and hide the dependency's real failure rate.)
 //
-// The retry budget (retry_budget_config) follows Finagle's RetryBudget: each call
-// deposits `ratio` of a token (0.2 by default, Finagle's and Envoy's 20 %), each retry
-// withdraws one whole token, deposits and withdrawals expire after `window` (10 s), and
-// a reserve of `min_retries_per_second` × window tokens (10/s, Finagle's floor) lets
-// low-traffic clients retry at all. At any moment, the retries counted in the window
-// (kept in 10 buckets, so the last 9-10 s) are at most ratio × the requests counted in
-// it + the reserve; over a long outage that comes to about ratio × requests +
-// min_retries_per_second × its duration. (tests/resilience/retry_test.cpp: 1,000
+// The retry budget (resilience/retry_budget.hpp, included; retry_budget_config) follows
+// Finagle's RetryBudget: each call deposits `ratio` of a token (0.2 by default, Finagle's
+// and Envoy's 20 %), each retry withdraws one whole token, deposits and withdrawals expire
+// after `window` (10 s), and a reserve of `min_retries_per_second` × window tokens (10/s,
+// Finagle's floor) lets low-traffic clients retry at all. At any moment, the retries
+// counted in the window (kept in 10 buckets, so the last 9-10 s) are at most ratio × the
+// requests counted in it + the reserve; over a long outage that comes to about ratio ×
+// requests + min_retries_per_second × its duration. (tests/resilience/retry_test.cpp: 1,000
 // callers into a dead dependency, 4 attempts allowed: 1.21 × the requests reach it,
 // not 4 ×.) A retry the budget refuses ends the call (retry_stop::budget_exhausted).
 //
@@ -104,168 +104,13 @@
 #include <outgrow/core/backoff.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
+#include <outgrow/core/seed.hpp>
+#include <outgrow/core/sleeper.hpp>
 #include <outgrow/resilience/errors.hpp>
+#include <outgrow/resilience/retry_budget.hpp>
 
 namespace outgrow {
-
-// ---------------------------------------------------------------------------------
-// retry budget
-// ---------------------------------------------------------------------------------
-
-struct retry_budget_config {
-  /// Retries allowed per request, over the window: 0.2 (Finagle's and Envoy's 20 %).
-  /// [0, 1000] (the range Finagle-style budgets such as tower's accept; 2 = two
-  /// retries per request).
-  double ratio = 0.2;
-  /// Retries allowed per second whatever the traffic: 10 (Finagle's minRetriesPerSec).
-  /// [0, 1000000]
-  double min_retries_per_second = 10.0;
-  /// How long deposits and withdrawals count: 10 s (Finagle's ttl). [1s, 60s] (Finagle's
-  /// ttl range).
-  std::chrono::seconds window = std::chrono::seconds{10};
-};
-
-struct retry_budget_metrics {
-  static constexpr std::string_view metrics_name = "retry_budget_metrics";
-  std::uint64_t requests = 0;          ///< record_request() calls
-  std::uint64_t retries_allowed = 0;   ///< try_acquire_retry() == true
-  std::uint64_t retries_rejected = 0;  ///< try_acquire_retry() == false
-  double available = 0.0;              ///< retries the budget would allow right now
-
-  template <class F>
-  void for_each_metric(F&& f) const {
-    f("requests", requests);
-    f("retries_allowed", retries_allowed);
-    f("retries_rejected", retries_rejected);
-    f("available", available);
-  }
-};
-
-/// Caps retries at ratio × recent requests + a floor per second, shared by any number
-/// of callers (and retry instances). See the header comment.
-template <clock_source Clock = coarse_steady_clock>
-class retry_budget {
- public:
-  using clock_type = Clock;
-  /// The window is kept in this many buckets; a deposit or withdrawal expires between
-  /// window - window/buckets and window after it was made.
-  static constexpr std::int64_t buckets = 10;
-
-  explicit retry_budget(retry_budget_config config = {}, Clock clock = {})
-      : config_(validated(config)),
-        clock_(std::move(clock)),
-        bucket_width_(std::chrono::duration_cast<std::chrono::nanoseconds>(config_.window) /
-                      buckets),
-        deposit_(static_cast<std::int64_t>(std::llround(config_.ratio * scale))),
-        reserve_(static_cast<std::int64_t>(
-            std::llround(config_.min_retries_per_second *
-                         static_cast<double>(config_.window.count()) * scale))) {
-    epoch_.store(epoch_of(clock_.now()), std::memory_order_relaxed);
-    balance_.store(reserve_, std::memory_order_relaxed);
-  }
-  retry_budget(const retry_budget&) = delete;
-  retry_budget& operator=(const retry_budget&) = delete;
-
-  /// Counts one request (a call, not an attempt): deposits `ratio` of a retry.
-  void record_request() noexcept {
-    const std::int64_t e = advance();
-    slot(e).fetch_add(deposit_, std::memory_order_relaxed);
-    balance_.fetch_add(deposit_, std::memory_order_acq_rel);
-    requests_.add();
-  }
-
-  /// Withdraws one retry if the budget has one; false (and nothing withdrawn) if not.
-  [[nodiscard]] bool try_acquire_retry() noexcept {
-    const std::int64_t e = advance();
-    std::int64_t b = balance_.load(std::memory_order_acquire);
-    do {
-      if (b < scale) {
-        rejected_.add();
-        return false;
-      }
-    } while (!balance_.compare_exchange_weak(b, b - scale, std::memory_order_acq_rel,
-                                             std::memory_order_acquire));
-    slot(e).fetch_sub(scale, std::memory_order_relaxed);
-    allowed_.add();
-    return true;
-  }
-
-  /// Retries the budget would allow right now (negative: owed, until withdrawals
-  /// expire).
-  [[nodiscard]] double available() const noexcept {
-    advance();
-    return static_cast<double>(balance_.load(std::memory_order_acquire)) /
-           static_cast<double>(scale);
-  }
-
-  [[nodiscard]] retry_budget_metrics metrics() const noexcept {
-    retry_budget_metrics m;
-    m.requests = requests_.load();
-    m.retries_allowed = allowed_.load();
-    m.retries_rejected = rejected_.load();
-    m.available = available();
-    return m;
-  }
-
-  [[nodiscard]] const retry_budget_config& config() const noexcept { return config_; }
-  [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
-
- private:
-  /// Tokens are fixed point: one retry = `scale` units (ratio resolution 1e-6).
-  static constexpr std::int64_t scale = 1'000'000;
-
-  static retry_budget_config validated(const retry_budget_config& c) {
-    constexpr std::string_view name = "retry_budget";
-    require_in_range(name, "ratio", c.ratio, 0, 1000);
-    require_in_range(name, "min_retries_per_second", c.min_retries_per_second, 0,
-                     1'000'000);
-    require_in_range(name, "window", c.window, std::chrono::seconds{1},
-                     std::chrono::seconds{60});
-    return c;
-  }
-
-  [[nodiscard]] std::int64_t epoch_of(typename Clock::time_point t) const noexcept {
-    const auto ns =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-    const auto w = bucket_width_.count();
-    return ns >= 0 ? ns / w : -((-ns + w - 1) / w);
-  }
-
-  std::atomic<std::int64_t>& slot(std::int64_t epoch) const noexcept {
-    return slots_[static_cast<std::size_t>(((epoch % buckets) + buckets) % buckets)];
-  }
-
-  /// Expires the buckets that fell out of the window; returns the current epoch.
-  std::int64_t advance() const noexcept {
-    const std::int64_t e = epoch_of(clock_.now());
-    if (e <= epoch_.load(std::memory_order_acquire)) return e;
-    std::lock_guard lock(rotation_);
-    const std::int64_t current = epoch_.load(std::memory_order_acquire);
-    if (e <= current) return e;
-    const std::int64_t steps = std::min<std::int64_t>(e - current, buckets);
-    for (std::int64_t i = 1; i <= steps; ++i) {
-      const std::int64_t expired = slot(current + i).exchange(0, std::memory_order_acq_rel);
-      balance_.fetch_sub(expired, std::memory_order_acq_rel);
-    }
-    epoch_.store(e, std::memory_order_release);
-    return e;
-  }
-
-  retry_budget_config config_;
-  Clock clock_;
-  std::chrono::nanoseconds bucket_width_;
-  std::int64_t deposit_;
-  std::int64_t reserve_;
-  // Invariant (at rest): balance_ = reserve_ + sum(slots_).
-  alignas(64) mutable std::atomic<std::int64_t> balance_{0};
-  alignas(64) mutable std::atomic<std::int64_t> epoch_{0};
-  mutable std::atomic<std::int64_t> slots_[buckets] = {};
-  mutable std::mutex rotation_;
-  counter requests_;
-  counter allowed_;
-  counter rejected_;
-};
 
 // ---------------------------------------------------------------------------------
 // what to retry
@@ -392,8 +237,8 @@ struct retry_config {
   /// Give up instead of starting a retry later than this after the call began
   /// (0 = no limit). Read from the retry's Clock. [0s, 24h]
   std::chrono::nanoseconds max_elapsed{0};
-  /// Seed of the instance's backoff RNG (std::mt19937_64); empty = from
-  /// std::random_device. Set it for reproducible delays.
+  /// Seed of the instance's backoff RNG (std::mt19937_64): empty = random per instance
+  /// (core/seed.hpp), set = reproducible delays.
   std::optional<std::uint64_t> seed{};
   /// Which exceptions to retry; empty = every exception but circuit_open_error.
   /// See retry_on<E...>() and retry_on_error_code(pred).
@@ -450,6 +295,7 @@ struct retry_result : detail::retry_outcome {
   std::optional<R> value{};
 
   /// The value (also a failing one, as run() returns it), or rethrows the error.
+  /// Throws: the last attempt's exception, if it threw.
   R get() && {
     if (error) std::rethrow_exception(error);
     return std::move(*value);
@@ -497,64 +343,33 @@ struct retry_metrics {
 // sleeping and timers
 // ---------------------------------------------------------------------------------
 
-/// How run() waits: `s.sleep(clock, d)`, with the retry's clock.
+/// How run() waits: `s.sleep(clock, d)`, with the retry's clock (core/sleeper.hpp:
+/// thread_sleeper, clock_advancing_sleeper, default_sleeper<Clock>).
 template <class S, class Clock>
-concept retry_sleeper = requires(S& s, Clock& clock, std::chrono::nanoseconds d) {
-  s.sleep(clock, d);
-};
-
-/// Sleeps the calling thread.
-struct thread_sleeper {
-  template <class Clock>
-  void sleep(Clock& /*clock*/, std::chrono::nanoseconds d) const {
-    std::this_thread::sleep_for(d);
-  }
-};
-
-/// Moves a manual clock forward instead of sleeping (simulations and tests).
-struct clock_advancing_sleeper {
-  template <class Clock>
-  void sleep(Clock& clock, std::chrono::nanoseconds d) const {
-    clock.advance(d);
-  }
-};
+concept retry_sleeper = sleeper<S, Clock>;
 
 namespace detail {
-template <class Clock>
-concept advanceable_clock = requires(Clock& c) {
-  c.advance(std::chrono::nanoseconds{});
-};
-
 struct timer_wait_probe {
   void operator()(const boost::system::error_code&) const {}
 };
 template <class T>
-concept waitable_timer = requires(T& t, timer_wait_probe handler) {
-  t.async_wait(handler);
-};
+concept waitable_timer =
+    requires(T& t, timer_wait_probe handler) { t.async_wait(handler); };
 template <class T>
-concept timer_takes_own_duration = requires(T& t) {
-  t.expires_after(typename T::duration{});
-};
+concept timer_takes_own_duration =
+    requires(T& t) { t.expires_after(typename T::duration{}); };
 template <class T>
-concept timer_takes_nanoseconds = requires(T& t, std::chrono::nanoseconds d) {
-  t.expires_after(d);
-};
+concept timer_takes_nanoseconds =
+    requires(T& t, std::chrono::nanoseconds d) { t.expires_after(d); };
 }  // namespace detail
-
-/// clock_advancing_sleeper for clocks that have advance(d) (manual_clock), else
-/// thread_sleeper.
-template <class Clock>
-using default_sleeper = std::conditional_t<detail::advanceable_clock<Clock>,
-                                           clock_advancing_sleeper, thread_sleeper>;
 
 /// What async_run waits on: constructible from the executor, `expires_after(d)` (d in
 /// the timer's own duration type, or nanoseconds) and `async_wait(handler)` calling
 /// handler(boost::system::error_code) once the time has come (an error = cancelled).
 /// boost::asio::steady_timer (the default) and any basic_waitable_timer conform.
 template <class T, class Executor>
-concept retry_timer = std::constructible_from<T, const Executor&> &&
-    detail::waitable_timer<T> &&
+concept retry_timer =
+    std::constructible_from<T, const Executor&> && detail::waitable_timer<T> &&
     (detail::timer_takes_own_duration<T> || detail::timer_takes_nanoseconds<T>);
 
 // ---------------------------------------------------------------------------------
@@ -567,17 +382,17 @@ concept retry_callable = std::invocable<F&>;
 
 /// A result predicate for F: pred(const R&) converts to bool; true = retry this result.
 template <class P, class F>
-concept retry_result_predicate = retry_callable<F> &&
-    requires(P& pred, const std::invoke_result_t<F&>& result) {
-  static_cast<bool>(std::invoke(pred, result));
-};
+concept retry_result_predicate =
+    retry_callable<F> && requires(P& pred, const std::invoke_result_t<F&>& result) {
+      static_cast<bool>(std::invoke(pred, result));
+    };
 
 /// An async_run completion for F: called once with a retry_result<R> rvalue.
 template <class C, class F>
-concept retry_completion = retry_callable<F> &&
-    requires(C& completion, retry_result<std::invoke_result_t<F&>> r) {
-  std::invoke(completion, std::move(r));
-};
+concept retry_completion =
+    retry_callable<F> && requires(C& completion, retry_result<std::invoke_result_t<F&>> r) {
+      std::invoke(completion, std::move(r));
+    };
 
 template <backoff_policy Backoff = full_jitter_backoff,
           clock_source Clock = coarse_steady_clock,
@@ -591,14 +406,16 @@ class retry {
   using clock_type = Clock;
   using budget_type = retry_budget<Clock>;
 
-  /// Without a budget. Throws config_error for a bad config.
+  /// Without a budget.
+  /// Throws: config_error if max_attempts is not in [1, 1000] or max_elapsed not in
+  /// [0s, 24h].
   explicit retry(retry_config config = {}, Backoff backoff = {}, Clock clock = {},
                  Sleeper sleeper = {})
       : config_(validated(std::move(config))),
         backoff_(std::move(backoff)),
         clock_(std::move(clock)),
         sleeper_(std::move(sleeper)),
-        rng_(config_.seed ? *config_.seed : random_seed()) {}
+        rng_(resolve_seed(config_.seed)) {}
 
   /// With a shared budget (which must outlive this retry); the retry reads the
   /// budget's clock.
@@ -613,6 +430,8 @@ class retry {
   /// Calls f() until it succeeds or the retry gives up; returns its result, or
   /// rethrows the last exception, or returns the last failing result (a set error
   /// code).
+  /// Throws: the last attempt's exception when the retry gives up on one (also one not
+  /// to retry, e.g. circuit_open_error).
   template <retry_callable F>
   result_of<F> run(F&& f) {
     return try_run(f).get();
@@ -620,6 +439,7 @@ class retry {
 
   /// As run(f), retrying while `retry_if(result)` is true; when the attempts run out,
   /// returns the last (failing) result.
+  /// Throws: as run(f).
   template <retry_callable F, retry_result_predicate<F> P>
   result_of<F> run(F&& f, P&& retry_if) {
     return try_run(f, retry_if).get();
@@ -741,12 +561,6 @@ class retry {
     require_in_range(name, "max_elapsed", c.max_elapsed, std::chrono::nanoseconds{0},
                      std::chrono::nanoseconds{std::chrono::hours{24}});
     return c;
-  }
-
-  static std::uint64_t random_seed() {
-    std::random_device device;
-    return (static_cast<std::uint64_t>(device()) << 32U) ^
-           static_cast<std::uint64_t>(device());
   }
 
   template <class Timer, class Executor, class F, class P, class Completion>

@@ -62,21 +62,27 @@ class concurrent_placement {
   [[nodiscard]] bool empty() const { return size() == 0; }
   [[nodiscard]] std::uint64_t version() const noexcept { return current_.version(); }
 
+  /// P::add on a copy, then published.
+  /// Throws: config_error if P::add does (node present, weight not accepted).
   void add(const node_type& node, double weight = 1.0) {
     update([&](P& p) { p.add(node, weight); });
   }
+  /// Throws: config_error if `node` is not a member.
   void remove(const node_type& node) {
     update([&](P& p) { p.remove(node); });
   }
+  /// Throws: config_error if `node` is not a member or `weight` is not accepted.
   void set_weight(const node_type& node, double weight) {
     update([&](P& p) { p.set_weight(node, weight); });
   }
+  /// Throws: config_error if a node repeats or a weight is not accepted.
   void assign(std::vector<weighted_node<node_type>> nodes) {
     update([&](P& p) { p.assign(std::move(nodes)); });
   }
 
   /// Copies the current policy, applies `mutate(P&)` and publishes the result. If
   /// mutate throws, nothing is published and the exception propagates.
+  /// Throws: whatever `mutate` throws.
   template <class F>
   void update(F&& mutate) {
     std::lock_guard lock(write_mutex_);

@@ -36,20 +36,20 @@
 // O(points walked); add/remove/set_weight O(P log P) rebuild, P = total points.
 #pragma once
 
-#include <algorithm>
-#include <bit>
 #include <cmath>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
-#include <memory>
+#include <initializer_list>
 #include <optional>
 #include <utility>
 #include <vector>
 
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
-#include <outgrow/detail/radix_index.hpp>
 #include <outgrow/routing/concurrent_placement.hpp>
+#include <outgrow/routing/detail/placement_base.hpp>
+#include <outgrow/routing/detail/placement_ring.hpp>
 #include <outgrow/routing/placement.hpp>
 
 namespace outgrow {
@@ -67,143 +67,66 @@ struct ring_arc_move {
   double fraction;  ///< share of the hash space that moves from `from` to `to`
 };
 
+/// The consistent-hash ring as a value (satisfies outgrow::placement).
+/// Members: the common shape of routing/placement.hpp, from detail::placement_base
+/// (constructors, add, remove, set_weight, assign, lookup, lookup_hash, contains, size,
+/// empty, nodes, config, hasher; each documents its "Throws:"), plus
+/// preference_list(key, n) / preference_list_hash(h, n): up to n distinct nodes in
+/// ring order starting at the key's owner (replica placement: the owner first, then
+/// the next distinct nodes clockwise), and the members below.
+/// Throws (constructors): config_error if config.vnodes is not in [1, 100000].
+/// Throws (constructors with nodes, add, set_weight, assign): config_error if the ring
+/// would have more than max_points points.
 template <class Node, class Hasher = xxh3_hasher>
 requires key_hasher<Hasher, Node> && std::equality_comparable<Node> && std::copyable<Node>
-class ring_placement {
+class ring_placement
+    : public detail::placement_base<Node, Hasher, hash_ring_config, detail::ring_engine> {
+  using base = detail::placement_base<Node, Hasher, hash_ring_config, detail::ring_engine>;
+  using engine_type = detail::ring_engine<Node, Hasher, hash_ring_config>;
+
  public:
-  using node_type = Node;
-  using hasher_type = Hasher;
-  static constexpr std::size_t max_points = std::size_t{8} << 20;  // Envoy's maximum
+  static constexpr std::size_t max_points = detail::ring_max_points;  // Envoy's maximum
 
-  explicit ring_placement(hash_ring_config config = {}, Hasher hasher = {})
-      : config_(validated(config)), members_("hash_ring", std::move(hasher)) {}
+  using base::base;
 
-  /// Braced node lists: ring_placement<std::string>({"a", "b"}). A template so that a
-  /// weighted list {{"a", 1}, {"b", 2}} is never read as std::string("a", 1).
-  template <class T>
-  requires std::convertible_to<const T&, Node>
-  explicit ring_placement(std::initializer_list<T> nodes, hash_ring_config config = {},
-                          Hasher hasher = {})
-      : ring_placement(config, std::move(hasher)) {
-    assign(to_weighted_nodes<Node>(nodes));
-  }
-
-  /// Weighted braced lists: ring_placement<std::string>({{"a", 1.0}, {"b", 2.0}}).
-  explicit ring_placement(std::initializer_list<weighted_node<Node>> nodes,
-                          hash_ring_config config = {}, Hasher hasher = {})
-      : ring_placement(config, std::move(hasher)) {
-    assign(std::vector<weighted_node<Node>>(nodes));
-  }
-
-  template <class R>
-  requires node_range<R, Node> || weighted_node_range<R, Node>
-  explicit ring_placement(const R& nodes, hash_ring_config config = {}, Hasher hasher = {})
-      : ring_placement(config, std::move(hasher)) {
-    assign(to_weighted_nodes<Node>(nodes));
-  }
-
-  // ---- membership ----------------------------------------------------------------
-  void add(const Node& node, double weight = 1.0) {
-    auto next = members_;
-    next.add(node, weight);
-    rebuild(std::move(next));
-  }
-  void remove(const Node& node) {
-    auto next = members_;
-    next.remove(node);
-    rebuild(std::move(next));
-  }
-  void set_weight(const Node& node, double weight) {
-    auto next = members_;
-    next.set_weight(node, weight);
-    rebuild(std::move(next));
-  }
-  void assign(std::vector<weighted_node<Node>> nodes) {
-    auto next = members_;
-    next.assign(std::move(nodes));
-    rebuild(std::move(next));
-  }
-
-  [[nodiscard]] const std::vector<weighted_node<Node>>& nodes() const noexcept {
-    return members_.nodes();
-  }
-  [[nodiscard]] std::size_t size() const noexcept { return members_.size(); }
-  [[nodiscard]] bool empty() const noexcept { return members_.size() == 0; }
-  [[nodiscard]] bool contains(const Node& node) const { return members_.contains(node); }
-  [[nodiscard]] std::size_t point_count() const noexcept { return hashes_.size(); }
-  [[nodiscard]] const hash_ring_config& config() const noexcept { return config_; }
-  [[nodiscard]] const Hasher& hasher() const noexcept { return members_.hasher(); }
+  /// Number of points on the ring (vnodes × weight per node, at least 1 each).
+  [[nodiscard]] std::size_t point_count() const noexcept { return ring().hashes.size(); }
 
   // ---- lookups ---------------------------------------------------------------------
-  /// Owner of `key`, or nullptr when the ring is empty.
-  template <class Key>
-  requires key_hasher<Hasher, Key>
-  [[nodiscard]] const Node* lookup(const Key& key) const {
-    return lookup_hash(static_cast<std::uint64_t>(members_.hasher()(key)));
-  }
-
-  /// Owner of a pre-hashed key: the first point at or after `key_hash`, wrapping.
-  [[nodiscard]] const Node* lookup_hash(std::uint64_t key_hash) const noexcept {
-    if (hashes_.empty()) return nullptr;
-    return &members_.nodes()[owners_[first_point_at_or_after(key_hash)]].node;
-  }
-
-  /// Up to `n` distinct nodes in ring order starting at the key's owner (replica
-  /// placement: the owner first, then the next distinct nodes clockwise).
-  template <class Key>
-  requires key_hasher<Hasher, Key>
-  [[nodiscard]] std::vector<Node> preference_list(const Key& key, std::size_t n) const {
-    return preference_list_hash(static_cast<std::uint64_t>(members_.hasher()(key)), n);
-  }
-
-  [[nodiscard]] std::vector<Node> preference_list_hash(std::uint64_t key_hash,
-                                                       std::size_t n) const {
-    std::vector<Node> out;
-    const std::size_t want = std::min(n, size());
-    if (want == 0) return out;
-    out.reserve(want);
-    std::vector<bool> taken(size(), false);
-    const std::size_t start = first_point_at_or_after(key_hash);
-    for (std::size_t step = 0; step < hashes_.size() && out.size() < want; ++step) {
-      const std::uint32_t owner = owners_[(start + step) % hashes_.size()];
-      if (!taken[owner]) {
-        taken[owner] = true;
-        out.push_back(members_.nodes()[owner].node);
-      }
-    }
-    return out;
-  }
-
   /// Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam 2018): walks
   /// clockwise from the key's point and returns the first node whose current load is
   /// below its capacity ceil(c × (total_load + 1) × weight / total_weight), i.e. a node
   /// that stays within c × mean after taking this request. `load_of(node)` returns the
   /// node's current load; `total_load` is the sum over all nodes. Returns nullptr only
-  /// when the ring is empty. Throws config_error if c < 1 or c is not finite.
+  /// when the ring is empty.
+  /// Throws: config_error if c < 1 or c is not finite.
   template <class LoadFn>
   requires std::invocable<LoadFn&, const Node&>
   [[nodiscard]] const Node* lookup_bounded_hash(std::uint64_t key_hash, double c,
                                                 LoadFn&& load_of,
                                                 std::uint64_t total_load) const {
-    require(c >= 1.0 && std::isfinite(c), "hash_ring", "c (load factor)", "in [1, inf)", c);
-    if (hashes_.empty()) return nullptr;
-    const double per_weight = c * static_cast<double>(total_load + 1) / total_weight_;
-    const std::size_t start = first_point_at_or_after(key_hash);
-    for (std::size_t step = 0; step < hashes_.size(); ++step) {
-      const auto& wn = members_.nodes()[owners_[(start + step) % hashes_.size()]];
+    require(c >= 1.0 && std::isfinite(c), base::primitive, "c (load factor)", "in [1, inf)",
+            c);
+    if (ring().hashes.empty()) return nullptr;
+    const double per_weight = c * static_cast<double>(total_load + 1) / ring().total_weight;
+    const std::size_t start = ring().first_point_at_or_after(key_hash);
+    for (std::size_t step = 0; step < ring().hashes.size(); ++step) {
+      const auto& wn = this->nodes()[ring().owners[(start + step) % ring().hashes.size()]];
       const double capacity = std::ceil(per_weight * wn.weight);
       if (static_cast<double>(load_of(wn.node)) + 1.0 <= capacity) return &wn.node;
     }
     // Unreachable for consistent loads (capacities sum to >= total_load + 1); with
     // loads that do not add up to total_load, fall back to the plain owner.
-    return lookup_hash(key_hash);
+    return this->lookup_hash(key_hash);
   }
 
+  /// lookup_bounded_hash for `key` hashed with the ring's Hasher.
+  /// Throws: config_error if c < 1 or c is not finite.
   template <class Key, class LoadFn>
   requires key_hasher<Hasher, Key> && std::invocable<LoadFn&, const Node&>
   [[nodiscard]] const Node* lookup_bounded(const Key& key, double c, LoadFn&& load_of,
                                            std::uint64_t total_load) const {
-    return lookup_bounded_hash(static_cast<std::uint64_t>(members_.hasher()(key)), c,
+    return lookup_bounded_hash(static_cast<std::uint64_t>(this->hasher()(key)), c,
                                std::forward<LoadFn>(load_of), total_load);
   }
 
@@ -215,7 +138,7 @@ class ring_placement {
   [[nodiscard]] static std::vector<ring_arc_move<Node>> arc_moves(
       const ring_placement& before, const ring_placement& after) {
     std::vector<ring_arc_move<Node>> moves;
-    if (before.hashes_.empty() || after.hashes_.empty()) return moves;
+    if (before.ring().hashes.empty() || after.ring().hashes.empty()) return moves;
     auto record = [&](const Node& from, const Node& to, double share) {
       if (from == to || share <= 0.0) return;
       for (auto& m : moves) {
@@ -229,8 +152,8 @@ class ring_placement {
     // Walk the union of both rings' points; between consecutive boundaries both owners
     // are constant: the next point at or after the boundary in each ring.
     std::size_t i = 0, j = 0;
-    const auto& ha = before.hashes_;
-    const auto& hb = after.hashes_;
+    const auto& ha = before.ring().hashes;
+    const auto& hb = after.ring().hashes;
     std::uint64_t prev = 0;
     bool have_prev = false;
     std::uint64_t first_boundary = 0;
@@ -261,8 +184,8 @@ class ring_placement {
   /// Exact fraction of the hash space that changes owner between two rings.
   [[nodiscard]] static double movement(const ring_placement& before,
                                        const ring_placement& after) {
-    if (before.hashes_.empty() || after.hashes_.empty()) {
-      return before.hashes_.empty() == after.hashes_.empty() ? 0.0 : 1.0;
+    if (before.ring().hashes.empty() || after.ring().hashes.empty()) {
+      return before.ring().hashes.empty() == after.ring().hashes.empty() ? 0.0 : 1.0;
     }
     double moved = 0.0;
     for (const auto& m : arc_moves(before, after)) moved += m.fraction;
@@ -270,75 +193,10 @@ class ring_placement {
   }
 
  private:
-  static hash_ring_config validated(hash_ring_config c) {
-    require_in_range("hash_ring", "vnodes", c.vnodes, 1U, 100'000U);
-    return c;
+  [[nodiscard]] const engine_type& ring() const noexcept { return this->engine(); }
+  [[nodiscard]] const Node& node_at(std::size_t point) const {
+    return ring().node_at(this->members(), point);
   }
-
-  const Node& node_at(std::size_t point) const {
-    return members_.nodes()[owners_[point]].node;
-  }
-
-  std::size_t first_point_at_or_after(std::uint64_t h) const noexcept {
-    const std::size_t i = index_.lower_bound(hashes_, h);
-    return i == hashes_.size() ? 0 : i;
-  }
-
-  void rebuild(detail::node_set<Node, Hasher> next) {
-    struct point {
-      std::uint64_t hash;
-      std::uint64_t node_hash;
-      std::uint32_t owner;
-    };
-    std::vector<point> points;
-    std::size_t total = 0;
-    std::vector<std::uint32_t> counts;
-    counts.reserve(next.size());
-    double total_weight = 0.0;
-    for (const auto& wn : next.nodes()) {
-      const double want = std::round(static_cast<double>(config_.vnodes) * wn.weight);
-      const auto n = static_cast<std::uint32_t>(std::max(1.0, std::min(want, 1e9)));
-      counts.push_back(n);
-      total += n;
-      total_weight += wn.weight;
-    }
-    require(total <= max_points, "hash_ring", "vnodes x total weight",
-            "at most 8388608 points", total);
-    points.reserve(total);
-    for (std::uint32_t idx = 0; idx < next.size(); ++idx) {
-      const auto node_hash =
-          static_cast<std::uint64_t>(next.hasher()(next.nodes()[idx].node));
-      for (std::uint32_t v = 0; v < counts[idx]; ++v) {
-        points.push_back({hash_mix(node_hash, v), node_hash, idx});
-      }
-    }
-    std::sort(points.begin(), points.end(), [](const point& a, const point& b) {
-      return a.hash != b.hash ? a.hash < b.hash : a.node_hash < b.node_hash;
-    });
-
-    std::vector<std::uint64_t> hashes(points.size());
-    std::vector<std::uint32_t> owners(points.size());
-    for (std::size_t k = 0; k < points.size(); ++k) {
-      hashes[k] = points[k].hash;
-      owners[k] = points[k].owner;
-    }
-    detail::radix_index index;
-    index.build(hashes);
-
-    // Commit (nothing above modified *this).
-    members_ = std::move(next);
-    hashes_ = std::move(hashes);
-    owners_ = std::move(owners);
-    index_ = std::move(index);
-    total_weight_ = total_weight;
-  }
-
-  hash_ring_config config_;
-  detail::node_set<Node, Hasher> members_;
-  std::vector<std::uint64_t> hashes_;  // sorted point hashes
-  std::vector<std::uint32_t> owners_;  // owners_[i] = node index of point i
-  detail::radix_index index_;          // O(1) expected lower_bound over hashes_
-  double total_weight_ = 0.0;
 };
 
 /// A consistent-hash ring that many threads can look up while membership changes.
@@ -349,6 +207,9 @@ class hash_ring : public concurrent_placement<ring_placement<Node, Hasher>> {
  public:
   using placement_type = ring_placement<Node, Hasher>;
 
+  // The constructors of ring_placement, wrapped.
+  // Throws: config_error if config.vnodes is not in [1, 100000], a node repeats or a
+  // weight is not in (0, 1e6].
   explicit hash_ring(hash_ring_config config = {}, Hasher hasher = {})
       : base(placement_type(config, std::move(hasher))) {}
   template <class T>
@@ -364,11 +225,14 @@ class hash_ring : public concurrent_placement<ring_placement<Node, Hasher>> {
   explicit hash_ring(const R& nodes, hash_ring_config config = {}, Hasher hasher = {})
       : base(placement_type(nodes, config, std::move(hasher))) {}
 
+  /// ring_placement::preference_list on the current snapshot.
   template <class Key>
   [[nodiscard]] std::vector<Node> preference_list(const Key& key, std::size_t n) const {
     return this->local().preference_list(key, n);
   }
 
+  /// ring_placement::lookup_bounded on the current snapshot; nullopt when empty.
+  /// Throws: config_error if c < 1 or c is not finite.
   template <class Key, class LoadFn>
   [[nodiscard]] std::optional<Node> lookup_bounded(const Key& key, double c,
                                                    LoadFn&& load_of,

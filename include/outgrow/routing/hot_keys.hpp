@@ -85,7 +85,7 @@
 
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
-#include <outgrow/core/stats.hpp>
+#include <outgrow/core/metrics.hpp>
 
 namespace outgrow {
 
@@ -300,6 +300,8 @@ class hot_key_tracker {
   using key_type = Key;
   using hasher_type = Hasher;
 
+  /// Throws: config_error if config.capacity is not in [1, 1000000] or config.stripes
+  /// is not in [1, 64].
   explicit hot_key_tracker(hot_key_config config = {}, Hasher hasher = {})
       : config_(validated(config)), hasher_(std::move(hasher)) {
     stripes_.reserve(config_.stripes);
@@ -398,7 +400,8 @@ class hot_key_tracker {
   }
 
   /// Multiplies counts, error bounds and the total by `factor` in (0, 1] (see the
-  /// header comment); config_error outside that range.
+  /// header comment).
+  /// Throws: config_error if factor is not in (0, 1].
   void decay(double factor) {
     require(factor > 0.0 && factor <= 1.0, "hot_key_tracker", "decay(factor)", "in (0, 1]",
             factor);
@@ -481,8 +484,9 @@ struct shard_load_report {
     return m == 0.0 ? 0.0 : static_cast<double>(peak()) / m;
   }
 
-  /// Shards whose count exceeds threshold × mean(), ascending. config_error unless
-  /// threshold >= 0. Default 1.5: a shard carrying 50 % more than its share.
+  /// Shards whose count exceeds threshold × mean(), ascending. Default 1.5: a shard
+  /// carrying 50 % more than its share.
+  /// Throws: config_error if threshold < 0 (or NaN).
   [[nodiscard]] std::vector<std::size_t> hot_shards(double threshold = 1.5) const {
     require_at_least("shard_load_report", "hot_shards(threshold)", threshold, 0.0);
     const double limit = threshold * mean();
@@ -516,7 +520,7 @@ struct shard_load_report {
 /// for the new topology and let the old one retire with its snapshot).
 class shard_load_counters {
  public:
-  /// config_error unless shards is in [1, 1000000].
+  /// Throws: config_error if shards is not in [1, 1000000].
   explicit shard_load_counters(std::size_t shards)
       : size_(validated(shards)), counts_(std::make_unique<slot[]>(size_)) {}
 
@@ -551,7 +555,8 @@ class shard_load_counters {
   }
 
   /// A new topology of `shards` shards, every count (and out_of_range) back to zero.
-  /// config_error unless shards is in [1, 1000000]. Needs exclusive access.
+  /// Needs exclusive access.
+  /// Throws: config_error if shards is not in [1, 1000000] (nothing changes).
   void resize(std::size_t shards) {
     validated(shards);
     counts_ = std::make_unique<slot[]>(shards);

@@ -60,11 +60,12 @@
 namespace outgrow {
 
 /// An HLC timestamp: ordered by (wall_ns, logical, node).
-struct hlc_timestamp {
+struct hybrid_timestamp {
   std::int64_t wall_ns = 0;   ///< physical part: nanoseconds since the Clock's epoch
   std::uint32_t logical = 0;  ///< orders events within one wall_ns
   std::uint32_t node = 0;     ///< the writer's node id (tie-breaker)
-  friend constexpr auto operator<=>(const hlc_timestamp&, const hlc_timestamp&) = default;
+  friend constexpr auto operator<=>(const hybrid_timestamp&,
+                                    const hybrid_timestamp&) = default;
 };
 
 /// Wall-clock time source (std::chrono::system_clock): HLCs of different machines must
@@ -76,7 +77,7 @@ struct system_clock_source {
 };
 static_assert(clock_source<system_clock_source>);
 
-struct hlc_config {
+struct hybrid_logical_clock_config {
   /// Largest accepted lead of a remote timestamp over local physical time in
   /// try_update(): 500 ms, CockroachDB's default max offset. (0, 1 h]
   std::chrono::nanoseconds max_offset = std::chrono::milliseconds{500};
@@ -85,15 +86,16 @@ struct hlc_config {
 template <clock_source Clock = system_clock_source>
 class hybrid_logical_clock {
  public:
-  explicit hybrid_logical_clock(std::uint32_t node_id, hlc_config config = {},
-                                Clock clock = {})
+  /// Throws: config_error if config.max_offset is not in (0s, 1h].
+  explicit hybrid_logical_clock(std::uint32_t node_id,
+                                hybrid_logical_clock_config config = {}, Clock clock = {})
       : node_(node_id), config_(validated(config)), clock_(std::move(clock)) {}
 
   /// A timestamp for a local event or a message being sent: larger than every
   /// timestamp this clock returned or saw before.
-  /// Throws std::overflow_error only if the clock already stands at the largest
+  /// Throws: std::overflow_error if the clock already stands at the largest
   /// representable timestamp (wall_ns = INT64_MAX with an exhausted counter).
-  [[nodiscard]] hlc_timestamp now() {
+  [[nodiscard]] hybrid_timestamp now() {
     const std::int64_t pt = physical();
     std::lock_guard lock(mutex_);
     if (pt > wall_) {
@@ -110,10 +112,11 @@ class hybrid_logical_clock {
   /// before it here. Never goes backwards: when the logical counter would pass
   /// UINT32_MAX, the wall component advances by 1 ns and the counter restarts at 0 (the
   /// HLC paper bounds the counter; a 1 ns step keeps the clock within max_offset of
-  /// physical time in any realistic use). Throws std::overflow_error only when no
-  /// larger timestamp exists (wall_ns = INT64_MAX and the counter exhausted); prefer
-  /// try_update() for timestamps from the network.
-  hlc_timestamp update(const hlc_timestamp& remote) {
+  /// physical time in any realistic use). Prefer try_update() for timestamps from the
+  /// network.
+  /// Throws: std::overflow_error if no larger timestamp exists (wall_ns = INT64_MAX and
+  /// the counter exhausted).
+  hybrid_timestamp update(const hybrid_timestamp& remote) {
     const std::int64_t pt = physical();
     std::lock_guard lock(mutex_);
     return update_locked(remote, pt);
@@ -123,7 +126,7 @@ class hybrid_logical_clock {
   /// (a misbehaving clock) or no larger timestamp exists: then nothing changes and the
   /// result is empty. Any remote value is accepted as input (untrusted data: a wall
   /// time of INT64_MIN or a counter of UINT32_MAX included); it never throws.
-  [[nodiscard]] std::optional<hlc_timestamp> try_update(const hlc_timestamp& remote) {
+  [[nodiscard]] std::optional<hybrid_timestamp> try_update(const hybrid_timestamp& remote) {
     const std::int64_t pt = physical();
     // remote.wall_ns > pt keeps the subtraction in range (pt >= INT64_MIN + 1 there).
     if (remote.wall_ns > pt && remote.wall_ns - pt > config_.max_offset.count()) {
@@ -142,14 +145,14 @@ class hybrid_logical_clock {
   }
 
   /// The last timestamp issued (node id included), without advancing.
-  [[nodiscard]] hlc_timestamp last() const {
+  [[nodiscard]] hybrid_timestamp last() const {
     std::lock_guard lock(mutex_);
     return {wall_, logical_, node_};
   }
   [[nodiscard]] std::uint32_t node() const noexcept { return node_; }
 
  private:
-  static hlc_config validated(hlc_config c) {
+  static hybrid_logical_clock_config validated(hybrid_logical_clock_config c) {
     require(
         c.max_offset > std::chrono::nanoseconds{0} && c.max_offset <= std::chrono::hours{1},
         "hybrid_logical_clock", "max_offset", "in (0s, 1h]", c.max_offset);
@@ -162,7 +165,7 @@ class hybrid_logical_clock {
         .count();
   }
 
-  hlc_timestamp update_locked(const hlc_timestamp& m, std::int64_t pt) {
+  hybrid_timestamp update_locked(const hybrid_timestamp& m, std::int64_t pt) {
     const std::int64_t before = wall_;
     const std::int64_t wall = std::max({before, m.wall_ns, pt});
     if (wall == before && wall == m.wall_ns) {
@@ -194,7 +197,7 @@ class hybrid_logical_clock {
   }
 
   const std::uint32_t node_;
-  hlc_config config_;
+  hybrid_logical_clock_config config_;
   Clock clock_;
   mutable std::mutex mutex_;
   std::int64_t wall_ = 0;
@@ -207,16 +210,16 @@ class hybrid_logical_clock {
 template <class V>
 struct versioned {
   V value;
-  hlc_timestamp stamp;
+  hybrid_timestamp stamp;
   friend bool operator==(const versioned&, const versioned&) = default;
 };
 
 /// Decides the value both primaries keep when `local` and `remote` conflict.
 template <class R, class V>
-concept conflict_resolver = requires(const R& r, const versioned<V>& local,
-                                     const versioned<V>& remote) {
-  { r(local, remote) } -> std::convertible_to<versioned<V>>;
-};
+concept conflict_resolver =
+    requires(const R& r, const versioned<V>& local, const versioned<V>& remote) {
+      { r(local, remote) } -> std::convertible_to<versioned<V>>;
+    };
 
 /// The write with the larger HLC timestamp wins (node id breaks exact ties).
 struct last_writer_wins {
@@ -257,12 +260,12 @@ template <class V, conflict_resolver<V> R>
 }  // namespace outgrow
 
 template <>
-struct fmt::formatter<outgrow::hlc_timestamp> {
+struct fmt::formatter<outgrow::hybrid_timestamp> {
   constexpr auto parse(fmt::format_parse_context& ctx) -> decltype(ctx.begin()) {
     return ctx.begin();
   }
   template <class FormatContext>
-  auto format(const outgrow::hlc_timestamp& t, FormatContext& ctx) const
+  auto format(const outgrow::hybrid_timestamp& t, FormatContext& ctx) const
       -> decltype(ctx.out()) {
     return fmt::format_to(ctx.out(), "{}.{}@{}", t.wall_ns, t.logical, t.node);
   }

@@ -42,17 +42,15 @@
 // Complexity: lookup O(ln N); add O(N) (duplicate check); remove O(N); memory O(N).
 #pragma once
 
-#include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <string_view>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
+#include <outgrow/routing/detail/placement_base.hpp>
 #include <outgrow/routing/placement.hpp>
 
 namespace outgrow {
@@ -80,134 +78,77 @@ namespace outgrow {
 /// `P(config = {}, Hasher = {})` of every placement policy.
 struct jump_config {};
 
-/// Jump consistent hash over the nodes in membership order (see the header comment).
-template <class Node, class Hasher = xxh3_hasher>
-class jump_placement {
- public:
-  using node_type = Node;
-  using hasher_type = Hasher;
-  using config_type = jump_config;
+namespace detail {
 
-  explicit jump_placement(jump_config config = {}, Hasher hasher = {})
-      : config_(config), set_(primitive, std::move(hasher)) {}
+/// jump_placement's engine (see detail/placement_base.hpp): no structures besides the
+/// member list; bucket i is nodes()[i], and every change edits the list in place.
+template <class Node, class Hasher, class Config>
+struct jump_engine {
+  using members = node_set<Node, Hasher>;
+  static constexpr std::string_view primitive = "jump_hash";
+  static constexpr std::size_t max_nodes = 2147483647;  // buckets are int32
 
-  /// Any range of Node or of weighted_node<Node> (std::vector, std::span, ...);
-  /// templates constrained by node_range / weighted_node_range, as the common shape
-  /// says, so a braced list never reaches them (see the initializer_list overloads).
-  template <class R>
-  requires node_range<R, Node> || weighted_node_range<R, Node>
-  explicit jump_placement(const R& nodes, jump_config config = {}, Hasher hasher = {})
-      : jump_placement(config, std::move(hasher)) {
-    assign(to_weighted_nodes<Node>(nodes));
+  static void check_weight(const members& m, double weight) {
+    m.check_weight(weight);  // (0, 1e6], the message every policy uses
+    require(weight == 1.0, primitive, "weight", "1 (jump hash has no weights)", weight);
   }
 
-  /// Braced lists of nodes: P({"a", "b"}). A template (not initializer_list<Node>) so
-  /// that a weighted list {{"a", 1}, {"b", 2}} can never be read as two std::string
-  /// (const char*, count) constructions; it goes to the weighted overload below.
-  template <class T>
-  requires std::convertible_to<const T&, Node>
-  explicit jump_placement(std::initializer_list<T> nodes, jump_config config = {},
-                          Hasher hasher = {})
-      : jump_placement(config, std::move(hasher)) {
-    assign(nodes);
+  void add(const Config&, members& m, const Node& node, double weight) {
+    check_weight(m, weight);
+    require(m.size() < max_nodes, primitive, "size()", "below 2147483647 to add a node",
+            m.size());
+    m.add(node, weight);
   }
 
-  /// Weighted braced lists: P({{"a", 1.0}, {"b", 2.0}}).
-  explicit jump_placement(std::initializer_list<weighted_node<Node>> nodes,
-                          jump_config config = {}, Hasher hasher = {})
-      : jump_placement(config, std::move(hasher)) {
-    assign(std::vector<weighted_node<Node>>(nodes));
-  }
-
-  /// Appends `node` as bucket size(). `weight` must be 1 (jump hash has no weights).
-  void add(const Node& node, double weight = 1.0) {
-    check_weight(weight);
-    require(set_.size() < max_nodes, primitive, "size()", "below 2147483647 to add a node",
-            set_.size());
-    set_.add(node, weight);
-  }
-
-  /// Removes `node`. Removing the last node is optimal (only its keys move); removing
-  /// any other node moves the last node into its bucket (its keys move too).
-  void remove(const Node& node) {
-    auto& nodes = set_.mutable_nodes();
-    const std::size_t i = set_.find(node);
-    if (i != npos && i + 1 != nodes.size()) {
+  // Removing the last node is optimal (only its keys move); removing any other node
+  // moves the last node into its bucket (its keys move too).
+  void remove(const Config&, members& m, const Node& node) {
+    auto& nodes = m.mutable_nodes();
+    const std::size_t i = m.find(node);
+    if (i != members::npos && i + 1 != nodes.size()) {
       using std::swap;
       swap(nodes[i], nodes.back());
     }
-    set_.remove(node);  // now the last one; config_error if unknown
+    m.remove(node);  // now the last one; config_error if unknown
   }
 
-  /// Validates `node` and `weight`; only weight 1 is accepted.
-  void set_weight(const Node& node, double weight) {
-    check_weight(weight);
-    set_.set_weight(node, weight);
+  void set_weight(const Config&, members& m, const Node& node, double weight) {
+    check_weight(m, weight);
+    m.set_weight(node, weight);
   }
 
-  /// Replaces the membership with any node_range (weight 1 each) or
-  /// weighted_node_range. All-or-nothing.
-  template <class R>
-  requires node_range<R, Node> || weighted_node_range<R, Node>
-  void assign(const R& nodes) { assign(to_weighted_nodes<Node>(nodes)); }
-
-  /// Replaces the membership; every weight must be 1. All-or-nothing on error.
-  void assign(std::vector<weighted_node<Node>> nodes) {
+  void assign(const Config&, members& m, std::vector<weighted_node<Node>> nodes) {
     require(nodes.size() <= max_nodes, primitive, "assign(nodes).size()",
             "at most 2147483647", nodes.size());
-    for (const auto& wn : nodes) check_weight(wn.weight);
-    set_.assign(std::move(nodes));
+    for (const auto& wn : nodes) check_weight(m, wn.weight);
+    m.assign(std::move(nodes));
   }
 
-  /// assign({"a", "b"}): weight 1 each.
-  template <class T>
-  requires std::convertible_to<const T&, Node>
-  void assign(std::initializer_list<T> nodes) { assign(to_weighted_nodes<Node>(nodes)); }
-
-  /// assign({{"a", 1.0}, {"b", 2.0}}).
-  void assign(std::initializer_list<weighted_node<Node>> nodes) {
-    assign(std::vector<weighted_node<Node>>(nodes));
-  }
-
-  /// The node owning `key`, or nullptr when there are no nodes.
-  template <class Key>
-  requires key_hasher<Hasher, Key>
-  [[nodiscard]] const Node* lookup(const Key& key) const
-      noexcept(noexcept(std::declval<const Hasher&>()(key))) {
-    return lookup_hash(static_cast<std::uint64_t>(set_.hasher()(key)));
-  }
-
-  /// The node owning a key whose Hasher value is `key_hash`; nullptr when empty.
-  [[nodiscard]] const Node* lookup_hash(std::uint64_t key_hash) const noexcept {
-    const auto& nodes = set_.nodes();
+  [[nodiscard]] const Node* lookup_hash(const members& m,
+                                        std::uint64_t key_hash) const noexcept {
+    const auto& nodes = m.nodes();
     if (nodes.empty()) return nullptr;
     const std::int32_t b = jump_hash(key_hash, static_cast<std::int32_t>(nodes.size()));
     return &nodes[static_cast<std::size_t>(b)].node;
   }
+};
 
-  [[nodiscard]] bool contains(const Node& node) const { return set_.contains(node); }
-  [[nodiscard]] std::size_t size() const noexcept { return set_.size(); }
-  [[nodiscard]] bool empty() const noexcept { return set_.size() == 0; }
-  /// Members in bucket order (all weights are 1).
-  [[nodiscard]] const std::vector<weighted_node<Node>>& nodes() const noexcept {
-    return set_.nodes();
-  }
-  [[nodiscard]] const jump_config& config() const noexcept { return config_; }
-  [[nodiscard]] const Hasher& hasher() const noexcept { return set_.hasher(); }
+}  // namespace detail
 
-  static constexpr std::string_view primitive = "jump_hash";
-
- private:
-  static constexpr std::size_t npos = detail::node_set<Node, Hasher>::npos;
-  static constexpr std::size_t max_nodes = 2147483647;  // buckets are int32
-
-  void check_weight(double weight) const {
-    set_.check_weight(weight);  // (0, 1e6], the message every policy uses
-    require(weight == 1.0, primitive, "weight", "1 (jump hash has no weights)", weight);
-  }
-
-  jump_config config_;
-  detail::node_set<Node, Hasher> set_;
+/// Jump consistent hash over the nodes in membership order (see the header comment).
+/// Members: the common shape of routing/placement.hpp, from detail::placement_base
+/// (constructors, add, remove, set_weight, assign, lookup, lookup_hash, contains, size,
+/// empty, nodes, config, hasher; each documents its "Throws:"). nodes() is the
+/// bucket order; removing a node other than the last moves the last node into its
+/// bucket.
+/// Throws (constructors with nodes, add, set_weight, assign): config_error if a weight
+/// is not 1.
+template <class Node, class Hasher = xxh3_hasher>
+class jump_placement
+    : public detail::placement_base<Node, Hasher, jump_config, detail::jump_engine> {
+ public:
+  using detail::placement_base<Node, Hasher, jump_config,
+                               detail::jump_engine>::placement_base;
 };
 
 static_assert(placement<jump_placement<std::uint64_t>>);

@@ -44,6 +44,9 @@
 //        policy has no weights);
 //   lookup(key) / lookup_hash(h) -> const Node* (nullptr when there are no nodes);
 //   size(), empty(), nodes() -> const std::vector<weighted_node<Node>>&, contains(node).
+// The four policies implement this shape once, in routing/detail/placement_base.hpp
+// (each adds an engine: the structures its lookups read); a policy of your own needs
+// only the concept above.
 //
 // Thread-safety: const member functions may run concurrently; mutation needs exclusive
 // access (or concurrent_placement).
@@ -76,13 +79,15 @@ struct weighted_node {
 
 /// A range whose elements convert to Node (a node list with weight 1 each).
 template <class R, class Node>
-concept node_range = std::ranges::input_range<R> &&
+concept node_range =
+    std::ranges::input_range<R> &&
     std::convertible_to<std::ranges::range_reference_t<R>, Node> &&
     !std::same_as<std::remove_cvref_t<std::ranges::range_value_t<R>>, weighted_node<Node>>;
 
 /// A range of weighted_node<Node>.
 template <class R, class Node>
-concept weighted_node_range = std::ranges::input_range<R> &&
+concept weighted_node_range =
+    std::ranges::input_range<R> &&
     std::same_as<std::remove_cvref_t<std::ranges::range_value_t<R>>, weighted_node<Node>>;
 
 /// Copies a node_range or weighted_node_range into weighted nodes (weight 1 for plain

@@ -4,8 +4,9 @@
 // What: the data-access half of primary/replica replication, as MariaDB MaxScale's
 // readwritesplit, ProxySQL, pgpool-II, Rails' database selector and GitLab's load
 // balancer do it. Writes, `read_for_update` and everything inside a transaction go to
-// the primary; reads go to a replica chosen by a load_balancer policy (default
-// least_connections = MaxScale's least_current_operations), skipping replicas whose
+// the primary; reads go to a replica chosen by a load_balancer policy (any
+// balancing_policy, a user's included; default least_connections = MaxScale's
+// least_current_operations), skipping replicas whose
 // replication lag exceeds the limit, and — per the session's consistency mode — only
 // replicas that have applied the session's last write.
 //
@@ -93,9 +94,12 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include <outgrow/core/clock.hpp>
+#include <outgrow/core/detail/periodic_task.hpp>
 #include <outgrow/core/error.hpp>
+#include <outgrow/core/metrics.hpp>
 #include <outgrow/core/snapshot.hpp>
-#include <outgrow/core/stats.hpp>
+#include <outgrow/routing/detail/splitter_engine.hpp>
+#include <outgrow/routing/detail/splitter_result.hpp>
 #include <outgrow/routing/hybrid_logical_clock.hpp>
 #include <outgrow/routing/load_balancer.hpp>
 
@@ -231,8 +235,8 @@ struct read_write_splitter_config {
 
 /// Counters of a splitter. reads_to_replicas and primary_in_pool come from the
 /// balancer's per-endpoint picks; the rest are counted per decision.
-struct splitter_metrics {
-  static constexpr std::string_view metrics_name = "splitter_metrics";
+struct read_write_splitter_metrics {
+  static constexpr std::string_view metrics_name = "read_write_splitter_metrics";
   std::uint64_t reads_to_replicas = 0;
   std::uint64_t reads_to_primary = 0;  ///< all reads the primary served
   std::uint64_t writes = 0;
@@ -281,7 +285,7 @@ struct splitter_metrics {
 
 /// One endpoint of a splitter, as endpoints() reports it.
 template <class Conn>
-struct splitter_endpoint_stats {
+struct splitter_endpoint_metrics {
   static constexpr std::string_view metrics_name = "splitter_endpoint";
   Conn connection;
   bool primary = false;
@@ -311,7 +315,7 @@ struct splitter_endpoint_stats {
 template <class Conn>
 struct primary_failure {
   Conn failed_primary;
-  std::vector<splitter_endpoint_stats<Conn>> replicas;  ///< positions, lag, health
+  std::vector<splitter_endpoint_metrics<Conn>> replicas;  ///< positions, lag, health
 };
 
 template <class Conn, balancing_policy Policy = least_connections,
@@ -321,139 +325,42 @@ class read_write_splitter {
   static constexpr std::string_view primitive = "read_write_splitter";
   static constexpr std::uint64_t all_applied = std::numeric_limits<std::uint64_t>::max();
 
-  struct node {
-    node(Conn c, bool p) : conn(std::move(c)), is_primary(p) {}
-    const Conn conn;
-    const bool is_primary;
-    std::atomic<std::uint64_t> applied{0};  // primary: all_applied
-    std::atomic<std::int64_t> lag_ns{-1};   // -1 = unknown
-    // Under mutex_.
-    double weight = 1.0;
-    std::optional<std::chrono::nanoseconds> max_lag{};
-    std::optional<std::uint64_t> max_lag_positions{};
-    bool lag_excluded = false;
-  };
-
-  /// The read pool's endpoint: a node, compared by identity.
-  struct handle {
-    explicit handle(std::shared_ptr<node> n) : p(std::move(n)), is_primary(p->is_primary) {}
-    std::shared_ptr<node> p;
-    bool is_primary;  // a copy, so the read path does not touch the node
-    friend bool operator==(const handle& a, const handle& b) noexcept { return a.p == b.p; }
-  };
+  using node = detail::splitter_node<Conn>;
+  using handle = detail::splitter_handle<Conn>;
   using pool_type = load_balancer<handle, Policy, Clock>;
   using pool_lease = typename pool_type::lease;
 
   struct primary_ref {
     std::shared_ptr<node> n;
   };
+  using counters = detail::splitter_counters<route_reason_count>;
+  // What route_result (detail::splitter_route_result) reads of this splitter.
+  friend class detail::splitter_route_result<read_write_splitter>;
+  using node_type = node;
+  using pool_lease_type = pool_lease;
+  using target_type = route_target;
+  using reason_type = route_reason;
+  using error_type = route_error;
+  using session_type = session_token;
 
  public:
   using connection_type = Conn;
   using clock_type = Clock;
 
-  /// Where one statement goes. Converts to false on an error (error() says which).
-  /// Record the outcome with success()/failure(); a write's success(position) stores
-  /// its commit position in the session. Dropping it without an outcome is an
-  /// abandoned request. Move-only; must not outlive the splitter or the session_token
-  /// passed to route().
-  class route_result {
-   public:
-    route_result() noexcept = default;
-    route_result(route_result&& o) noexcept
-        : owner_(std::exchange(o.owner_, nullptr)),
-          lease_(std::move(o.lease_)),
-          primary_(std::move(o.primary_)),
-          session_(std::exchange(o.session_, nullptr)),
-          target_(std::exchange(o.target_, route_target::none)),
-          reason_(o.reason_),
-          error_(o.error_),
-          is_write_(o.is_write_) {}
-    route_result& operator=(route_result&& o) noexcept {
-      if (this != &o) {
-        abandon();
-        owner_ = std::exchange(o.owner_, nullptr);
-        lease_ = std::move(o.lease_);
-        primary_ = std::move(o.primary_);
-        session_ = std::exchange(o.session_, nullptr);
-        target_ = std::exchange(o.target_, route_target::none);
-        reason_ = o.reason_;
-        error_ = o.error_;
-        is_write_ = o.is_write_;
-      }
-      return *this;
-    }
-    route_result(const route_result&) = delete;
-    route_result& operator=(const route_result&) = delete;
-    ~route_result() { abandon(); }
+  /// Where one statement goes (detail/splitter_result.hpp). Converts to false on an
+  /// error (error() says which); connection() / operator* / operator-> give the chosen
+  /// connection, target() and reason() say where and why. Record the outcome with
+  /// success() or failure() (which feeds the endpoint's health); a write's
+  /// success(position) stores its commit position in the session, success() without
+  /// one makes a read_your_writes session read from the primary for time_window.
+  /// Dropping it without an outcome (or abandon()) is an abandoned request. Move-only;
+  /// must not outlive the splitter or the session_token passed to route().
+  using route_result = detail::splitter_route_result<read_write_splitter>;
 
-    explicit operator bool() const noexcept { return target_ != route_target::none; }
-    /// The chosen connection. Precondition: *this is true.
-    [[nodiscard]] const Conn& connection() const noexcept {
-      return lease_ ? lease_->p->conn : primary_->conn;
-    }
-    [[nodiscard]] const Conn& operator*() const noexcept { return connection(); }
-    [[nodiscard]] const Conn* operator->() const noexcept { return &connection(); }
-    [[nodiscard]] route_target target() const noexcept { return target_; }
-    [[nodiscard]] route_reason reason() const noexcept { return reason_; }
-    [[nodiscard]] route_error error() const noexcept { return error_; }
-
-    /// The statement succeeded. For a write: its commit position is unknown, so a
-    /// read_your_writes session reads from the primary for time_window.
-    void success() noexcept { finish(true, 0); }
-    /// The statement succeeded; for a write, `position` is its commit position (LSN,
-    /// GTID sequence): the session now needs replicas that applied it.
-    void success(std::uint64_t position) noexcept { finish(true, position); }
-    /// The statement failed because of the endpoint (feeds health).
-    void failure() noexcept { finish(false, 0); }
-    /// Neither (what dropping the result does).
-    void abandon() noexcept {
-      if (lease_) lease_.abandon();
-      release();
-    }
-
-   private:
-    friend class read_write_splitter;
-    route_result(read_write_splitter* owner, pool_lease&& lease) noexcept
-        : owner_(owner),
-          lease_(std::move(lease)),
-          target_(lease_->is_primary ? route_target::primary : route_target::replica),
-          reason_(lease_->is_primary ? route_reason::primary_in_pool
-                                     : route_reason::replica) {}
-    void finish(bool ok, std::uint64_t position) noexcept {
-      if (target_ == route_target::none) return;
-      if (lease_) {
-        ok ? lease_.success() : lease_.failure();
-      } else if (primary_ && owner_ != nullptr) {
-        owner_->primary_outcome(*primary_, ok);
-        if (ok && is_write_ && session_ != nullptr && position != 0) {
-          session_->last_write_position = std::max(session_->last_write_position, position);
-          session_->position_pending = false;
-          owner_->note_primary_position(position);
-        }
-      }
-      release();
-    }
-    void release() noexcept {
-      primary_.reset();
-      owner_ = nullptr;
-      session_ = nullptr;
-      target_ = route_target::none;
-    }
-
-    read_write_splitter* owner_ = nullptr;
-    pool_lease lease_;
-    std::shared_ptr<node> primary_;
-    session_token* session_ = nullptr;
-    route_target target_ = route_target::none;
-    route_reason reason_ = route_reason::replica;
-    route_error error_ = route_error::none;
-    bool is_write_ = false;
-  };
-
-  /// `primary` must be set (std::nullopt → config_error); replicas may be empty (every
-  /// read then falls back per no_usable_replica). config_error for a duplicate
-  /// connection, a weight outside (0, 1e6] or a bad config field.
+  /// `primary` must be set; replicas may be empty (every read then falls back per
+  /// no_usable_replica).
+  /// Throws: config_error if `primary` is std::nullopt, for a duplicate connection, a
+  /// weight outside (0, 1e6] or a bad config field (replicas.<field> for the pool's).
   read_write_splitter(std::optional<Conn> primary, std::vector<replica_spec<Conn>> replicas,
                       read_write_splitter_config config = {}, Clock clock = {})
       : config_(validated(config)),
@@ -503,7 +410,7 @@ class read_write_splitter {
     if (lease) {
       if (mode == consistency::eventual && session.last_write_position != 0 &&
           lease->p->applied.load(std::memory_order_acquire) < session.last_write_position) {
-        stale_risk_reads_.add();
+        counters_.stale_risk_reads.add();
       }
       return route_result(this, std::move(lease));
     }
@@ -511,7 +418,7 @@ class read_write_splitter {
       return to_primary(route_reason::session_ahead, session, false);
     }
     if (config_.no_usable_replica == no_replica_policy::fail) {
-      errors_no_replica_.add();
+      counters_.errors_no_replica.add();
       route_result r;
       r.reason_ = route_reason::no_usable_replica;
       r.error_ = route_error::no_usable_replica;
@@ -591,11 +498,7 @@ class read_write_splitter {
           note_primary_position(*reports[i]->applied_position);
         continue;
       }
-      if (reports[i]->applied_position) {
-        n.applied.store(*reports[i]->applied_position, std::memory_order_release);
-      }
-      if (reports[i]->lag)
-        n.lag_ns.store(reports[i]->lag->count(), std::memory_order_relaxed);
+      detail::splitter_apply_report(n, *reports[i]);
     }
     for (const auto& r : replicas_) evaluate_lag_locked(*r);
   }
@@ -618,10 +521,13 @@ class read_write_splitter {
 
   // ---- topology and failover ---------------------------------------------------------
 
+  /// Throws: config_error for a duplicate connection, a weight outside (0, 1e6] or a
+  /// max_replication_lag outside [0, 24h].
   void add_replica(replica_spec<Conn> spec) {
     std::lock_guard lock(mutex_);
     add_replica_locked(std::move(spec));
   }
+  /// Throws: config_error if `connection` is not a replica.
   void remove_replica(const Conn& connection) {
     std::lock_guard lock(mutex_);
     remove_replica_locked(connection);
@@ -651,7 +557,7 @@ class read_write_splitter {
     {
       std::lock_guard lock(mutex_);
       if (!primary_up_.exchange(false, std::memory_order_acq_rel)) return;
-      primary_failures_.add();
+      counters_.primary_failures.add();
       pool_.set_excluded(handle{primary_node_}, true);
       cb = promote_;
       if (cb) failure = primary_failure<Conn>{primary_node_->conn, replica_stats_locked()};
@@ -683,9 +589,7 @@ class read_write_splitter {
         position = std::max(position, r->applied.load(std::memory_order_acquire));
         remove_replica_locked(connection);
       }
-      for (const auto& e : pool_.endpoints()) {
-        if (e.endpoint.p == primary_node_) retired_primary_picks_ += e.picks;
-      }
+      retired_primary_picks_ += detail::splitter_pool_picks(pool_, primary_node_);
       pool_.remove(handle{primary_node_});
       auto n = std::make_shared<node>(connection, true);
       n->applied.store(all_applied, std::memory_order_relaxed);
@@ -694,7 +598,7 @@ class read_write_splitter {
       primary_node_ = n;
       primary_.publish(std::make_shared<const primary_ref>(primary_ref{n}));
       note_primary_position(position);
-      promotions_.add();
+      counters_.promotions.add();
     }
     primary_failure_run_.store(0, std::memory_order_relaxed);
     primary_up_.store(true, std::memory_order_release);
@@ -714,9 +618,9 @@ class read_write_splitter {
 
   // ---- observation --------------------------------------------------------------------
 
-  [[nodiscard]] splitter_metrics metrics() const {
+  [[nodiscard]] read_write_splitter_metrics metrics() const {
     std::lock_guard lock(mutex_);
-    splitter_metrics m;
+    read_write_splitter_metrics m;
     for (const auto& e : pool_.endpoints()) {
       if (e.endpoint.p->is_primary) {
         m.primary_in_pool += e.picks;
@@ -724,52 +628,31 @@ class read_write_splitter {
         m.reads_to_replicas += e.picks;
       }
     }
-    const auto count = [&](route_reason r) { return by_reason_[index(r)].load(); };
     m.primary_in_pool += retired_primary_picks_;
     m.reads_to_replicas += retired_replica_picks_;
-    m.writes = count(route_reason::write);
-    m.read_for_update = count(route_reason::read_for_update);
-    m.in_transaction = count(route_reason::in_transaction);
-    m.strong = count(route_reason::strong);
-    m.recent_write = count(route_reason::recent_write);
-    m.session_ahead = count(route_reason::session_ahead);
-    m.no_usable_replica = count(route_reason::no_usable_replica);
-    m.reads_to_primary = m.primary_in_pool + m.read_for_update + m.in_transaction +
-                         m.strong + m.recent_write + m.session_ahead + m.no_usable_replica;
-    m.errors_primary_unavailable = errors_primary_.load();
-    m.errors_no_usable_replica = errors_no_replica_.load();
-    m.stale_risk_reads = stale_risk_reads_.load();
-    m.lag_exclusions = lag_exclusions_.load();
-    m.lag_readmissions = lag_readmissions_.load();
+    counters_.template fill<route_reason>(m);
     for (const auto& r : replicas_)
       m.replicas_excluded_for_lag += r->lag_excluded ? 1U : 0U;
-    m.primary_failures = primary_failures_.load();
-    m.promotions = promotions_.load();
     m.primary_position = primary_position_.load(std::memory_order_acquire);
     m.primary_available = primary_up_.load(std::memory_order_acquire);
     return m;
   }
 
   /// The primary first, then the replicas in insertion order.
-  [[nodiscard]] std::vector<splitter_endpoint_stats<Conn>> endpoints() const {
+  [[nodiscard]] std::vector<splitter_endpoint_metrics<Conn>> endpoints() const {
     std::lock_guard lock(mutex_);
     auto out = replica_stats_locked();
-    splitter_endpoint_stats<Conn> p{.connection = primary_node_->conn, .primary = true};
+    splitter_endpoint_metrics<Conn> p{.connection = primary_node_->conn, .primary = true};
     p.applied_position = primary_position_.load(std::memory_order_acquire);
     p.lag = std::chrono::nanoseconds{0};
-    p.writes = by_reason_[index(route_reason::write)].load();
-    p.failures = primary_statement_failures_.load();
-    p.reads = 0;
+    p.writes = counters_.count(route_reason::write);
+    p.failures = counters_.primary_statement_failures.load();
+    p.reads = counters_.template primary_fallback_reads<route_reason>();
     for (const auto& e : pool_.endpoints()) {
       if (e.endpoint.p == primary_node_) {
         p.reads += e.picks;
         p.status = e.status;
       }
-    }
-    for (const auto r : {route_reason::read_for_update, route_reason::in_transaction,
-                         route_reason::strong, route_reason::recent_write,
-                         route_reason::session_ahead, route_reason::no_usable_replica}) {
-      p.reads += by_reason_[index(r)].load();
     }
     out.insert(out.begin(), std::move(p));
     return out;
@@ -779,7 +662,9 @@ class read_write_splitter {
     return config_;
   }
   /// The replica balancer's metrics (picks, ejections, panic, ...).
-  [[nodiscard]] lb_metrics replica_pool_metrics() const { return pool_.metrics(); }
+  [[nodiscard]] load_balancer_metrics replica_pool_metrics() const {
+    return pool_.metrics();
+  }
 
  private:
   static constexpr std::size_t index(route_reason r) noexcept {
@@ -787,25 +672,7 @@ class read_write_splitter {
   }
 
   static read_write_splitter_config validated(read_write_splitter_config c) {
-    using namespace std::chrono;
-    require_in_range(primitive, "time_window", c.time_window, nanoseconds{0}, hours{1});
-    require_in_range(primitive, "max_replication_lag", c.max_replication_lag,
-                     nanoseconds{0}, hours{24});
-    require_in_range(primitive, "lag_readmit_fraction", c.lag_readmit_fraction, 0.0, 1.0);
-    require(c.primary_read_weight > 0.0 && c.primary_read_weight <= 1e6, primitive,
-            "primary_read_weight", "in (0, 1000000]", c.primary_read_weight);
-    require_in_range(primitive, "primary_failure_threshold", c.primary_failure_threshold,
-                     0U, 1'000'000U);
-    require(c.poll_interval > nanoseconds{0} && c.poll_interval <= hours{1}, primitive,
-            "poll_interval", "in (0s, 1h]", c.poll_interval);
-    require(c.primary_accepts_reads || c.primary_read_weight == 1.0, primitive,
-            "primary_read_weight",
-            "1 (the default) when primary_accepts_reads = false: the primary never joins "
-            "the read pool then",
-            c.primary_read_weight);
-    // The replica balancer's checks, before it is built, so that a bad field is
-    // reported as this splitter's: "read_write_splitter: replicas.<field> must be ...".
-    pool_type::validate(c.replicas, primitive, "replicas.");
+    detail::splitter_validate<Policy>(c, primitive);
     return c;
   }
 
@@ -828,12 +695,12 @@ class read_write_splitter {
                           bool is_write) noexcept {
     route_result r;
     if (!primary_up_.load(std::memory_order_acquire)) {
-      errors_primary_.add();
+      counters_.errors_primary.add();
       r.reason_ = route_reason::primary_unavailable;
       r.error_ = route_error::primary_unavailable;
       return r;
     }
-    by_reason_[index(reason)].add();
+    counters_.by_reason[index(reason)].add();
     r.owner_ = this;
     r.primary_ = primary_.local().n;
     r.target_ = route_target::primary;
@@ -854,7 +721,7 @@ class read_write_splitter {
       }
       return;
     }
-    primary_statement_failures_.add();
+    counters_.primary_statement_failures.add();
     if (config_.primary_failure_threshold == 0) return;
     const auto run = primary_failure_run_.fetch_add(1, std::memory_order_relaxed) + 1;
     if (run >= config_.primary_failure_threshold) {
@@ -877,44 +744,26 @@ class read_write_splitter {
   }
 
   node* find_replica_locked(const Conn& connection) const {
-    for (const auto& r : replicas_) {
-      if (r->conn == connection) return r.get();
-    }
-    return nullptr;
+    return detail::splitter_find(replicas_,
+                                 [&](const node& r) { return r.conn == connection; })
+        .get();
   }
   std::shared_ptr<node> shared_of(const node* n) const {
-    for (const auto& r : replicas_) {
-      if (r.get() == n) return r;
-    }
-    return nullptr;
+    return detail::splitter_find(replicas_, [&](const node& r) { return &r == n; });
   }
 
   void add_replica_locked(replica_spec<Conn> spec) {
-    require(spec.weight > 0.0 && spec.weight <= 1e6, primitive, "replica weight",
-            "in (0, 1000000]", spec.weight);
     const bool duplicate = spec.connection == primary_node_->conn ||
                            find_replica_locked(spec.connection) != nullptr;
-    require(!duplicate, primitive, "replica connection",
-            "distinct from the primary and the other replicas",
-            detail::lb_label(spec.connection));
-    if (spec.max_replication_lag) {
-      require_in_range(primitive, "replica max_replication_lag", *spec.max_replication_lag,
-                       std::chrono::nanoseconds{0}, std::chrono::hours{24});
-    }
-    auto n = std::make_shared<node>(std::move(spec.connection), false);
-    n->weight = spec.weight;
-    n->max_lag = spec.max_replication_lag;
-    n->max_lag_positions = spec.max_replication_lag_positions;
-    pool_.add(handle{n}, spec.weight);
+    auto n = detail::splitter_make_replica<Conn>(std::move(spec), duplicate, primitive);
+    pool_.add(handle{n}, n->weight);
     replicas_.push_back(std::move(n));
   }
 
   void remove_replica_locked(const Conn& connection) {
     for (auto it = replicas_.begin(); it != replicas_.end(); ++it) {
       if ((*it)->conn == connection) {
-        for (const auto& e : pool_.endpoints()) {
-          if (e.endpoint.p == *it) retired_replica_picks_ += e.picks;
-        }
+        retired_replica_picks_ += detail::splitter_pool_picks(pool_, *it);
         pool_.remove(handle{*it});
         replicas_.erase(it);
         return;
@@ -926,53 +775,17 @@ class read_write_splitter {
 
   /// Applies max_replication_lag with hysteresis to one replica; mutex_ held.
   void evaluate_lag_locked(node& r) {
-    const std::int64_t limit_ns = r.max_lag.value_or(config_.max_replication_lag).count();
-    const std::uint64_t limit_pos =
-        r.max_lag_positions.value_or(config_.max_replication_lag_positions);
-    const std::int64_t lag_ns = r.lag_ns.load(std::memory_order_relaxed);
-    const std::uint64_t primary = primary_position_.load(std::memory_order_acquire);
-    const std::uint64_t applied = r.applied.load(std::memory_order_acquire);
-    const std::uint64_t lag_pos = primary > applied ? primary - applied : 0;
-    const bool time_known = limit_ns > 0 && lag_ns >= 0;
-    const bool pos_known = limit_pos > 0 && primary > 0;
-    const double keep = config_.lag_readmit_fraction;
-    if (!r.lag_excluded) {
-      const bool over =
-          (time_known && lag_ns > limit_ns) || (pos_known && lag_pos > limit_pos);
-      if (!over) return;
-      r.lag_excluded = true;
-      lag_exclusions_.add();
-      pool_.set_excluded(handle{shared_of(&r)}, true);
-    } else {
-      const bool back = (!time_known || static_cast<double>(lag_ns) <=
-                                            keep * static_cast<double>(limit_ns)) &&
-                        (!pos_known || static_cast<double>(lag_pos) <=
-                                           keep * static_cast<double>(limit_pos));
-      if (!back) return;
-      r.lag_excluded = false;
-      lag_readmissions_.add();
-      pool_.set_excluded(handle{shared_of(&r)}, false);
-    }
+    const auto change = detail::splitter_lag_verdict(
+        r, config_, primary_position_.load(std::memory_order_acquire));
+    if (change == detail::splitter_lag_change::none) return;
+    r.lag_excluded = change == detail::splitter_lag_change::exclude;
+    (r.lag_excluded ? counters_.lag_exclusions : counters_.lag_readmissions).add();
+    pool_.set_excluded(handle{shared_of(&r)}, r.lag_excluded);
   }
 
-  std::vector<splitter_endpoint_stats<Conn>> replica_stats_locked() const {
-    std::vector<splitter_endpoint_stats<Conn>> out;
-    const auto pool = pool_.endpoints();
-    for (const auto& r : replicas_) {
-      splitter_endpoint_stats<Conn> s{.connection = r->conn};
-      s.excluded_for_lag = r->lag_excluded;
-      s.applied_position = r->applied.load(std::memory_order_acquire);
-      s.lag = std::chrono::nanoseconds{r->lag_ns.load(std::memory_order_relaxed)};
-      for (const auto& e : pool) {
-        if (e.endpoint.p == r) {
-          s.status = e.status;
-          s.reads = e.picks;
-          s.failures = e.failures;
-        }
-      }
-      out.push_back(std::move(s));
-    }
-    return out;
+  std::vector<splitter_endpoint_metrics<Conn>> replica_stats_locked() const {
+    return detail::splitter_replica_stats<splitter_endpoint_metrics<Conn>>(
+        replicas_, pool_.endpoints());
   }
 
   read_write_splitter_config config_;
@@ -988,10 +801,7 @@ class read_write_splitter {
   std::atomic<bool> primary_up_{true};
   std::atomic<std::uint32_t> primary_failure_run_{0};
   alignas(64) std::atomic<std::uint64_t> primary_position_{0};
-  std::array<counter, route_reason_count> by_reason_{};
-  counter errors_primary_, errors_no_replica_, stale_risk_reads_;
-  counter lag_exclusions_, lag_readmissions_, primary_failures_, promotions_;
-  counter primary_statement_failures_;
+  counters counters_;
   std::mutex poll_mutex_;
   std::optional<detail::periodic_task> poller_;
 };

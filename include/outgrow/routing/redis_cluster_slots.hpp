@@ -171,7 +171,7 @@ class redis_cluster_slots {
 
   /// Splits the 16384 slots over `shards` shards in contiguous ranges, exactly as
   /// `redis-cli --cluster create` does with that many masters (see the header comment).
-  /// Throws config_error unless 1 <= shards <= 16384.
+  /// Throws: config_error if shards is not in [1, 16384].
   explicit redis_cluster_slots(std::uint32_t shards) : shards_(checked_shards(shards)) {
     // redis-cli: float slots_per_node = 16384 / (float)n; float cursor = 0;
     //            last = lround(cursor + slots_per_node - 1); cursor += slots_per_node.
@@ -198,19 +198,22 @@ class redis_cluster_slots {
 
   /// A table with `shards` shards and the given ranges assigned in order (later ranges
   /// overwrite earlier ones). Slots no range covers stay unassigned: call
-  /// validate_complete() to insist on a whole table. Throws config_error as assign().
+  /// validate_complete() to insist on a whole table.
+  /// Throws: config_error if shards is not in [1, 16384], or as assign().
   redis_cluster_slots(std::uint32_t shards, std::span<const slot_range> ranges)
       : shards_(checked_shards(shards)) {
     for (const slot_range& r : ranges) assign(r.first, r.last, r.shard);
   }
 
+  /// Throws: config_error as the span overload.
   redis_cluster_slots(std::uint32_t shards, std::initializer_list<slot_range> ranges)
       : redis_cluster_slots(shards,
                             std::span<const slot_range>(ranges.begin(), ranges.size())) {}
 
   /// Gives slots first_slot..last_slot (inclusive) to `shard`, like CLUSTER ADDSLOTSRANGE
-  /// (or a finished CLUSTER SETSLOT … NODE migration). Throws config_error when a slot
-  /// is outside [0, 16383], last_slot < first_slot, or shard >= shard_count().
+  /// (or a finished CLUSTER SETSLOT … NODE migration).
+  /// Throws: config_error if a slot is outside [0, 16383], last_slot < first_slot, or
+  /// shard >= shard_count() (nothing changes).
   redis_cluster_slots& assign(std::uint32_t first_slot, std::uint32_t last_slot,
                               std::uint32_t shard) {
     constexpr std::uint32_t max_slot = redis_cluster_slot_count - 1U;
@@ -223,7 +226,8 @@ class redis_cluster_slots {
     return *this;
   }
 
-  /// Throws config_error unless every slot is assigned; the message gives the number of
+  /// Checks that the table is whole.
+  /// Throws: config_error if any slot is unassigned; the message gives the number of
   /// unassigned slots and the first unassigned range.
   void validate_complete() const {
     if (assigned_ == redis_cluster_slot_count) return;

@@ -15,15 +15,18 @@
 //   | consistent_shards<P>      | any placement policy over shard ids (ring, jump, ...)|
 //   | redis_cluster_slots       | CRC16 mod 16384 with {hash tags}, as Redis Cluster   |
 //
-//   outgrow::shard_router<std::uint64_t, outgrow::hash_mod<>>
-//   users(outgrow::hash_mod<>(4)); outgrow::shard_id s = users.route(user_id); // any
-//   thread auto batches = users.group_by_shard(ids);                      // one batch per
-//   shard auto total = users.scatter_gather(ids, count_orders, sum, pool.get_executor());
+// clang-format off
+//   outgrow::shard_router<std::uint64_t, outgrow::hash_mod<>> users(
+//       outgrow::hash_mod<>(4));
+//   outgrow::shard_id s = users.route(user_id);                  // any thread
+//   auto batches = users.group_by_shard(ids);                     // one batch per shard
+//   auto total = users.scatter_gather(ids, count_orders, sum, pool.get_executor());
 //   outgrow::reshard_plan plan = users.plan(outgrow::hash_mod<>(5));  // dry run
 //   fmt::print("{}\n", plan);              // moved_fraction=0.8: the textbook's pain
 //   users.apply(outgrow::hash_mod<>(5));   // then switch
-//   fmt::print("{}\n", users.load_report());                       // hot shards
+//   fmt::print("{}\n", users.load_report());                     // hot shards
 //   for (auto& k : users.hot_keys(10)) fmt::print("{} {}\n", k.key, k.count);
+// clang-format on
 //
 // Resharding plans: `plan(next)` compares the live strategy with `next` without
 // changing anything and lists what moves from which shard to which — residue classes
@@ -49,18 +52,15 @@
 #pragma once
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
-#include <exception>
-#include <functional>
-#include <latch>
 #include <limits>
-#include <map>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <optional>
+#include <ranges>
 #include <span>
 #include <string>
 #include <string_view>
@@ -70,12 +70,13 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <boost/asio/post.hpp>
 
 #include <outgrow/core/error.hpp>
 #include <outgrow/core/hash.hpp>
 #include <outgrow/core/snapshot.hpp>
-#include <outgrow/detail/radix_index.hpp>
+#include <outgrow/routing/detail/radix_index.hpp>
+#include <outgrow/routing/detail/shard_plan.hpp>
+#include <outgrow/routing/detail/shard_scatter.hpp>
 #include <outgrow/routing/hash_ring.hpp>
 #include <outgrow/routing/hot_keys.hpp>
 #include <outgrow/routing/placement.hpp>
@@ -118,46 +119,6 @@ concept shard_strategy = std::copy_constructible<S> && requires(const S& s, cons
   { s.shard_count() } -> std::convertible_to<std::size_t>;
 };
 
-namespace detail {
-inline shard_id checked_shard_count(std::string_view primitive, std::uint64_t n) {
-  require_in_range(primitive, "shards", n, std::uint64_t{1}, std::uint64_t{1'000'000});
-  return static_cast<shard_id>(n);
-}
-
-/// Rethrows a config_error from a primitive built internally under the name of the
-/// one the user configured: "hash_ring: vnodes ... must be ..." becomes
-/// "consistent_shards: hash_ring: vnodes ... must be ...", with primitive() the outer
-/// one and field() "hash_ring: vnodes ...".
-[[noreturn]] inline void rethrow_as(std::string_view outer, const config_error& e) {
-  const std::string inner_field = fmt::format("{}: {}", e.primitive(), e.field());
-  const std::string_view what = e.what();
-  const std::string prefix = fmt::format("{} must be ", inner_field);
-  std::string_view rest = what;
-  if (rest.substr(0, prefix.size()) == prefix) rest.remove_prefix(prefix.size());
-  const std::size_t got = rest.rfind(", got ");
-  if (got == std::string_view::npos) throw config_error(outer, inner_field, rest, "?");
-  throw config_error(outer, inner_field, rest.substr(0, got), rest.substr(got + 6));
-}
-
-/// Merges per-(from, to) shares into shard_moves.
-class move_accumulator {
- public:
-  void add(shard_id from, shard_id to, double share, std::string_view what_if_new) {
-    if (from == to) return;
-    auto [it, inserted] = index_.try_emplace({from, to}, moves_.size());
-    if (inserted) {
-      moves_.push_back({std::string(what_if_new), from, to, 0.0});
-    }
-    moves_[it->second].fraction += share;
-  }
-  std::vector<shard_move> take() { return std::move(moves_); }
-
- private:
-  std::map<std::pair<shard_id, shard_id>, std::size_t> index_;
-  std::vector<shard_move> moves_;
-};
-}  // namespace detail
-
 // ---- hash_mod ---------------------------------------------------------------------
 
 struct hash_mod_config {
@@ -173,8 +134,10 @@ struct hash_mod_config {
 template <class Hasher = xxh3_hasher>
 class hash_mod {
  public:
+  /// Throws: config_error if shards is not in [1, 1000000].
   explicit hash_mod(std::uint32_t shards, Hasher hasher = {})
       : hash_mod(hash_mod_config{.shards = shards}, std::move(hasher)) {}
+  /// Throws: config_error if config.shards is not in [1, 1000000].
   explicit hash_mod(hash_mod_config config, Hasher hasher = {})
       : config_(config), hasher_(std::move(hasher)) {
     detail::checked_shard_count("hash_mod", config.shards);
@@ -199,28 +162,8 @@ class hash_mod {
   /// Exact plan: a key's shard depends only on hash % lcm(N, M); every residue class
   /// is counted once (for lcm up to 2^24; beyond that, 1M uniformly spread samples).
   [[nodiscard]] reshard_plan diff(const hash_mod& next) const {
-    const std::uint64_t n = config_.shards, m = next.config_.shards;
-    const std::uint64_t lcm = std::lcm(n, m);
-    reshard_plan plan{.shards_before = n, .shards_after = m};
-    detail::move_accumulator acc;
-    const bool exact = lcm <= (std::uint64_t{1} << 24);
-    const std::uint64_t units = exact ? lcm : 1'000'000;
-    std::uint64_t moved = 0;
-    for (std::uint64_t r = 0; r < units; ++r) {
-      const std::uint64_t h = exact ? r : sample_hash(r);
-      const auto from = static_cast<shard_id>(h % n), to = static_cast<shard_id>(h % m);
-      if (from != to) {
-        ++moved;
-        acc.add(from, to, 1.0 / static_cast<double>(units),
-                fmt::format("keys with hash % {} == {} (mod {})", n, from, m));
-      }
-    }
-    plan.moves = acc.take();
-    for (auto& mv : plan.moves) {
-      mv.what = fmt::format("hash % {} == {} and hash % {} == {}", n, mv.from, m, mv.to);
-    }
-    plan.moved_fraction = static_cast<double>(moved) / static_cast<double>(units);
-    plan.exact = exact;
+    reshard_plan plan{.shards_before = config_.shards, .shards_after = next.config_.shards};
+    detail::hash_mod_moves(plan, config_.shards, next.config_.shards);
     return plan;
   }
 
@@ -244,10 +187,15 @@ class hash_mod {
 template <class Bound, class Compare = std::less<>>
 class range_shards {
  public:
+  /// Range i goes to shard i.
+  /// Throws: config_error as the constructor below.
   explicit range_shards(std::vector<Bound> split_points, Compare compare = {})
       : range_shards(split_points, identity_owners(split_points.size()),
                      std::move(compare)) {}
 
+  /// Throws: config_error if owners.size() != split_points.size() + 1, a split point
+  /// is NaN, split points are not strictly increasing, or the largest owner is
+  /// 1000000 or more.
   range_shards(std::vector<Bound> split_points, std::vector<shard_id> owners,
                Compare compare = {})
       : splits_(std::move(split_points)),
@@ -274,7 +222,7 @@ class range_shards {
         detail::checked_shard_count("range_shards", std::uint64_t{max_owner} + 1);
     if constexpr (radix_search) {
       keys_.reserve(splits_.size());
-      for (const Bound& b : splits_) keys_.push_back(radix_key(b));
+      for (const Bound& b : splits_) keys_.push_back(detail::radix_key(b));
       index_.build(keys_);
     }
   }
@@ -282,24 +230,14 @@ class range_shards {
   /// The range index of `key`: the number of split points <= key.
   template <class K>
   [[nodiscard]] std::size_t range_of(const K& key) const noexcept {
-    const Bound* base = splits_.data();
-    std::size_t n = splits_.size();
-    if (n == 0) return 0;
-    // Branch-free upper_bound: after the loop, base points at the last split <= key,
-    // or at the first split if none is.
-    while (n > 1) {
-      const std::size_t half = n / 2;
-      base = compare_(key, base[half]) ? base : base + half;
-      n -= half;
-    }
-    return static_cast<std::size_t>(base - splits_.data()) + (compare_(key, *base) ? 0 : 1);
+    return detail::split_upper_bound(splits_, compare_, key);
   }
 
   template <class K>
   [[nodiscard]] shard_id route(const K& key) const noexcept {
     if constexpr (radix_search && std::is_integral_v<K> &&
                   std::is_signed_v<K> == std::is_signed_v<Bound>) {
-      return owners_[index_.upper_bound(keys_, radix_key(key))];
+      return owners_[index_.upper_bound(keys_, detail::radix_key(key))];
     } else {
       return owners_[range_of(key)];
     }
@@ -311,61 +249,7 @@ class range_shards {
   /// The key ranges that change shard (fractions need sample keys: NaN here).
   [[nodiscard]] reshard_plan diff(const range_shards& next) const {
     reshard_plan plan{.shards_before = shard_count_, .shards_after = next.shard_count_};
-    // Walk the union of split points; between consecutive points both owners are fixed.
-    std::vector<const Bound*> points;
-    points.reserve(splits_.size() + next.splits_.size());
-    std::size_t i = 0, j = 0;
-    while (i < splits_.size() || j < next.splits_.size()) {
-      if (j == next.splits_.size() ||
-          (i < splits_.size() && compare_(splits_[i], next.splits_[j]))) {
-        points.push_back(&splits_[i++]);
-      } else if (i == splits_.size() || compare_(next.splits_[j], splits_[i])) {
-        points.push_back(&next.splits_[j++]);
-      } else {
-        points.push_back(&splits_[i++]);
-        ++j;
-      }
-    }
-    auto bound_text = [](const Bound* b, bool lower) -> std::string {
-      if (b == nullptr) return lower ? "-inf" : "+inf";
-      if constexpr (fmt::is_formattable<Bound>::value) {
-        return fmt::format("{}", *b);
-      } else {
-        return "<bound>";
-      }
-    };
-    struct span_move {
-      const Bound* lower;  // nullptr = -inf
-      const Bound* upper;  // nullptr = +inf
-      shard_id from, to;
-    };
-    std::vector<span_move> spans;
-    const Bound* lower = nullptr;
-    std::size_t ra = 0, rb = 0;  // the current range index in each table
-    auto equal = [&](const Bound& a, const Bound& b) {
-      return !compare_(a, b) && !compare_(b, a);
-    };
-    for (std::size_t p = 0; p <= points.size(); ++p) {
-      const Bound* upper = p < points.size() ? points[p] : nullptr;
-      const shard_id from = owners_[ra], to = next.owners_[rb];
-      if (from != to) {
-        if (!spans.empty() && spans.back().upper == lower && spans.back().from == from &&
-            spans.back().to == to) {
-          spans.back().upper = upper;  // adjacent: extend
-        } else {
-          spans.push_back({lower, upper, from, to});
-        }
-      }
-      if (upper == nullptr) break;
-      if (ra < splits_.size() && equal(*upper, splits_[ra])) ++ra;
-      if (rb < next.splits_.size() && equal(*upper, next.splits_[rb])) ++rb;
-      lower = upper;
-    }
-    for (const auto& sm : spans) {
-      plan.moves.push_back({fmt::format("keys in [{}, {})", bound_text(sm.lower, true),
-                                        bound_text(sm.upper, false)),
-                            sm.from, sm.to});
-    }
+    detail::range_moves(plan, splits_, owners_, next.splits_, next.owners_, compare_);
     return plan;
   }
 
@@ -379,17 +263,6 @@ class range_shards {
   static constexpr bool radix_search = std::is_integral_v<Bound> &&
                                        !std::is_same_v<Bound, bool> &&
                                        std::is_same_v<Compare, std::less<>>;
-
-  /// Order-preserving map of an integer onto uint64 (signed: flip the sign bit).
-  template <class I>
-  static std::uint64_t radix_key(I v) noexcept {
-    if constexpr (std::is_signed_v<I>) {
-      return static_cast<std::uint64_t>(static_cast<std::int64_t>(v)) ^
-             (std::uint64_t{1} << 63);
-    } else {
-      return static_cast<std::uint64_t>(v);
-    }
-  }
 
   std::vector<Bound> splits_;
   std::vector<shard_id> owners_;
@@ -407,6 +280,8 @@ class range_shards {
 template <class Key, class Hash = std::hash<Key>>
 class directory_shards {
  public:
+  /// Throws: config_error if shards is not in [1, 1000000] or default_shard or an
+  /// entry's shard is not in [0, shards).
   directory_shards(std::uint32_t shards, shard_id default_shard,
                    std::vector<std::pair<Key, shard_id>> entries = {})
       : shard_count_(detail::checked_shard_count("directory_shards", shards)),
@@ -416,6 +291,7 @@ class directory_shards {
   }
 
   /// Pins `key` to `shard` (replacing an earlier entry).
+  /// Throws: config_error if shard is not in [0, shard_count()).
   directory_shards& assign(Key key, shard_id shard) {
     require_in_range("directory_shards", "shard", shard, 0U, shard_count_ - 1);
     table_.insert_or_assign(std::move(key), shard);
@@ -437,26 +313,8 @@ class directory_shards {
   /// The entries (and the default) that change shard.
   [[nodiscard]] reshard_plan diff(const directory_shards& next) const {
     reshard_plan plan{.shards_before = shard_count_, .shards_after = next.shard_count_};
-    auto label = [](const Key& k) -> std::string {
-      if constexpr (fmt::is_formattable<Key>::value) {
-        return fmt::format("key {}", k);
-      } else {
-        return "a directory entry";
-      }
-    };
-    for (const auto& [key, shard] : table_) {
-      const shard_id to = next.route(key);
-      if (to != shard) plan.moves.push_back({label(key), shard, to});
-    }
-    for (const auto& [key, shard] : next.table_) {
-      if (!table_.contains(key) && shard != default_shard_) {
-        plan.moves.push_back({label(key), default_shard_, shard});
-      }
-    }
-    if (default_shard_ != next.default_shard_) {
-      plan.moves.push_back(
-          {"every key not in the directory", default_shard_, next.default_shard_});
-    }
+    detail::directory_moves(plan, table_, default_shard_, next, next.table_,
+                            next.default_shard_);
     return plan;
   }
 
@@ -491,6 +349,8 @@ class geo_shards {
     Inner inner;  ///< routes within the group; its shard_count() is the group's size
   };
 
+  /// Throws: config_error if groups is empty, a region repeats, the groups hold more
+  /// than 1000000 shards in all, or default_region (when set) is not a group's region.
   explicit geo_shards(std::vector<group> groups, std::string default_region = {})
       : groups_(std::move(groups)) {
     require(!groups_.empty(), "geo_shards", "groups", "non-empty", 0);
@@ -564,6 +424,8 @@ class geo_shards {
 /// own database. Unknown entity types go to `default_shard`.
 class entity_shards {
  public:
+  /// Throws: config_error if shards is not in [1, 1000000], default_shard or a
+  /// placement's shard is not in [0, shards), or an entity is listed twice.
   entity_shards(std::uint32_t shards,
                 std::vector<std::pair<std::string, shard_id>> placement,
                 shard_id default_shard = 0)
@@ -593,17 +455,7 @@ class entity_shards {
 
   [[nodiscard]] reshard_plan diff(const entity_shards& next) const {
     reshard_plan plan{.shards_before = shard_count_, .shards_after = next.shard_count_};
-    for (const auto& [e, s] : entities_) {
-      const shard_id to = next.route_entity(e);
-      if (to != s) plan.moves.push_back({fmt::format("entity {}", e), s, to});
-    }
-    for (const auto& [e, s] : next.entities_) {
-      const bool known = std::any_of(entities_.begin(), entities_.end(),
-                                     [&](const auto& p) { return p.first == e; });
-      if (!known && s != default_shard_) {
-        plan.moves.push_back({fmt::format("entity {}", e), default_shard_, s});
-      }
-    }
+    detail::entity_moves(plan, entities_, default_shard_, next, next.entities_);
     return plan;
   }
 
@@ -624,11 +476,15 @@ requires std::same_as<typename P::node_type, shard_id>
 class consistent_shards {
  public:
   /// N shards 0..N-1 with weight 1, placed by a default-configured P.
-  /// A placement that cannot hold N shards (e.g. a hash_ring over its 8M-point cap)
-  /// throws config_error naming consistent_shards: "consistent_shards: hash_ring: ...".
+  /// Throws: config_error if shards is not in [1, 1000000], or if P cannot hold N
+  /// shards (e.g. a hash_ring over its 8M-point cap), naming consistent_shards:
+  /// "consistent_shards: hash_ring: ...".
   explicit consistent_shards(std::uint32_t shards)
       : consistent_shards(make(detail::checked_shard_count("consistent_shards", shards))) {}
 
+  /// Shards are placement_policy's nodes; shard_count() is the largest id + 1.
+  /// Throws: config_error if placement_policy has no nodes or its largest id is
+  /// 1000000 or more.
   explicit consistent_shards(P placement_policy) : placement_(std::move(placement_policy)) {
     require(placement_.size() > 0, "consistent_shards", "nodes", "at least one shard", 0);
     shard_id max_node = 0;
@@ -652,25 +508,7 @@ class consistent_shards {
   /// Exact hash arcs for rings; 1M uniformly spread samples for other policies.
   [[nodiscard]] reshard_plan diff(const consistent_shards& next) const {
     reshard_plan plan{.shards_before = shard_count_, .shards_after = next.shard_count_};
-    detail::move_accumulator acc;
-    if constexpr (requires { P::arc_moves(placement_, next.placement_); }) {
-      for (const auto& m : P::arc_moves(placement_, next.placement_)) {
-        acc.add(m.from, m.to, m.fraction, "hash ring arcs");
-      }
-      plan.exact = true;
-    } else {
-      constexpr std::size_t samples = 1'000'000;
-      for (std::size_t i = 0; i < samples; ++i) {
-        const std::uint64_t h = sample_hash(i);
-        acc.add(route_hash(h), next.route_hash(h), 1.0 / samples, "hash ranges");
-      }
-      plan.exact = false;
-      plan.sample_size = samples;
-    }
-    plan.moves = acc.take();
-    double moved = 0.0;
-    for (const auto& m : plan.moves) moved += m.fraction;
-    plan.moved_fraction = moved;
+    detail::placement_moves(plan, placement_, next.placement_);
     return plan;
   }
 
@@ -722,24 +560,14 @@ struct shard_batch {
   std::vector<Key> keys;
 };
 
-namespace detail {
-template <class Key, bool Trackable = key_hasher<xxh3_hasher, Key>&& std::copyable<Key>&&
-                         std::equality_comparable<Key>>
-struct hot_keys_of {
-  using type = std::nullptr_t;
-};
-template <class Key>
-struct hot_keys_of<Key, true> {
-  using type = std::unique_ptr<hot_key_tracker<Key>>;
-};
-}  // namespace detail
-
 template <class Key, shard_strategy<Key> Strategy>
 class shard_router {
  public:
   using key_type = Key;
   using strategy_type = Strategy;
 
+  /// Throws: config_error if config.hot_key_capacity is not in [0, 1000000] (or is not
+  /// 0 for a Key xxh3_hasher cannot hash), or strategy.shard_count() is above 1000000.
   explicit shard_router(Strategy strategy, shard_router_config config = {})
       : config_(config), current_(make_state(std::move(strategy))) {
     // Checked here, not by the hot_key_tracker built below, so that the error names
@@ -771,9 +599,8 @@ class shard_router {
   /// The keys grouped by shard (ascending shard id; shards with no key are omitted),
   /// all routed against one snapshot of the strategy. Does not count load.
   template <std::ranges::input_range R>
-  requires std::convertible_to < std::ranges::range_reference_t<R>,
-  const Key& >
-      [[nodiscard]] std::vector<shard_batch<Key>> group_by_shard(const R& keys) const {
+  requires std::convertible_to<std::ranges::range_reference_t<R>, const Key&>
+  [[nodiscard]] std::vector<shard_batch<Key>> group_by_shard(const R& keys) const {
     const auto st = current_.load();
     std::vector<std::vector<Key>> per_shard(st->strategy.shard_count());
     for (const Key& k : keys) {
@@ -795,39 +622,21 @@ class shard_router {
   /// ascending shard order. If any fn throws, the first exception (in shard order) is
   /// rethrown after every task finished. Do not pass an executor whose only thread is
   /// the caller's (the wait would deadlock); use the overload without one instead.
+  /// Throws: the first exception (in shard order) that fn threw, or what merge throws.
   template <std::ranges::input_range Keys, class Fn, class Merge, class Executor>
   auto scatter_gather(const Keys& keys, Fn&& fn, Merge&& merge,
                       const Executor& executor) const {
-    using part = std::invoke_result_t<Fn&, shard_id, std::span<const Key>>;
-    auto batches = group_by_shard(keys);
-    std::vector<std::optional<part>> parts(batches.size());
-    std::vector<std::exception_ptr> errors(batches.size());
-    std::latch done(static_cast<std::ptrdiff_t>(batches.size()));
-    for (std::size_t i = 0; i < batches.size(); ++i) {
-      boost::asio::post(executor, [&, i] {
-        try {
-          parts[i].emplace(fn(batches[i].shard, std::span<const Key>(batches[i].keys)));
-        } catch (...) {
-          errors[i] = std::current_exception();
-        }
-        done.count_down();
-      });
-    }
-    done.wait();
-    return finish(std::move(parts), errors, std::forward<Merge>(merge));
+    return detail::scatter_gather_on<Key>(group_by_shard(keys), fn,
+                                          std::forward<Merge>(merge), executor);
   }
 
   /// Sequential scatter_gather in the calling thread.
+  /// Throws: the first exception fn throws (later shards do not run), or what merge
+  /// throws.
   template <std::ranges::input_range Keys, class Fn, class Merge>
   auto scatter_gather(const Keys& keys, Fn&& fn, Merge&& merge) const {
-    using part = std::invoke_result_t<Fn&, shard_id, std::span<const Key>>;
-    auto batches = group_by_shard(keys);
-    std::vector<std::optional<part>> parts(batches.size());
-    std::vector<std::exception_ptr> errors(batches.size());
-    for (std::size_t i = 0; i < batches.size(); ++i) {
-      parts[i].emplace(fn(batches[i].shard, std::span<const Key>(batches[i].keys)));
-    }
-    return finish(std::move(parts), errors, std::forward<Merge>(merge));
+    return detail::scatter_gather_here<Key>(group_by_shard(keys), fn,
+                                            std::forward<Merge>(merge));
   }
 
   /// Dry run: what moving to `next` would move, without changing the router. Uses the
@@ -847,45 +656,14 @@ class shard_router {
       p.shards_after = next.shard_count();
     }
     if (!p.exact && std::ranges::begin(sample) != std::ranges::end(sample)) {
-      detail::move_accumulator acc;
-      std::size_t n = 0, moved = 0;
-      for (const Key& k : sample) {
-        const auto from = static_cast<shard_id>(st->strategy.route(k));
-        const auto to = static_cast<shard_id>(next.route(k));
-        ++n;
-        if (from != to) {
-          ++moved;
-          acc.add(from, to, 1.0, "sample keys");
-        }
-      }
-      auto measured = acc.take();
-      for (auto& m : measured) m.fraction /= static_cast<double>(n);
-      if (p.moves.empty()) {
-        p.moves = std::move(measured);
-      } else {
-        // Fill the analytic moves' fractions from the measured (from, to) shares,
-        // split evenly between moves of one pair.
-        for (const auto& m : measured) {
-          std::size_t same = 0;
-          for (const auto& a : p.moves) same += (a.from == m.from && a.to == m.to) ? 1 : 0;
-          for (auto& a : p.moves) {
-            if (a.from == m.from && a.to == m.to) {
-              a.fraction = m.fraction / static_cast<double>(same);
-            }
-          }
-        }
-        for (auto& a : p.moves) {
-          if (std::isnan(a.fraction)) a.fraction = 0.0;
-        }
-      }
-      p.moved_fraction = static_cast<double>(moved) / static_cast<double>(n);
-      p.sample_size = n;
+      detail::measure_plan_on_sample<Key>(p, sample, st->strategy, next);
     }
     return p;
   }
 
   /// Switches to `next` (routing never blocks) and returns the load report of the
   /// topology it replaces; load counters start at zero for the new one.
+  /// Throws: config_error if next.shard_count() is above 1000000 (nothing changes).
   shard_load_report apply(Strategy next) {
     std::lock_guard lock(write_mutex_);
     auto old = current_.load();
@@ -933,18 +711,6 @@ class shard_router {
         state{std::move(s), std::make_unique<shard_load_counters>(n)});
   }
 
-  template <class Part, class Merge>
-  static auto finish(std::vector<std::optional<Part>> parts,
-                     const std::vector<std::exception_ptr>& errors, Merge&& merge) {
-    for (const auto& e : errors) {
-      if (e) std::rethrow_exception(e);
-    }
-    std::vector<Part> out;
-    out.reserve(parts.size());
-    for (auto& p : parts) out.push_back(std::move(*p));
-    return std::forward<Merge>(merge)(std::move(out));
-  }
-
   shard_router_config config_;
   std::mutex write_mutex_;
   published<state> current_;
@@ -962,21 +728,6 @@ struct fmt::formatter<outgrow::reshard_plan> {
   template <class FormatContext>
   auto format(const outgrow::reshard_plan& p, FormatContext& ctx) const
       -> decltype(ctx.out()) {
-    auto out = fmt::format_to(ctx.out(), "reshard plan {} -> {} shards: ", p.shards_before,
-                              p.shards_after);
-    if (std::isnan(p.moved_fraction)) {
-      out = fmt::format_to(out, "moved fraction unknown (pass sample keys)");
-    } else {
-      out = fmt::format_to(
-          out, "{:.1f}% of keys move ({})", 100.0 * p.moved_fraction,
-          p.exact ? "exact" : fmt::format("measured on {} keys", p.sample_size));
-    }
-    for (const auto& m : p.moves) {
-      out = fmt::format_to(out, "\n  {} -> {}: ", m.from, m.to);
-      out = std::isnan(m.fraction) ? fmt::format_to(out, "   ?   ")
-                                   : fmt::format_to(out, "{:5.2f}%", 100.0 * m.fraction);
-      out = fmt::format_to(out, "  {}", m.what);
-    }
-    return out;
+    return outgrow::detail::format_plan(ctx.out(), p);
   }
 };

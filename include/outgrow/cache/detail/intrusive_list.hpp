@@ -32,20 +32,10 @@ class intrusive_list {
   }
 
   void push_front(T& t) noexcept {
-    list_hook& h = t;
-    h.newer = nullptr;
-    h.older = front_;
-    (front_ != nullptr ? front_->newer : back_) = &h;
-    front_ = &h;
-    ++size_;
+    link_at<&list_hook::newer, &list_hook::older>(t, front_, back_);
   }
   void push_back(T& t) noexcept {
-    list_hook& h = t;
-    h.older = nullptr;
-    h.newer = back_;
-    (back_ != nullptr ? back_->older : front_) = &h;
-    back_ = &h;
-    ++size_;
+    link_at<&list_hook::older, &list_hook::newer>(t, back_, front_);
   }
   void remove(T& t) noexcept {
     list_hook& h = t;
@@ -70,6 +60,17 @@ class intrusive_list {
   }
 
  private:
+  // Links h at one end of the list: `end` is that end, `other` the opposite one;
+  // h.*Outward (towards no neighbour) becomes null, h.*Inward the old end.
+  template <list_hook* list_hook::*Outward, list_hook* list_hook::*Inward>
+  void link_at(list_hook& h, list_hook*& end, list_hook*& other) noexcept {
+    h.*Outward = nullptr;
+    h.*Inward = end;
+    (end != nullptr ? end->*Outward : other) = &h;
+    end = &h;
+    ++size_;
+  }
+
   list_hook* front_ = nullptr;
   list_hook* back_ = nullptr;
   std::size_t size_ = 0;

@@ -1,7 +1,7 @@
 // outgrow/cache/detail/window_tuner.hpp — how w_tiny_lfu chooses its window size:
 // miniature simulations of the policy on a hash-sampled share of the keys (Waldspurger
 // et al., "Cache Modeling and Optimization using Miniature Simulations", USENIX ATC
-// 2017). Internal: included by cache/eviction.hpp after w_tiny_lfu is defined.
+// 2017). Internal: included by cache/w_tiny_lfu.hpp after w_tiny_lfu is defined.
 #pragma once
 
 #include <algorithm>
@@ -12,7 +12,7 @@
 #include <optional>
 #include <vector>
 
-// Needs outgrow::w_tiny_lfu complete: include <outgrow/cache/eviction.hpp>, never this.
+// Needs outgrow::w_tiny_lfu complete: include <outgrow/cache/w_tiny_lfu.hpp>, never this.
 
 namespace outgrow::detail {
 

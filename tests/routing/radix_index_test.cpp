@@ -1,4 +1,4 @@
-#include <outgrow/detail/radix_index.hpp>
+#include <outgrow/routing/detail/radix_index.hpp>
 
 #include <algorithm>
 #include <cstdint>

@@ -1,0 +1,431 @@
+// outgrow/cache/detail/concurrent_cache_shard.hpp — concurrent_cache's storage engine.
+//
+// One shard of a concurrent_cache: an open-addressing index (linear probing, 16-bit
+// tags, backward-shift deletion, load factor <= 1/2) over entries allocated in chunks
+// of 256, a SIEVE queue and its hand, a free list and TTL cleanup, all changed under
+// the shard's mutex. Lookups may read it without the lock (a seqlock: `seq` is odd
+// while cc_write_section is open) when Key, Value and the time_point are trivially
+// copyable; the cells then hold them as relaxed atomic words (cc_atomic_cell). Also:
+// dense per-thread slot numbers for the hit/miss counter stripes.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace outgrow::detail {
+
+inline constexpr std::size_t cc_cache_line = 64;
+/// Distance that keeps two threads' data from interfering: two cache lines, because
+/// x86 cores (Intel and AMD) prefetch the adjacent line of a pair.
+inline constexpr std::size_t cc_no_false_sharing = 128;
+
+inline void cc_cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/// Dense per-thread slot numbers (0, 1, 2, ...), recycled when a thread exits, so a
+/// process with T live threads uses slots below T. A thread owns its slot exclusively
+/// while it lives; the registry's mutex orders one owner's writes before the next's.
+class cc_thread_slots {
+ public:
+  static std::size_t acquire() {
+    cc_thread_slots& r = instance();
+    const std::lock_guard lock(r.mutex_);
+    if (!r.free_.empty()) {
+      const std::size_t slot = r.free_.back();
+      r.free_.pop_back();
+      return slot;
+    }
+    return r.next_++;
+  }
+  static void release(std::size_t slot) noexcept {
+    cc_thread_slots& r = instance();
+    const std::lock_guard lock(r.mutex_);
+    try {
+      r.free_.push_back(slot);
+    } catch (...) {  // out of memory: the slot is simply never reused
+    }
+  }
+
+ private:
+  static cc_thread_slots& instance() {
+    // Immortal: threads may exit (and release) during static destruction.
+    static cc_thread_slots* const registry = new cc_thread_slots;
+    return *registry;
+  }
+  std::mutex mutex_;
+  std::vector<std::size_t> free_;
+  std::size_t next_ = 0;
+};
+
+struct cc_thread_slot_owner {
+  std::size_t slot = cc_thread_slots::acquire();
+  cc_thread_slot_owner() = default;
+  cc_thread_slot_owner(const cc_thread_slot_owner&) = delete;
+  cc_thread_slot_owner& operator=(const cc_thread_slot_owner&) = delete;
+  ~cc_thread_slot_owner() { cc_thread_slots::release(slot); }
+};
+
+/// This thread's slot (see cc_thread_slots).
+inline std::size_t cc_thread_slot() {
+  thread_local const cc_thread_slot_owner owner;
+  return owner.slot;
+}
+
+/// A trivially copyable T stored as relaxed atomic 64-bit words, so a seqlock reader
+/// may copy it while a writer changes it (no data race). The copy is a bag of words
+/// until the reader has validated it; only then is it turned into a T.
+template <class T>
+class cc_atomic_cell {
+  static_assert(std::is_trivially_copyable_v<T>);
+
+ public:
+  static constexpr std::size_t words = (sizeof(T) + 7) / 8;
+  using raw_type = std::array<std::uint64_t, words>;
+
+  void store(const T& value) noexcept {
+    raw_type raw{};
+    std::memcpy(raw.data(), &value, sizeof(T));
+    for (std::size_t i = 0; i < words; ++i) {
+      words_[i].store(raw[i], std::memory_order_relaxed);
+    }
+  }
+  [[nodiscard]] raw_type load_raw() const noexcept {
+    raw_type raw;
+    for (std::size_t i = 0; i < words; ++i) {
+      raw[i] = words_[i].load(std::memory_order_relaxed);
+    }
+    return raw;
+  }
+  [[nodiscard]] static T materialize(const raw_type& raw) noexcept {
+    std::array<unsigned char, sizeof(T)> bytes;
+    std::memcpy(bytes.data(), raw.data(), sizeof(T));
+    return std::bit_cast<T>(bytes);
+  }
+  /// The value, for readers that hold the shard's lock (no concurrent writer).
+  [[nodiscard]] T get() const noexcept { return materialize(load_raw()); }
+  void reset() noexcept {}
+
+ private:
+  std::array<std::atomic<std::uint64_t>, words> words_{};
+};
+
+/// Any T, read and written only under the shard's lock.
+template <class T>
+class cc_plain_cell {
+ public:
+  template <class U>
+  void store(U&& value) {
+    slot_ = std::forward<U>(value);
+  }
+  [[nodiscard]] const T& get() const noexcept { return *slot_; }
+  void reset() noexcept { slot_.reset(); }
+
+ private:
+  std::optional<T> slot_;
+};
+
+/// Outcome of one lookup attempt.
+enum class cc_probe : std::uint8_t { hit, miss, expired, retry };
+
+/// One shard (see the header comment). Writers hold `mutex`; see concurrent_cache for
+/// how readers use `seq`, `index` and `chunks`.
+template <class Key, class Value, class Clock, bool LockFreeReads>
+struct cc_shard {
+  using time_point = typename Clock::time_point;
+  static constexpr bool lock_free_reads = LockFreeReads;
+  static constexpr std::uint32_t npos = std::numeric_limits<std::uint32_t>::max();
+  static constexpr unsigned chunk_bits = 8;  // 256 entries per chunk
+  static constexpr std::size_t chunk_size = std::size_t{1} << chunk_bits;
+
+  template <class T>
+  using cell = std::conditional_t<lock_free_reads, cc_atomic_cell<T>, cc_plain_cell<T>>;
+  using mutex_type = std::conditional_t<lock_free_reads, std::mutex, std::shared_mutex>;
+
+  // What a lookup reads, packed together (32 bytes for 8-byte keys and values) and
+  // aligned so that it never straddles two cache lines: a hit touches one line here.
+  struct entry_fields {
+    cell<Key> key;
+    cell<Value> value;
+    cell<time_point> expires;
+    std::atomic<std::uint8_t> visited{0};
+  };
+  static constexpr std::size_t entry_align =
+      std::min<std::size_t>(cc_cache_line, std::bit_ceil(sizeof(entry_fields)));
+  struct alignas(entry_align) entry : entry_fields {};
+
+  // The rest, in a parallel array: the write time (read by get_entry only) and the
+  // writers' bookkeeping (under the shard's lock).
+  struct meta {
+    cell<time_point> written;
+    std::uint64_t hash = 0;
+    std::uint32_t newer = npos;  // SIEVE queue: towards the head (newest)
+    std::uint32_t older = npos;  // towards the tail (oldest); free-list link when free
+    bool live = false;
+  };
+
+  struct chunk_ref {
+    std::atomic<entry*> entries{nullptr};
+    std::atomic<meta*> metas{nullptr};
+  };
+
+  // Tag: hash bits 32..47. The shard comes from the top bits (multiply-shift) and the
+  // index position from the low 32 bits, so the tag is independent of both.
+  [[nodiscard]] static std::uint32_t tag_of(std::uint64_t h) noexcept {
+    return static_cast<std::uint32_t>(h >> 32) & 0xffffU;
+  }
+
+  // ---- read by lookups ----
+  alignas(cc_no_false_sharing) std::atomic<std::uint64_t> seq{0};  // odd: writing
+  std::unique_ptr<std::atomic<std::uint32_t>[]> index;  // 0 = empty, else tag|id+1
+  std::uint64_t slots = 0;  // 2 x capacity + 1: load factor <= 1/2
+  std::unique_ptr<chunk_ref[]> chunks;
+  std::size_t chunk_count = 0;
+
+  // ---- writers (and metrics()/size() readers) ----
+  alignas(cc_no_false_sharing) mutable mutex_type mutex;
+  std::atomic<std::size_t> size{0};
+  std::atomic<std::uint64_t> puts{0};
+  std::atomic<std::uint64_t> evictions{0};
+  std::atomic<std::uint64_t> expirations{0};
+  std::size_t capacity = 0;
+  std::vector<std::unique_ptr<entry[]>> owned_entries;
+  std::vector<std::unique_ptr<meta[]>> owned_metas;
+  std::uint32_t fresh = 0;  // ids below were handed out at least once since clear()
+  std::uint32_t free_head = npos;
+  std::uint32_t head = npos, tail = npos, hand = npos;
+  std::uint32_t cursor = 0;     // cleanup position
+  std::size_t ttl_entries = 0;  // live entries with a finite expiry
+
+  void init(std::size_t cap) {
+    capacity = cap;
+    slots = 2 * cap + 1;
+    index = std::make_unique<std::atomic<std::uint32_t>[]>(slots);
+    chunk_count = (cap + chunk_size - 1) / chunk_size;
+    chunks = std::make_unique<chunk_ref[]>(chunk_count);
+    owned_entries.resize(chunk_count);
+    owned_metas.resize(chunk_count);
+  }
+
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  // Accessors for lock holders.
+  [[nodiscard]] entry& at(std::uint32_t id) const noexcept {
+    return owned_entries[id >> chunk_bits][id & (chunk_size - 1)];
+  }
+  [[nodiscard]] meta& info(std::uint32_t id) const noexcept {
+    return owned_metas[id >> chunk_bits][id & (chunk_size - 1)];
+  }
+  // Index position: the low 32 bits of the hash scaled onto [0, slots).
+  [[nodiscard]] std::uint64_t home_of(std::uint64_t h) const noexcept {
+    return ((h & 0xffff'ffffU) * slots) >> 32;
+  }
+  [[nodiscard]] std::uint64_t next(std::uint64_t pos) const noexcept {
+    return pos + 1 == slots ? 0 : pos + 1;
+  }
+  [[nodiscard]] static std::uint32_t id_of(std::uint32_t word) noexcept {
+    return (word & 0xffffU) - 1U;
+  }
+  [[nodiscard]] static std::uint32_t word_for(std::uint64_t h, std::uint32_t id) noexcept {
+    return (tag_of(h) << 16) | (id + 1U);
+  }
+
+  /// Entry id of `key`, or npos. Caller holds the lock (shared or exclusive).
+  [[nodiscard]] std::uint32_t find(std::uint64_t h, const Key& key) const {
+    const std::uint32_t tag = tag_of(h);
+    for (std::uint64_t pos = home_of(h);; pos = next(pos)) {
+      const std::uint32_t w = index[pos].load(std::memory_order_relaxed);
+      if (w == 0) return npos;
+      if ((w >> 16) == tag) {
+        const std::uint32_t id = id_of(w);
+        if (at(id).key.get() == key) return id;
+      }
+    }
+  }
+
+  [[nodiscard]] static bool expired_at(const entry& e, time_point now) {
+    const time_point exp = e.expires.get();
+    return exp != time_point::max() && now >= exp;
+  }
+  [[nodiscard]] static bool is_expired(const entry& e, const Clock& clock) {
+    const time_point exp = e.expires.get();
+    return exp != time_point::max() && clock.now() >= exp;
+  }
+
+  /// A free entry id (allocating a chunk the first time the shard grows there).
+  [[nodiscard]] std::uint32_t allocate() {
+    if (free_head != npos) {
+      const std::uint32_t id = free_head;
+      free_head = info(id).older;
+      return id;
+    }
+    const std::uint32_t id = fresh;
+    const std::size_t c = id >> chunk_bits;
+    if (!owned_entries[c]) {
+      const std::size_t n = std::min(chunk_size, capacity - c * chunk_size);
+      auto metas = std::make_unique<meta[]>(n);
+      owned_entries[c] = std::make_unique<entry[]>(n);
+      owned_metas[c] = std::move(metas);
+      chunks[c].metas.store(owned_metas[c].get(), std::memory_order_release);
+      chunks[c].entries.store(owned_entries[c].get(), std::memory_order_release);
+    }
+    ++fresh;
+    return id;
+  }
+
+  void release(std::uint32_t id) noexcept {
+    info(id).older = free_head;
+    free_head = id;
+  }
+
+  void index_insert(std::uint64_t h, std::uint32_t id) noexcept {
+    std::uint64_t pos = home_of(h);
+    while (index[pos].load(std::memory_order_relaxed) != 0) pos = next(pos);
+    index[pos].store(word_for(h, id), std::memory_order_relaxed);
+  }
+
+  /// Removes id's index word, then closes the gap (backward-shift deletion), so
+  /// probes never need tombstones.
+  void index_erase(std::uint64_t h, std::uint32_t id) noexcept {
+    std::uint64_t i = home_of(h);
+    while (id_of(index[i].load(std::memory_order_relaxed)) != id) i = next(i);
+    for (std::uint64_t j = next(i);; j = next(j)) {
+      const std::uint32_t w = index[j].load(std::memory_order_relaxed);
+      if (w == 0) break;
+      const std::uint64_t home = home_of(info(id_of(w)).hash);
+      // The word at j may move back to i unless its home lies cyclically in (i, j].
+      const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (!stays) {
+        index[i].store(w, std::memory_order_relaxed);
+        i = j;
+      }
+    }
+    index[i].store(0, std::memory_order_relaxed);
+  }
+
+  void link_head(std::uint32_t id) noexcept {
+    meta& m = info(id);
+    m.newer = npos;
+    m.older = head;
+    if (head != npos) info(head).newer = id;
+    head = id;
+    if (tail == npos) tail = id;
+  }
+
+  void unlink(std::uint32_t id) noexcept {
+    const meta& m = info(id);
+    if (m.newer != npos) {
+      info(m.newer).older = m.older;
+    } else {
+      head = m.older;
+    }
+    if (m.older != npos) {
+      info(m.older).newer = m.newer;
+    } else {
+      tail = m.newer;
+    }
+    if (hand == id) hand = m.newer;
+  }
+
+  void remove(std::uint32_t id) noexcept {
+    entry& e = at(id);
+    meta& m = info(id);
+    index_erase(m.hash, id);
+    unlink(id);
+    if (e.expires.get() != time_point::max()) --ttl_entries;
+    m.live = false;
+    e.key.reset();
+    e.value.reset();
+    release(id);
+    size.store(size.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  }
+
+  /// SIEVE: from the hand towards the head (wrapping to the tail), clear visited bits
+  /// until an unvisited (or expired) entry, and evict it.
+  void evict_one(time_point now) noexcept {
+    std::uint32_t id = hand != npos ? hand : tail;
+    bool expired = false;
+    for (;;) {
+      entry& e = at(id);
+      if (expired_at(e, now)) {
+        expired = true;
+        break;
+      }
+      if (e.visited.load(std::memory_order_relaxed) == 0) break;
+      e.visited.store(0, std::memory_order_relaxed);
+      const std::uint32_t newer = info(id).newer;
+      id = newer != npos ? newer : tail;
+    }
+    hand = info(id).newer;
+    remove(id);
+    bump(expired ? expirations : evictions);
+  }
+
+  /// Checks up to `budget` entries (in id order, round robin) for expiry.
+  void cleanup(time_point now, std::size_t budget) noexcept {
+    if (ttl_entries == 0 || fresh == 0) return;
+    for (std::size_t n = 0; n < budget && ttl_entries > 0; ++n) {
+      if (cursor >= fresh) cursor = 0;
+      const std::uint32_t id = cursor++;
+      if (info(id).live && expired_at(at(id), now)) {
+        remove(id);
+        bump(expirations);
+      }
+    }
+  }
+
+  void clear() noexcept {
+    for (std::uint64_t i = 0; i < slots; ++i) index[i].store(0, std::memory_order_relaxed);
+    for (std::uint32_t id = 0; id < fresh; ++id) {
+      info(id).live = false;
+      at(id).key.reset();
+      at(id).value.reset();
+    }
+    fresh = 0;
+    free_head = head = tail = hand = npos;
+    cursor = 0;
+    ttl_entries = 0;
+    size.store(0, std::memory_order_relaxed);
+  }
+};
+
+/// Makes the shard's sequence number odd while a writer changes it (lock-free readers
+/// retry), even again afterwards. No-op when reads take the shared lock.
+template <class Shard>
+struct cc_write_section {
+  explicit cc_write_section(Shard& sh) noexcept : s(sh) {
+    if constexpr (Shard::lock_free_reads) {
+      s.seq.store(s.seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
+    }
+  }
+  ~cc_write_section() {
+    if constexpr (Shard::lock_free_reads) {
+      s.seq.store(s.seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    }
+  }
+  cc_write_section(const cc_write_section&) = delete;
+  cc_write_section& operator=(const cc_write_section&) = delete;
+  Shard& s;
+};
+
+}  // namespace outgrow::detail

@@ -1,0 +1,146 @@
+// outgrow/redis/detail/connection.hpp — the hiredis plumbing every outgrow Redis part
+// shares: open a connection, send a command, read a reply, all within deadlines.
+//
+// One place for what redis_tier, redis_invalidation_bus and redis_stream_queue (and the
+// Sentinel / Cluster topologies and the session store of issue 18) do on the wire:
+//   - redis_open(redis_connection_config): a blocking connect bounded by connect_timeout,
+//     the socket timeout set to command_timeout, TCP keep-alive, AUTH and SELECT;
+//   - redis_argv: one command given as binary-safe arguments (no format strings);
+//   - redis_flush_until / redis_read_until: write a (pipelined) buffer and read a reply
+//     before an absolute deadline, re-arming the socket timeout with the time left before
+//     each read or write, so a reply trickling in byte by byte cannot stretch a command
+//     past its bound; a read also stops buffering at a size limit.
+// The connection pool (detail/pool.hpp) and the reconnect backoff
+// (detail/reconnect_gate.hpp) are built on these. Everything here is standalone-topology
+// only; a topology layer will choose *which* node a command goes to and call these for the
+// I/O.
+#pragma once
+
+#include <hiredis/hiredis.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <outgrow/redis/connection.hpp>
+#include <outgrow/redis/detail/reply.hpp>
+
+namespace outgrow::detail {
+
+/// A duration as a timeval, at least 1 us (a zero timeval would mean "no timeout").
+inline timeval redis_timeval(std::chrono::nanoseconds d) noexcept {
+  const auto us = std::max<std::int64_t>(
+      1, std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+  timeval tv{};
+  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(us / 1'000'000);
+  tv.tv_usec = static_cast<decltype(tv.tv_usec)>(us % 1'000'000);
+  return tv;
+}
+
+/// Runs one command given as arguments; null on a transport error (c->err set).
+inline redis_reply_ptr redis_argv(redisContext* c, std::span<const std::string_view> args) {
+  constexpr std::size_t small = 8;
+  const char* argv[small];
+  std::size_t lens[small];
+  std::vector<const char*> big_argv;
+  std::vector<std::size_t> big_lens;
+  const char** av = argv;
+  std::size_t* al = lens;
+  if (args.size() > small) {
+    big_argv.resize(args.size());
+    big_lens.resize(args.size());
+    av = big_argv.data();
+    al = big_lens.data();
+  }
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    av[i] = args[i].data();
+    al[i] = args[i].size();
+  }
+  return redis_reply_ptr(
+      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(args.size()), av, al)));
+}
+
+/// Writes c's output buffer, re-arming the socket timeout with the time left before
+/// `deadline` before each write: the whole write ends by the deadline.
+inline bool redis_flush_until(redisContext* c,
+                              std::chrono::steady_clock::time_point deadline) noexcept {
+  int done = 0;
+  while (done == 0) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) return false;
+    if (redisSetTimeout(c, redis_timeval(left)) != REDIS_OK) return false;
+    if (redisBufferWrite(c, &done) != REDIS_OK) return false;
+  }
+  return true;
+}
+
+/// Reads one reply before `deadline` (the socket timeout re-armed with the time left
+/// before each read, so a reply trickling in cannot stretch the wait), buffering at most
+/// `max_bytes` of it.
+inline redis_io redis_read_until(redisContext* c,
+                                 std::chrono::steady_clock::time_point deadline,
+                                 std::size_t max_bytes, redis_reply_ptr& out) noexcept {
+  for (;;) {
+    void* raw = nullptr;
+    if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return redis_io::transport;
+    if (raw != nullptr) {
+      out.reset(static_cast<redisReply*>(raw));
+      return redis_io::ok;
+    }
+    if (c->reader->len - c->reader->pos > max_bytes) return redis_io::too_large;
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) return redis_io::transport;
+    if (redisSetTimeout(c, redis_timeval(left)) != REDIS_OK) return redis_io::transport;
+    if (redisBufferRead(c) != REDIS_OK) return redis_io::transport;
+  }
+}
+
+/// Opens a blocking connection to `e` with both timeouts set, AUTHed and SELECTed; null
+/// and `error` set on failure. Throws: std::bad_alloc if memory runs out.
+inline redis_context_ptr redis_open(const redis_connection_config& e, std::string& error) {
+  redis_context_ptr c(
+      redisConnectWithTimeout(e.host.c_str(), e.port, redis_timeval(e.connect_timeout)));
+  if (!c) {
+    error = "cannot allocate a hiredis context";
+    return nullptr;
+  }
+  if (c->err != 0) {
+    error = c->errstr;
+    return nullptr;
+  }
+  if (redisSetTimeout(c.get(), redis_timeval(command_timeout(e))) != REDIS_OK) {
+    error = "cannot set the socket timeout";
+    return nullptr;
+  }
+  (void)redisEnableKeepAlive(c.get());
+  const auto ok = [&](redis_reply_ptr r) {
+    if (!r) {
+      error = c->errstr;
+      return false;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+      error = std::string(r->str, r->len);
+      return false;
+    }
+    return true;
+  };
+  if (!e.password.empty()) {
+    const std::string_view args[] = {"AUTH", e.password};
+    if (!ok(redis_argv(c.get(), args))) return nullptr;
+  }
+  if (e.database != 0) {
+    const std::string db = std::to_string(e.database);
+    const std::string_view args[] = {"SELECT", db};
+    if (!ok(redis_argv(c.get(), args))) return nullptr;
+  }
+  return c;
+}
+
+}  // namespace outgrow::detail

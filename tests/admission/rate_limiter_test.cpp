@@ -1,0 +1,176 @@
+// rate_limiter: GCRA semantics on a manual clock, reservations, the blocking form,
+// configuration errors and a concurrent stress test (run under TSan by scripts/dev check).
+#include <outgrow/admission/rate_limiter.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "asio_sim.hpp"
+#include "catch.hpp"
+
+using namespace std::chrono_literals;
+using outgrow::manual_clock;
+using limiter = outgrow::rate_limiter<manual_clock>;
+
+TEST_CASE("rate_limiter starts full and then admits one permit per interval",
+          "[rate_limiter]") {
+  manual_clock clock;
+  limiter l({.permits_per_second = 10, .burst = 5}, clock);
+  for (int i = 0; i < 5; ++i) CHECK(l.try_acquire());
+  const auto r = l.try_acquire();
+  CHECK_FALSE(r);
+  CHECK(r.retry_after == 100ms);
+  clock.advance(99ms);
+  CHECK(l.try_acquire().retry_after == 1ms);
+  clock.advance(1ms);
+  CHECK(l.try_acquire());
+  CHECK_FALSE(l.try_acquire());
+  // A quiet period refills at most `burst`.
+  clock.advance(1h);
+  CHECK(l.available() == 5);
+  for (int i = 0; i < 5; ++i) CHECK(l.try_acquire());
+  CHECK_FALSE(l.try_acquire());
+  const auto m = l.metrics();
+  CHECK(m.admitted == 11);
+  CHECK(m.permits == 11);
+  CHECK(m.rejected == 4);
+  CHECK(m.waited == 0);
+}
+
+TEST_CASE("rate_limiter admits rate x time + burst over a long run", "[rate_limiter]") {
+  for (const double rate : {3.0, 10.0, 0.5, 1000.0, 12345.0}) {
+    manual_clock clock;
+    limiter l({.permits_per_second = rate, .burst = 7}, clock);
+    std::uint64_t admitted = 0;
+    const auto step = std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 / rate / 4));
+    const auto total = 1000s;
+    for (auto t = 0ns; t <= total; t += step, clock.advance(step)) {
+      while (l.try_acquire()) ++admitted;
+    }
+    const double expected = rate * 1000.0 + 7.0;
+    // The documented bound: T rounded to 1/8 ns, relative error <= 1 / (2 T ticks).
+    const double interval_ticks = std::round(8e9 / rate);
+    const double rounding = rate * 1000.0 / (2.0 * interval_ticks);
+    INFO("rate " << rate);
+    CHECK(std::abs(static_cast<double>(admitted) - expected) <= 1.0 + rounding);
+  }
+}
+
+TEST_CASE("rate_limiter takes n permits at once", "[rate_limiter]") {
+  manual_clock clock;
+  limiter l({.permits_per_second = 2, .burst = 4}, clock);
+  CHECK(l.try_acquire(3));
+  const auto r = l.try_acquire(3);
+  CHECK_FALSE(r);
+  CHECK(r.retry_after == 1s);  // 2 more permits at 2/s
+  CHECK(l.try_acquire(1));
+  CHECK(l.try_acquire(0));  // nothing asked, always admitted
+  CHECK_THROWS_AS(l.try_acquire(5), std::invalid_argument);
+  CHECK_THROWS_WITH(l.try_acquire(5),
+                    "rate_limiter: a request for 5 permits can never be "
+                    "admitted (burst is 4)");
+}
+
+TEST_CASE("rate_limiter reserve takes future permits within max_wait", "[rate_limiter]") {
+  manual_clock clock;
+  limiter l({.permits_per_second = 10, .burst = 1}, clock);
+  CHECK(l.reserve(1, 0ns) == 0ns);
+  CHECK(l.reserve(1, 1s) == 100ms);
+  CHECK(l.reserve(1, 1s) == 200ms);
+  CHECK_FALSE(l.reserve(1, 250ms));  // would wait 300 ms: nothing taken
+  CHECK(l.reserve(1, 300ms) == 300ms);
+  CHECK_FALSE(l.try_acquire());
+  clock.advance(400ms);
+  CHECK(l.try_acquire());
+  CHECK(l.metrics().waited == 3);
+  CHECK_THROWS_AS(l.reserve(1, -1ns), std::invalid_argument);
+}
+
+TEST_CASE("rate_limiter acquire waits through the sleeper or gives up at the deadline",
+          "[rate_limiter]") {
+  manual_clock clock;
+  limiter l({.permits_per_second = 4, .burst = 1}, clock);
+  CHECK(l.acquire(1, clock.now()));
+  const auto start = clock.now();
+  CHECK(l.acquire(1, clock.now() + 1s));  // waits 250 ms: the clock moves
+  CHECK(clock.now() - start == 250ms);
+  CHECK_FALSE(l.acquire(1, clock.now() + 100ms));  // needs 250 ms
+  CHECK(clock.now() - start == 250ms);             // gave up at once
+  CHECK_FALSE(l.acquire(1, clock.now() - 1s));     // a deadline in the past
+  // A huge deadline saturates instead of overflowing.
+  CHECK(l.acquire(1, manual_clock::time_point::max()));
+}
+
+TEST_CASE("rate_limiter rejects bad configuration naming field value and range",
+          "[rate_limiter]") {
+  using outgrow::config_error;
+  auto make = [](outgrow::rate_limiter_config c) { limiter l(c); };
+  CHECK_THROWS_WITH(make({.permits_per_second = 0}),
+                    "rate_limiter: permits_per_second must be in (0, 1e9], got 0");
+  CHECK_THROWS_AS(make({.permits_per_second = -1}), config_error);
+  CHECK_THROWS_AS(make({.permits_per_second = std::nan("")}), config_error);
+  CHECK_THROWS_AS(make({.permits_per_second = std::numeric_limits<double>::infinity()}),
+                  config_error);
+  CHECK_THROWS_AS(make({.permits_per_second = 2e9}), config_error);
+  CHECK_THROWS_WITH(make({.burst = 0}),
+                    "rate_limiter: burst must be in [1, 1000000000], got 0");
+  CHECK_THROWS_AS(make({.burst = 1'000'000'001}), config_error);
+  CHECK_THROWS_WITH(
+      make({.permits_per_second = 1e-3, .burst = 1'000'000}),
+      Catch::Contains("rate_limiter: burst must be at most 365 days of refill"));
+  CHECK_NOTHROW(make({.permits_per_second = 1e9, .burst = 1'000'000'000}));
+}
+
+TEST_CASE("rate_limiter under concurrent callers admits exactly the permits there are",
+          "[rate_limiter][concurrency]") {
+  manual_clock clock;
+  limiter l({.permits_per_second = 500, .burst = 1000}, clock);
+  std::atomic<std::uint64_t> admitted{0};
+  auto hammer = [&] {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < 5000; ++i) {
+          if (l.try_acquire()) admitted.fetch_add(1, std::memory_order_relaxed);
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  };
+  hammer();  // time stands still: exactly the burst
+  CHECK(admitted.load() == 1000);
+  clock.advance(1s);
+  hammer();  // one second refills 500
+  CHECK(admitted.load() == 1500);
+  const auto m = l.metrics();
+  CHECK(m.admitted == 1500);
+  CHECK(m.rejected == 40'000 - 1500);
+}
+
+TEST_CASE("rate_limiter async_acquire waits on a timer without blocking",
+          "[rate_limiter][async]") {
+  outgrow_test::sim::world w;
+  outgrow_test::sim::current = &w;
+  outgrow::rate_limiter<manual_clock> l({.permits_per_second = 10, .burst = 1}, w.clock);
+  std::vector<std::pair<bool, manual_clock::duration>> seen;
+  const auto start = w.clock.now();
+  auto record = [&](bool ok) { seen.emplace_back(ok, w.clock.now() - start); };
+  auto ex = w.io.get_executor();
+  l.async_acquire<outgrow_test::sim::timer>(ex, 1, start + 1s, record);     // at once
+  l.async_acquire<outgrow_test::sim::timer>(ex, 1, start + 1s, record);     // after 100 ms
+  l.async_acquire<outgrow_test::sim::timer>(ex, 1, start + 150ms, record);  // too late
+  CHECK(seen.empty());  // nothing runs inside async_acquire
+  w.run();
+  outgrow_test::sim::current = nullptr;
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0] == std::pair{true, manual_clock::duration(0ns)});
+  CHECK(seen[1].first == false);  // the refused one is answered at once
+  CHECK(seen[2] == std::pair{true, manual_clock::duration(100ms)});
+}
