@@ -69,6 +69,7 @@
 #include <outgrow/admission/limit_algorithms.hpp>
 #include <outgrow/admission/overload_simulator.hpp>
 #include <outgrow/admission/rate_limiter.hpp>
+#include <outgrow/admission/resilience_pipeline.hpp>
 #include <outgrow/admission/sliding_window_limiter.hpp>
 
 // queue: bounded queues, work queues, dead letters
