@@ -66,6 +66,7 @@
 #include <outgrow/admission/bulkhead.hpp>
 #include <outgrow/admission/concurrency_limiter.hpp>
 #include <outgrow/admission/hedging.hpp>
+#include <outgrow/admission/keyed_rate_limiter.hpp>
 #include <outgrow/admission/limit_algorithms.hpp>
 #include <outgrow/admission/overload_simulator.hpp>
 #include <outgrow/admission/rate_limiter.hpp>

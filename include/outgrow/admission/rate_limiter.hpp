@@ -70,6 +70,7 @@
 
 #include <fmt/format.h>
 
+#include <outgrow/admission/detail/gcra.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/deadline.hpp>
 #include <outgrow/core/error.hpp>
@@ -126,7 +127,7 @@ class rate_limiter {
         clock_(std::move(clock)),
         sleeper_(std::move(sleeper)),
         origin_(clock_.now()),
-        interval_(interval_ticks(config_.permits_per_second)),
+        interval_(detail::gcra::interval_ticks(config_.permits_per_second)),
         capacity_(static_cast<std::int64_t>(config_.burst) * interval_) {}
 
   rate_limiter(const rate_limiter&) = delete;
@@ -218,40 +219,19 @@ class rate_limiter {
   }
 
  private:
-  static constexpr std::int64_t ticks_per_ns = 8;
-  // Bounds that keep every sum below 2^63: now <= 2^62, slack <= 2^61, capacity < 2^58.
-  static constexpr std::int64_t max_now = std::int64_t{1} << 62;
-  static constexpr std::int64_t max_slack = std::int64_t{1} << 61;
-
   static rate_limiter_config validated(const rate_limiter_config& c) {
     validate(c);
     return c;
   }
 
-  static std::int64_t interval_ticks(double rate) noexcept {
-    const double t = std::round(1e9 * static_cast<double>(ticks_per_ns) / rate);
-    return std::max<std::int64_t>(1, static_cast<std::int64_t>(t));
-  }
-
   static std::chrono::nanoseconds saturating_ns(typename Clock::duration d) noexcept {
-    using rep = std::chrono::nanoseconds::rep;
-    const auto as_long = std::chrono::duration<long double, std::nano>(d).count();
-    if (as_long >= static_cast<long double>(std::numeric_limits<rep>::max())) {
-      return std::chrono::nanoseconds::max();
-    }
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+    return detail::gcra::saturating_ns(d);
   }
-
   static std::int64_t to_ticks(std::chrono::nanoseconds d) noexcept {
-    constexpr std::int64_t most = std::numeric_limits<std::int64_t>::max() / ticks_per_ns;
-    return d.count() >= most ? std::numeric_limits<std::int64_t>::max()
-                             : d.count() * ticks_per_ns;
+    return detail::gcra::to_ticks(d);
   }
-
   [[nodiscard]] std::int64_t now_ticks() const noexcept {
-    const time_point now = clock_.now();
-    if (now <= origin_) return 0;
-    return std::min(to_ticks(saturating_ns(now - origin_)), max_now);
+    return detail::gcra::since(origin_, clock_.now());
   }
 
   rate_limit_result take(std::uint64_t n, std::int64_t slack) {
@@ -262,32 +242,25 @@ class rate_limiter {
     }
     const std::int64_t now = now_ticks();
     const std::int64_t cost = static_cast<std::int64_t>(n) * interval_;
-    const std::int64_t allowed = capacity_ + std::min(slack, max_slack);
     std::int64_t tat = tat_.load(std::memory_order_relaxed);
     for (;;) {
-      const std::int64_t start = std::max(tat, now);
-      const std::int64_t next = start + cost;  // < 2^63 (see max_now)
-      if (next - now > allowed) {
+      const detail::gcra::decision d =
+          detail::gcra::decide(tat, now, cost, capacity_, slack);
+      if (!d.admitted) {
         rejected_.add();
-        return {.admitted = false, .retry_after = from_ticks(next - capacity_ - now)};
+        return {.admitted = false, .retry_after = detail::gcra::from_ticks(d.wait)};
       }
-      if (tat_.compare_exchange_weak(tat, next, std::memory_order_acq_rel,
+      if (tat_.compare_exchange_weak(tat, d.next, std::memory_order_acq_rel,
                                      std::memory_order_relaxed)) {
         admitted_.add();
         permits_.add(n);
-        const std::int64_t wait = next - capacity_ - now;
-        if (wait > 0) {
+        if (d.wait > 0) {
           waited_.add();
-          return {.admitted = true, .retry_after = from_ticks(wait)};
+          return {.admitted = true, .retry_after = detail::gcra::from_ticks(d.wait)};
         }
         return {.admitted = true, .retry_after = std::chrono::nanoseconds::zero()};
       }
     }
-  }
-
-  static std::chrono::nanoseconds from_ticks(std::int64_t ticks) noexcept {
-    // Round up: waiting the returned time is always enough.
-    return std::chrono::nanoseconds{(ticks + ticks_per_ns - 1) / ticks_per_ns};
   }
 
   const rate_limiter_config config_;
