@@ -297,3 +297,28 @@ TEST_CASE("jump_hash constructors and assign accept braced lists", "[jump_hash]"
   p.assign({});
   CHECK(p.empty());
 }
+
+TEST_CASE("a large node list reports the error adding one by one would hit first",
+          "[jump_hash][errors]") {
+  // assign() of many nodes finds duplicates by sorting on hashes (O(N log N)), but must
+  // name the same node as N add() calls would: the first one equal to an earlier one,
+  // unless a bad weight comes before it.
+  std::vector<outgrow::weighted_node<std::string>> nodes;
+  for (int i = 0; i < 200; ++i) nodes.push_back({fmt::format("n{}", i), 1.0});
+  nodes[150].node = "n10";
+  nodes[90].node = "n170";  // equal to a later node: fails at index 170
+  nodes[120].node = "n5";
+  CHECK(config_error_message([&] { jump p(nodes); }) ==
+        "jump_hash: add(node) must be a node not already present, got n5");
+  nodes[100].weight = 0.0;
+  CHECK(config_error_message([&] { jump p(nodes); }) ==
+        "jump_hash: weight must be in (0, 1000000], got 0");
+  nodes[100].weight = 1.0;
+  nodes[120].node = "n120";
+  nodes[150].node = "n150";
+  CHECK(config_error_message([&] { jump p(nodes); }) ==
+        "jump_hash: add(node) must be a node not already present, got n170");
+  nodes[170].node = "n-other";
+  const jump ok(nodes);
+  CHECK(ok.size() == 200);
+}

@@ -62,6 +62,7 @@
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <outgrow/core/error.hpp>
@@ -189,7 +190,8 @@ namespace detail {
 
 /// Shared membership bookkeeping for placement policies: validated add/remove/
 /// set_weight over a vector<weighted_node<Node>> (membership changes are rare: finding
-/// a node is a linear scan, so building N nodes one by one is O(N^2) comparisons).
+/// a node is a linear scan, so adding N nodes one by one is O(N^2) comparisons; assign()
+/// of N nodes at once is O(N log N)).
 /// `primitive` names the policy in config_error messages.
 template <class Node, class Hasher>
 class node_set {
@@ -214,10 +216,24 @@ class node_set {
     nodes_[index_or_throw(node, "set_weight(node)")].weight = weight;
   }
 
+  /// Replaces every node at once. Checks as add() one by one would, and reports the same
+  /// first error, but in O(N log N): duplicates are found by sorting on the node hash.
   void assign(std::vector<weighted_node<Node>> nodes) {
-    node_set fresh(primitive_, hasher_);
-    for (auto& wn : nodes) fresh.add(wn.node, wn.weight);
-    nodes_ = std::move(fresh.nodes_);
+    std::size_t bad_weight = npos;
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      if (!(nodes[i].weight > 0.0 && nodes[i].weight <= 1e6)) {
+        bad_weight = i;
+        break;
+      }
+    }
+    const std::size_t duplicate = first_duplicate(nodes);
+    const std::size_t fail = std::min(bad_weight, duplicate);
+    if (fail != npos) {
+      if (fail == bad_weight) check_weight(nodes[fail].weight);  // throws
+      require(false, primitive_, "add(node)", "a node not already present",
+              node_label(nodes[fail].node));
+    }
+    nodes_ = std::move(nodes);
   }
 
   [[nodiscard]] bool contains(const Node& node) const { return find(node) != npos; }
@@ -249,6 +265,41 @@ class node_set {
     require(i != npos, primitive_, what, "a node in the placement", node_label(node));
     return i;
   }
+  // The smallest index i whose node equals an earlier one (where add() would fail).
+  std::size_t first_duplicate(const std::vector<weighted_node<Node>>& nodes) const {
+    std::size_t first = npos;
+    if (nodes.size() <= 32) {
+      for (std::size_t i = 1; i < nodes.size() && first == npos; ++i) {
+        for (std::size_t j = 0; j < i; ++j) {
+          if (nodes[j].node == nodes[i].node) {
+            first = i;
+            break;
+          }
+        }
+      }
+      return first;
+    }
+    std::vector<std::pair<std::uint64_t, std::size_t>> order;
+    order.reserve(nodes.size());
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      order.emplace_back(static_cast<std::uint64_t>(hasher_(nodes[i].node)), i);
+    }
+    std::sort(order.begin(), order.end());
+    for (std::size_t a = 0; a < order.size();) {
+      std::size_t b = a + 1;
+      while (b < order.size() && order[b].first == order[a].first) ++b;
+      for (std::size_t x = a; x < b; ++x) {  // a run of equal hashes (almost always 1)
+        for (std::size_t y = a; y < x; ++y) {
+          if (nodes[order[y].second].node == nodes[order[x].second].node) {
+            first = std::min(first, std::max(order[x].second, order[y].second));
+          }
+        }
+      }
+      a = b;
+    }
+    return first;
+  }
+
   static std::string node_label(const Node& node) {
     if constexpr (fmt::is_formattable<Node>::value) {
       return fmt::format("{}", node);
