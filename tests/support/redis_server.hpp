@@ -129,6 +129,11 @@ struct redis_server_options {
   int port_attempts = 5;
   /// The redis-server binary.
   std::string executable = OUTGROW_REDIS_SERVER;
+  /// A configuration file's text, written to <dir>/redis.conf and passed as the first
+  /// argument ("{dir}" is replaced); empty = none. Sentinels need one (they rewrite it).
+  std::string config_text{};
+  /// Start in Sentinel mode (--sentinel; needs config_text with a `sentinel monitor`).
+  bool sentinel = false;
 };
 
 namespace detail {
@@ -311,6 +316,15 @@ class redis_server {
 
   std::vector<std::string> arguments() const {
     std::vector<std::string> args = {options_.executable};
+    if (!options_.config_text.empty()) {
+      const std::filesystem::path conf = dir_ / "redis.conf";
+      if (!std::filesystem::exists(conf)) {  // a sentinel rewrites it: keep its changes
+        std::ofstream(conf) << detail::replace_all(options_.config_text, "{dir}",
+                                                   dir_.string());
+      }
+      args.push_back(conf.string());
+    }
+    if (options_.sentinel) args.emplace_back("--sentinel");
     const auto option = [&args](std::string name, std::string value) {
       args.push_back(std::move(name));
       args.push_back(std::move(value));
