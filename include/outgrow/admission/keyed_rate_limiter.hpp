@@ -148,12 +148,7 @@ class keyed_rate_limiter {
   /// Throws: config_error naming the first bad field.
   static void validate(const keyed_rate_limiter_config& c) {
     constexpr std::string_view who = "keyed_rate_limiter";
-    require(std::isfinite(c.permits_per_second) && c.permits_per_second > 0.0 &&
-                c.permits_per_second <= 1e9,
-            who, "permits_per_second", "in (0, 1e9]", c.permits_per_second);
-    require_in_range(who, "burst", c.burst, std::uint64_t{1}, std::uint64_t{1'000'000'000});
-    require(static_cast<double>(c.burst) / c.permits_per_second <= 365.0 * 86'400.0, who,
-            "burst", "at most 365 days of refill", c.burst);
+    detail::gcra::validate_rate(who, c.permits_per_second, c.burst);
     require_in_range(who, "stripes", c.stripes, std::size_t{1}, std::size_t{4096});
     require_in_range(who, "max_keys", c.max_keys, c.stripes, std::size_t{1'000'000'000});
   }

@@ -206,16 +206,7 @@ class rate_limiter {
 
   /// Throws: config_error naming the first bad field.
   static void validate(const rate_limiter_config& c) {
-    constexpr std::string_view who = "rate_limiter";
-    require(std::isfinite(c.permits_per_second) && c.permits_per_second > 0.0 &&
-                c.permits_per_second <= 1e9,
-            who, "permits_per_second", "in (0, 1e9]", c.permits_per_second);
-    require_in_range(who, "burst", c.burst, std::uint64_t{1}, std::uint64_t{1'000'000'000});
-    require(static_cast<double>(c.burst) / c.permits_per_second <= 365.0 * 86'400.0, who,
-            "burst",
-            fmt::format("at most 365 days of refill at {}/s ({:.0f} permits)",
-                        c.permits_per_second, c.permits_per_second * 365.0 * 86'400.0),
-            c.burst);
+    detail::gcra::validate_rate("rate_limiter", c.permits_per_second, c.burst);
   }
 
  private:

@@ -110,6 +110,20 @@ struct pipeline_result {
 
 // ---- stages ---------------------------------------------------------------------------
 
+namespace detail {
+/// A value -> ok(); the call failed -> failed(); refused further in -> ignored().
+template <class Result, class Ok, class Failed, class Ignored>
+void report_outcome(const Result& r, Ok ok, Failed failed, Ignored ignored) {
+  if (r.value) {
+    ok();
+  } else if (r.rejected_by == pipeline_rejection::failed) {
+    failed();
+  } else {
+    ignored();
+  }
+}
+}  // namespace detail
+
 /// Refuses calls the rate limiter does not admit now (rate_limiter,
 /// sliding_window_limiter: anything whose try_acquire() returns a rate_limit_result).
 template <class Limiter>
@@ -148,13 +162,9 @@ struct concurrency_limit_stage {
     auto permit = limiter.try_acquire();
     if (!permit) return result::refused(pipeline_rejection::concurrency_limited);
     result r = next();
-    if (r.value) {
-      permit->success();
-    } else if (r.rejected_by == pipeline_rejection::failed) {
-      permit->dropped();
-    } else {
-      permit->ignore();
-    }
+    detail::report_outcome(
+        r, [&] { permit->success(); }, [&] { permit->dropped(); },
+        [&] { permit->ignore(); });
     return r;
   }
 };
@@ -169,13 +179,8 @@ struct breaker_stage {
     auto permit = breaker.try_acquire();
     if (!permit) return result::refused(pipeline_rejection::circuit_open);
     result r = next();
-    if (r.value) {
-      permit.success();
-    } else if (r.rejected_by == pipeline_rejection::failed) {
-      permit.failure();
-    } else {
-      permit.ignore();
-    }
+    detail::report_outcome(
+        r, [&] { permit.success(); }, [&] { permit.failure(); }, [&] { permit.ignore(); });
     return r;
   }
 };

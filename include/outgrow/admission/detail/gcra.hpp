@@ -8,6 +8,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include <outgrow/core/error.hpp>
 
 namespace outgrow::detail::gcra {
 
@@ -69,6 +74,19 @@ struct decision {
   const std::int64_t wait = next - capacity - now;
   if (next - now > capacity + std::min(slack, max_slack)) return {false, next, wait};
   return {true, next, wait};
+}
+
+/// Checks a rate and a burst as `who`'s permits_per_second and burst fields.
+inline void validate_rate(std::string_view who, double permits_per_second,
+                          std::uint64_t burst) {
+  require(std::isfinite(permits_per_second) && permits_per_second > 0.0 &&
+              permits_per_second <= 1e9,
+          who, "permits_per_second", "in (0, 1e9]", permits_per_second);
+  require_in_range(who, "burst", burst, std::uint64_t{1}, std::uint64_t{1'000'000'000});
+  require(static_cast<double>(burst) / permits_per_second <= 365.0 * 86'400.0, who, "burst",
+          fmt::format("at most 365 days of refill at {}/s ({:.0f} permits)",
+                      permits_per_second, permits_per_second * 365.0 * 86'400.0),
+          burst);
 }
 
 }  // namespace outgrow::detail::gcra
