@@ -52,8 +52,10 @@
 //
 // Thread-safety: every member may be called concurrently. Complexity: O(1); a decision
 // is one clock read, one load and one CAS (retried only when another thread won the
-// race). Measured cost: see benchmarks/admission_bench.cpp (BM_rate_limiter_try_acquire
-// beside BM_atomic_fetch_add).
+// race). Measured cost (benchmarks/admission_bench.cpp, Release, 2-core machine,
+// 2026-12-02): try_acquire 7.6 ns on one thread beside 2.4 ns for an uncontended
+// atomic fetch_add; from two threads on one limiter 100 ns per call per thread — the
+// shared state word and counters bounce between cores (per-thread batching is planned).
 #pragma once
 
 #include <algorithm>
