@@ -21,6 +21,7 @@
 
 #include <outgrow/resilience/circuit_breaker.hpp>
 
+#include "asio_sim.hpp"
 #include "catch.hpp"
 #include "counting_new.hpp"  // a first-time success must not allocate
 
@@ -72,67 +73,8 @@ struct response {
 };
 
 // ---- a simulated timer for async_run: a discrete-event loop on a manual clock -------
-
-namespace sim {
-struct event {
-  manual_clock::time_point due;
-  std::uint64_t seq;
-  std::function<void()> fire;
-};
-struct later {
-  bool operator()(const event& a, const event& b) const {
-    return std::tie(a.due, a.seq) > std::tie(b.due, b.seq);
-  }
-};
-
-/// Events run in time order; handlers are posted to the io_context and run there.
-struct world {
-  manual_clock clock;
-  boost::asio::io_context io;
-  std::priority_queue<event, std::vector<event>, later> events;
-  std::uint64_t seq = 0;
-  bool abort_waits = false;
-
-  void at(manual_clock::time_point due, std::function<void()> fire) {
-    events.push(event{due, seq++, std::move(fire)});
-  }
-  void run() {
-    for (;;) {
-      io.restart();
-      io.poll();
-      if (events.empty()) break;
-      event e = events.top();
-      events.pop();
-      if (e.due > clock.now()) clock.set(e.due);
-      e.fire();
-    }
-  }
-};
-inline world* current = nullptr;
-
-/// Conforms to outgrow::retry_timer: waits on the simulated time line of sim::current.
-class timer {
- public:
-  using duration = nanoseconds;
-  explicit timer(const boost::asio::io_context::executor_type& executor)
-      : executor_(executor) {}
-  void expires_after(duration d) { due_ = current->clock.now() + d; }
-  template <class Handler>
-  void async_wait(Handler handler) {
-    const bool abort = current->abort_waits;
-    current->at(due_, [executor = executor_, handler, abort]() mutable {
-      boost::asio::post(executor, [handler, abort]() mutable {
-        handler(abort ? boost::system::error_code(boost::asio::error::operation_aborted)
-                      : boost::system::error_code());
-      });
-    });
-  }
-
- private:
-  boost::asio::io_context::executor_type executor_;
-  manual_clock::time_point due_{};
-};
-}  // namespace sim
+// (tests/support/asio_sim.hpp)
+namespace sim = outgrow_test::sim;
 
 static_assert(outgrow::retry_timer<sim::timer, boost::asio::io_context::executor_type>);
 static_assert(outgrow::retry_timer<boost::asio::steady_timer,
