@@ -142,13 +142,13 @@ class basic_adaptive_throttle {
   }
 
   /// The probability try_send(c) rejects now.
-  [[nodiscard]] double reject_probability(criticality c = criticality::critical) {
+  [[nodiscard]] double reject_probability(criticality c = criticality::critical) const {
     std::lock_guard lock(mutex_);
     advance();
     return probability_locked(c);
   }
 
-  [[nodiscard]] adaptive_throttle_metrics metrics() {
+  [[nodiscard]] adaptive_throttle_metrics metrics() const {
     std::lock_guard lock(mutex_);
     advance();
     return {
@@ -198,7 +198,8 @@ class basic_adaptive_throttle {
   }
 
   // Expires the buckets that fell out of the window; head_ covers "now".
-  void advance() {
+  // Mutable state below: reading the window (const members) also expires old buckets.
+  void advance() const {
     const auto now = clock_.now();
     if (!started_) {
       started_ = true;
@@ -222,13 +223,13 @@ class basic_adaptive_throttle {
   const adaptive_throttle_config config_;
   Clock clock_;
   const std::chrono::nanoseconds slice_;
-  std::mutex mutex_;
-  std::vector<bucket> buckets_;
-  std::size_t head_ = 0;
-  typename Clock::time_point head_start_{};
-  bool started_ = false;
-  std::uint64_t requests_ = 0;
-  std::uint64_t accepts_ = 0;
+  mutable std::mutex mutex_;
+  mutable std::vector<bucket> buckets_;
+  mutable std::size_t head_ = 0;
+  mutable typename Clock::time_point head_start_{};
+  mutable bool started_ = false;
+  mutable std::uint64_t requests_ = 0;
+  mutable std::uint64_t accepts_ = 0;
   std::uint64_t throttled_ = 0;
   std::uint64_t sent_ = 0;
   std::mt19937_64 rng_;
