@@ -11,9 +11,10 @@
 // The delay: fixed (`delay`, Polly's default 2 s), or — with `delay_quantile`, e.g.
 // 0.95 — the observed latency quantile of winning attempts, recomputed every
 // `quantile_window` calls (Dean & Barroso hedge after the 95th percentile). A budget caps
-// the extra load: a hedge is sent only while hedged attempts stay under `budget_percent`
-// of calls (a token bucket filled by every call, as retry_budget; `budget_min` tokens
-// always allowed per second so rare calls can hedge).
+// the extra load: hedges are budgeted exactly as retries are, by a retry_budget
+// (resilience/retry_budget.hpp: Finagle's budget over a 10 s window) with ratio
+// `budget_percent` / 100 and `budget_min_per_second` always allowed, so rare calls can
+// hedge.
 //
 //   outgrow::hedging_policy policy({.max_hedged_attempts = 1, .delay_quantile = 0.95,
 //                                   .budget_percent = 10});
@@ -58,6 +59,7 @@
 #include <outgrow/core/log_histogram.hpp>
 #include <outgrow/core/metrics.hpp>
 #include <outgrow/resilience/retry.hpp>
+#include <outgrow/resilience/retry_budget.hpp>
 
 namespace outgrow {
 
@@ -130,29 +132,16 @@ class hedging_policy {
   explicit hedging_policy(hedging_config config = {}, Clock clock = {})
       : config_(validated(config)),
         clock_(std::move(clock)),
-        last_refill_(clock_.now()),
+        budget_({.ratio = config_.budget_percent / 100.0,
+                 .min_retries_per_second = config_.budget_min_per_second},
+                clock_),
         delay_(config_.delay) {}
 
-  /// Counts a call (fills the budget by budget_percent / 100 of a hedge).
-  void record_call() {
-    std::lock_guard lock(mutex_);
-    ++calls_;
-    refill_locked();
-    tokens_ = std::min(tokens_ + config_.budget_percent / 100.0, cap());
-  }
+  /// Counts a call (deposits budget_percent / 100 of a hedge in the budget).
+  void record_call() noexcept { budget_.record_request(); }
 
   /// Takes one hedge from the budget; false (counted) when it is spent.
-  bool try_spend_hedge() {
-    std::lock_guard lock(mutex_);
-    refill_locked();
-    if (tokens_ >= 1.0) {
-      tokens_ -= 1.0;
-      ++hedges_;
-      return true;
-    }
-    ++over_budget_;
-    return false;
-  }
+  bool try_spend_hedge() noexcept { return budget_.try_acquire_retry(); }
 
   /// The latency of a call's winning attempt (from that attempt's start).
   void record_win(std::chrono::nanoseconds latency, bool by_hedge) {
@@ -180,10 +169,10 @@ class hedging_policy {
   [[nodiscard]] Clock& clock() noexcept { return clock_; }
 
   [[nodiscard]] hedging_metrics metrics() const {
-    std::lock_guard lock(mutex_);
-    return {.calls = calls_,
-            .hedges = hedges_,
-            .over_budget = over_budget_,
+    const retry_budget_metrics b = budget_.metrics();
+    return {.calls = b.requests,
+            .hedges = b.retries_allowed,
+            .over_budget = b.retries_rejected,
             .hedge_wins = hedge_wins_.load(),
             .current_delay = delay()};
   }
@@ -212,23 +201,10 @@ class hedging_policy {
     validate(c);
     return c;
   }
-  double cap() const noexcept {
-    return std::max(1.0, config_.budget_min_per_second) + config_.budget_percent;
-  }
-  void refill_locked() {
-    const auto now = clock_.now();
-    if (now <= last_refill_) return;
-    const double seconds = std::chrono::duration<double>(now - last_refill_).count();
-    last_refill_ = now;
-    tokens_ = std::min(tokens_ + seconds * config_.budget_min_per_second, cap());
-  }
-
   const hedging_config config_;
   Clock clock_;
   mutable std::mutex mutex_;
-  typename Clock::time_point last_refill_;
-  double tokens_ = 0.0;
-  std::uint64_t calls_ = 0, hedges_ = 0, over_budget_ = 0;
+  retry_budget<Clock> budget_;  // the extra attempts, as retries are budgeted
   counter hedge_wins_;
   // The current quantile window (2.8 KB, on the heap).
   std::unique_ptr<log_histogram::counts> window_ =
