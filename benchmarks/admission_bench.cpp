@@ -3,6 +3,7 @@
 //
 //   BM_atomic_fetch_add                    one relaxed fetch_add on a shared counter
 //   BM_rate_limiter_try_acquire            try_acquire (admitted: rate 1e9/s), coarse clock
+//   BM_rate_limiter_try_acquire_batched    the same with thread_batch = 64
 //   BM_counting_semaphore_acquire_release  std::counting_semaphore acquire + release
 //   BM_bulkhead_acquire_release            try_acquire + release of a permit
 //   BM_raw_call                            the protected function called directly
@@ -50,12 +51,16 @@ void BM_atomic_fetch_add(benchmark::State& state) {
 BENCHMARK(BM_atomic_fetch_add)->Threads(1)->Threads(2);
 
 outgrow::rate_limiter<> limiter({.permits_per_second = 1e9, .burst = 1'000'000'000});
+// The same with per-thread batches of 64 permits (rate_limiter_config::thread_batch).
+outgrow::rate_limiter<> batched_limiter({.permits_per_second = 1e9,
+                                         .burst = 1'000'000'000,
+                                         .thread_batch = 64});
 
-void BM_rate_limiter_try_acquire(benchmark::State& state) {
+void try_acquire_loop(benchmark::State& state, outgrow::rate_limiter<>& l) {
   alloc_counter allocs;
   std::uint64_t admitted = 0;
   for (auto _ : state) {
-    if (limiter.try_acquire()) ++admitted;
+    if (l.try_acquire()) ++admitted;
   }
   state.counters["admitted_share"] = benchmark::Counter(
       static_cast<double>(admitted) /
@@ -63,7 +68,16 @@ void BM_rate_limiter_try_acquire(benchmark::State& state) {
       benchmark::Counter::kAvgThreads);
   allocs.report(state);
 }
+
+void BM_rate_limiter_try_acquire(benchmark::State& state) {
+  try_acquire_loop(state, limiter);
+}
 BENCHMARK(BM_rate_limiter_try_acquire)->Threads(1)->Threads(2);
+
+void BM_rate_limiter_try_acquire_batched(benchmark::State& state) {
+  try_acquire_loop(state, batched_limiter);
+}
+BENCHMARK(BM_rate_limiter_try_acquire_batched)->Threads(1)->Threads(2);
 
 std::counting_semaphore<1'000'000> semaphore(1000);
 

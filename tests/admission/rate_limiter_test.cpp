@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -130,6 +131,12 @@ TEST_CASE("rate_limiter rejects bad configuration naming field value and range",
       make({.permits_per_second = 1e-3, .burst = 1'000'000}),
       Catch::Contains("rate_limiter: burst must be at most 365 days of refill"));
   CHECK_NOTHROW(make({.permits_per_second = 1e9, .burst = 1'000'000'000}));
+  CHECK_THROWS_WITH(make({.burst = 10, .thread_batch = 0}),
+                    "rate_limiter: thread_batch must be in [1, 1000000], got 0");
+  CHECK_THROWS_WITH(make({.burst = 10, .thread_batch = 11}),
+                    "rate_limiter: thread_batch must be at most burst (10), got 11");
+  CHECK_THROWS_AS(make({.burst = 10'000'000, .thread_batch = 1'000'001}), config_error);
+  CHECK_NOTHROW(make({.burst = 10, .thread_batch = 10}));
 }
 
 TEST_CASE("rate_limiter under concurrent callers admits exactly the permits there are",
@@ -177,4 +184,127 @@ TEST_CASE("rate_limiter async_acquire waits on a timer without blocking",
   CHECK(seen[0] == std::pair{true, manual_clock::duration(0ns)});
   CHECK(seen[1].first == false);  // the refused one is answered at once
   CHECK(seen[2] == std::pair{true, manual_clock::duration(100ms)});
+}
+
+TEST_CASE("rate_limiter thread_batch takes permits in batches and spends them locally",
+          "[rate_limiter]") {
+  manual_clock clock;
+  limiter l({.permits_per_second = 10, .burst = 8, .thread_batch = 4}, clock);
+  CHECK(l.try_acquire());  // takes 4 from the bucket, spends 1
+  CHECK(l.metrics().admitted == 4);
+  CHECK(l.available() == 4);
+  CHECK(l.try_acquire());
+  CHECK(l.try_acquire());
+  CHECK(l.try_acquire());
+  CHECK(l.metrics().admitted == 4);  // spent locally: nothing shared touched
+  CHECK(l.try_acquire());            // next batch: the last 4
+  CHECK(l.available() == 0);
+  for (int i = 0; i < 3; ++i) CHECK(l.try_acquire());
+  const auto r = l.try_acquire();  // slot and bucket empty
+  CHECK_FALSE(r);
+  CHECK(r.retry_after == 100ms);
+  clock.advance(100ms);  // one permit refilled: a batch of what there is
+  CHECK(l.try_acquire());
+  CHECK_FALSE(l.try_acquire());
+  clock.advance(1s);  // full again (8): batches of 4
+  for (int i = 0; i < 8; ++i) CHECK(l.try_acquire());
+  CHECK_FALSE(l.try_acquire());
+  const auto m = l.metrics();
+  CHECK(m.admitted == 17);
+  CHECK(m.permits == 17);
+  CHECK(m.rejected == 3);
+  // n > 1 decides on the shared state, beside the batch.
+  clock.advance(1s);
+  CHECK(l.try_acquire());  // batch of 4: 3 left in the slot, 4 in the bucket
+  CHECK(l.try_acquire(4));
+  for (int i = 0; i < 3; ++i) CHECK(l.try_acquire());  // n == 1: the slot's 3 first
+  CHECK_FALSE(l.try_acquire());
+}
+
+TEST_CASE("rate_limiter thread_batch stays within the batch of exact GCRA over a long run",
+          "[rate_limiter]") {
+  // One thread calling every 700 us for 20 s against 1000/s: the batched limiter admits
+  // at most rate x time + burst, and at most batch - 1 fewer than the exact one.
+  for (const std::uint64_t batch : {2u, 10u, 64u}) {
+    manual_clock exact_clock;
+    manual_clock batched_clock;
+    limiter exact({.permits_per_second = 1000, .burst = 100}, exact_clock);
+    limiter batched({.permits_per_second = 1000, .burst = 100, .thread_batch = batch},
+                    batched_clock);
+    std::uint64_t e = 0;
+    std::uint64_t b = 0;
+    for (int i = 0; i < 20'000'000 / 700; ++i) {
+      // Twice per step, so the offered load (2 per 700 us) exceeds the rate.
+      for (int k = 0; k < 2; ++k) {
+        if (exact.try_acquire()) ++e;
+        if (batched.try_acquire()) ++b;
+      }
+      exact_clock.advance(700us);
+      batched_clock.advance(700us);
+    }
+    INFO("batch " << batch << ": exact " << e << ", batched " << b);
+    CHECK(b <= 1000 * 20 + 100);
+    CHECK(b + (batch - 1) >= e);
+    CHECK(b <= e + (batch - 1));
+  }
+}
+
+TEST_CASE("rate_limiter thread_batch never over-admits when limiters share a slot",
+          "[rate_limiter]") {
+  // 40 limiters used in turn by one thread: more than the 16 slots, so they evict each
+  // other's batches; each still admits at most its burst while time stands still.
+  manual_clock clock;
+  std::vector<std::unique_ptr<limiter>> limiters;
+  for (int i = 0; i < 40; ++i) {
+    limiters.push_back(std::make_unique<limiter>(
+        outgrow::rate_limiter_config{
+            .permits_per_second = 1, .burst = 50, .thread_batch = 8},
+        clock));
+  }
+  std::vector<std::uint64_t> admitted(limiters.size(), 0);
+  for (int round = 0; round < 100; ++round) {
+    for (std::size_t i = 0; i < limiters.size(); ++i) {
+      if (limiters[i]->try_acquire()) ++admitted[i];
+    }
+  }
+  for (std::size_t i = 0; i < limiters.size(); ++i) {
+    INFO("limiter " << i);
+    CHECK(admitted[i] <= 50);
+    CHECK(admitted[i] >= 1);
+    CHECK(limiters[i]->metrics().admitted <= 50);
+  }
+}
+
+TEST_CASE("rate_limiter thread_batch under concurrent callers admits exactly the burst",
+          "[rate_limiter][concurrency]") {
+  // Every thread calls until rejected, so no batch is left unspent: the callers together
+  // are admitted exactly the permits there are.
+  manual_clock clock;
+  limiter l({.permits_per_second = 500, .burst = 1000, .thread_batch = 16}, clock);
+  std::atomic<std::uint64_t> admitted{0};
+  std::atomic<std::uint64_t> calls{0};
+  auto hammer = [&] {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < 5000; ++i) {
+          calls.fetch_add(1, std::memory_order_relaxed);
+          if (l.try_acquire()) {
+            admitted.fetch_add(1, std::memory_order_relaxed);
+          } else {
+            break;
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  };
+  hammer();
+  CHECK(admitted.load() == 1000);
+  clock.advance(1s);
+  hammer();
+  CHECK(admitted.load() == 1500);
+  const auto m = l.metrics();
+  CHECK(m.admitted == 1500);
+  CHECK(m.rejected == calls.load() - 1500);
 }

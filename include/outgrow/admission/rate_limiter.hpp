@@ -44,6 +44,18 @@
 // retry_after is accurate to a tick. Pass steady_clock_source for fine-grained spacing at
 // rates above ~1,000/s (a clock read then costs ~20 ns).
 //
+// Per-thread batches (`thread_batch` = b > 1): a thread takes up to b permits from the
+// shared state in one CAS and spends them from a thread-local slot — no clock read, no
+// shared write — until they run out. Use it where the limit is high (thousands per
+// second and up, burst in the hundreds or more) and the limiter sits on a hot path
+// shared by cores. The price is precision, bounded: up to b − 1 permits per thread wait
+// unspent in that thread's slot, so over any window the admitted count is within
+// (threads × (b − 1)) of exact GCRA — above it when a thread spends permits taken
+// earlier, below it while others hold unspent ones — and a batch taken long ago is still
+// spent (a thread's slot does not expire). metrics() counts a batch's permits as
+// admitted when they are taken. Only try_acquire(1) uses batches; try_acquire(n > 1),
+// reserve and acquire always decide on the shared state.
+//
 // Trade-offs: the limit is per instance (per process); the counters are approximate
 // under concurrency only in the sense that admitted and rejected are separate relaxed
 // counters. A request for more than `burst` permits could never be admitted and
@@ -52,10 +64,12 @@
 //
 // Thread-safety: every member may be called concurrently. Complexity: O(1); a decision
 // is one clock read, one load and one CAS (retried only when another thread won the
-// race). Measured cost (benchmarks/admission_bench.cpp, Release, 2-core machine,
+// race); with thread_batch b, that once per b decisions and a thread-local decrement
+// otherwise. Measured cost (benchmarks/admission_bench.cpp, Release, 2-core machine,
 // 2026-12-02): try_acquire 7.6 ns on one thread beside 2.4 ns for an uncontended
 // atomic fetch_add; from two threads on one limiter 100 ns per call per thread — the
-// shared state word and counters bounce between cores (per-thread batching is planned).
+// shared state word and counters bounce between cores. With thread_batch = 64:
+// 1.44 ns on one thread, 1.93 ns per call per thread on two (1.5× one thread's total).
 #pragma once
 
 #include <algorithm>
@@ -73,6 +87,7 @@
 #include <fmt/format.h>
 
 #include <outgrow/admission/detail/gcra.hpp>
+#include <outgrow/admission/detail/permit_batch.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/deadline.hpp>
 #include <outgrow/core/error.hpp>
@@ -87,6 +102,10 @@ struct rate_limiter_config {
   /// Permits available at once after a quiet period (the bucket size; Envoy's
   /// max_tokens). [1, 1e9]; burst / permits_per_second at most 365 days.
   std::uint64_t burst = 1;
+  /// Permits one thread takes from the shared state at once and then spends without
+  /// touching it (see "Per-thread batches"). 1 = none: every decision is exact GCRA.
+  /// [1, 1e6] and at most burst.
+  std::uint64_t thread_batch = 1;
 };
 
 /// A decision: admitted, or not with the time until the same request would be.
@@ -101,7 +120,8 @@ struct rate_limit_result {
 
 struct rate_limiter_metrics {
   static constexpr std::string_view metrics_name = "rate_limiter_metrics";
-  std::uint64_t admitted = 0;  ///< calls admitted (try_acquire, reserve, acquire)
+  std::uint64_t admitted = 0;  ///< calls admitted (try_acquire, reserve, acquire); with
+                               ///< thread_batch, permits taken into batches
   std::uint64_t rejected = 0;  ///< calls rejected
   std::uint64_t permits = 0;   ///< permits handed out by admitted calls
   std::uint64_t waited = 0;    ///< admitted calls that had to wait (reserve / acquire)
@@ -137,7 +157,17 @@ class rate_limiter {
 
   /// Takes n permits if available now. n = 0 is always admitted.
   /// Throws: std::invalid_argument if n > burst (it could never be admitted).
-  rate_limit_result try_acquire(std::uint64_t n = 1) { return take(n, 0); }
+  rate_limit_result try_acquire(std::uint64_t n = 1) {
+    if (n == 1 && config_.thread_batch > 1) {
+      detail::permit_batch_slot& slot = detail::permit_batch_slot_for(id_);
+      if (slot.owner == id_ && slot.left > 0) [[likely]] {
+        --slot.left;
+        return {.admitted = true, .retry_after = std::chrono::nanoseconds::zero()};
+      }
+      return refill(slot);
+    }
+    return take(n, 0);
+  }
 
   /// Takes n permits now if they are available within `max_wait`; returns how long the
   /// caller must wait before using them (0 = at once), or nullopt (nothing taken).
@@ -209,6 +239,10 @@ class rate_limiter {
   /// Throws: config_error naming the first bad field.
   static void validate(const rate_limiter_config& c) {
     detail::gcra::validate_rate("rate_limiter", c.permits_per_second, c.burst);
+    require_in_range("rate_limiter", "thread_batch", c.thread_batch, std::uint64_t{1},
+                     std::uint64_t{1'000'000});
+    require(c.thread_batch <= c.burst, "rate_limiter", "thread_batch",
+            fmt::format("at most burst ({})", c.burst), c.thread_batch);
   }
 
  private:
@@ -225,6 +259,34 @@ class rate_limiter {
   }
   [[nodiscard]] std::int64_t now_ticks() const noexcept {
     return detail::gcra::since(origin_, clock_.now());
+  }
+
+  /// The batched path's slow half: takes up to thread_batch permits (at least one) from
+  /// the shared state into this thread's slot and spends one of them.
+  rate_limit_result refill(detail::permit_batch_slot& slot) {
+    const std::int64_t now = now_ticks();
+    std::int64_t tat = tat_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::int64_t start = std::max(tat, now);
+      const std::int64_t room =
+          capacity_ - (start - now);  // ticks of permits in the bucket
+      if (room < interval_) {
+        rejected_.add();
+        return {.admitted = false,
+                .retry_after = detail::gcra::from_ticks(interval_ - room)};
+      }
+      const std::int64_t take = std::min<std::int64_t>(
+          static_cast<std::int64_t>(config_.thread_batch), room / interval_);
+      if (tat_.compare_exchange_weak(tat, start + take * interval_,
+                                     std::memory_order_acq_rel,
+                                     std::memory_order_relaxed)) {
+        slot.owner = id_;
+        slot.left = static_cast<std::uint64_t>(take - 1);
+        admitted_.add(static_cast<std::uint64_t>(take));
+        permits_.add(static_cast<std::uint64_t>(take));
+        return {.admitted = true, .retry_after = std::chrono::nanoseconds::zero()};
+      }
+    }
   }
 
   rate_limit_result take(std::uint64_t n, std::int64_t slack) {
@@ -260,8 +322,9 @@ class rate_limiter {
   Clock clock_;
   Sleeper sleeper_;
   const time_point origin_;
-  const std::int64_t interval_;  ///< T in ticks
-  const std::int64_t capacity_;  ///< burst × T in ticks
+  const std::int64_t interval_;                                ///< T in ticks
+  const std::int64_t capacity_;                                ///< burst × T in ticks
+  const std::uint64_t id_ = detail::new_permit_batch_owner();  ///< thread_batch slots' key
   alignas(64) std::atomic<std::int64_t> tat_{0};
   alignas(64) counter admitted_;
   counter rejected_;
