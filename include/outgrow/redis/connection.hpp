@@ -16,8 +16,23 @@
 // commands, reads and writes bounded by deadlines, the connection pool, the reconnect
 // backoff) lives in redis/detail/ (connection.hpp, pool.hpp, reconnect_gate.hpp).
 //
-// Topology: one standalone redis-server. (Sentinel and Cluster are the next step and will
-// be described here, so every part gets them through this one field.)
+// Topology: one standalone redis-server (host, port), or a master found through Redis
+// Sentinel (`sentinel`): every connect asks the sentinels, in order, for the address of
+// `sentinel.master_name` (SENTINEL get-master-addr-by-name), connects there and checks
+// with ROLE that the node is a master (a node just demoted, or a stale answer, is not
+// used). After a failover the old master's connections break (Sentinel kills its
+// clients when it reconfigures it; a -READONLY reply also closes a connection) and the
+// next connect finds the new master:
+//
+//   .connection = {.sentinel = {.sentinels = {{"10.0.0.7", 26379}, {"10.0.0.8", 26379}},
+//                               .master_name = "shop"}}
+//
+// What a failover costs: commands fail (as while a standalone server is down — each part
+// reports it its own way) from the master's death until the sentinels promote a replica
+// (down-after-milliseconds + the election, ~1-2 s with down-after 1 s in our tests) and
+// the part's reconnect backoff lets it connect. Writes the old master acknowledged but
+// had not yet replicated are lost (Redis replication is asynchronous). Reads always go
+// to the master. (Cluster is the next topology.)
 //
 // Validation: each part validates its `connection` when constructed and reports errors as
 // "<part>: connection.<field> ..." (outgrow::config_error).
@@ -30,14 +45,33 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <outgrow/core/backoff.hpp>
 #include <outgrow/core/error.hpp>
 
 namespace outgrow {
 
+/// A node's address: a Sentinel's, or a Redis server's.
+struct redis_endpoint {
+  std::string host = "127.0.0.1";
+  int port = 26379;  ///< [1, 65535]
+};
+
+/// Where to find the master when Redis runs under Sentinel.
+struct redis_sentinel_config {
+  /// Sentinels to ask, first to last, on every connect. Empty = no Sentinel: `host` and
+  /// `port` name the server. At most 16.
+  std::vector<redis_endpoint> sentinels{};
+  /// The monitored master's name (`sentinel monitor <name> ...`); required with
+  /// sentinels, and must be empty without them.
+  std::string master_name{};
+  /// AUTH password of the sentinels (empty = none); the data nodes use `password`.
+  std::string password{};
+};
+
 struct redis_connection_config {
-  /// Redis host name or address, and port.
+  /// Redis host name or address, and port (unused, still validated, under Sentinel).
   std::string host = "127.0.0.1";
   int port = 6379;  ///< [1, 65535]
   /// AUTH password sent on connect (empty = none).
@@ -58,6 +92,8 @@ struct redis_connection_config {
   /// a fleet that lost Redis at the same moment does not reconnect in lock-step. Set it
   /// only for reproducible tests.
   std::optional<std::uint64_t> seed{};
+  /// Sentinel topology: find the master through these sentinels (see above).
+  redis_sentinel_config sentinel{};
 };
 
 namespace detail {
@@ -74,6 +110,21 @@ inline void validate_connection(std::string_view who, const redis_connection_con
   if (c.command_timeout) {
     require_in_range(who, "connection.command_timeout", *c.command_timeout,
                      std::chrono::nanoseconds{1}, std::chrono::nanoseconds{1h});
+  }
+  const redis_sentinel_config& s = c.sentinel;
+  require_in_range(who, "connection.sentinel.sentinels (count)", s.sentinels.size(),
+                   std::size_t{0}, std::size_t{16});
+  for (const redis_endpoint& e : s.sentinels) {
+    require(!e.host.empty(), who, "connection.sentinel.sentinels[].host",
+            "a host name or address", "\"\"");
+    require_in_range(who, "connection.sentinel.sentinels[].port", e.port, 1, 65535);
+  }
+  if (s.sentinels.empty()) {
+    require(s.master_name.empty(), who, "connection.sentinel.master_name",
+            "empty without sentinels", s.master_name);
+  } else {
+    require(!s.master_name.empty(), who, "connection.sentinel.master_name",
+            "a master name when sentinels are given", "\"\"");
   }
 }
 

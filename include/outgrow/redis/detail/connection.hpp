@@ -24,6 +24,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -102,11 +103,15 @@ inline redis_io redis_read_until(redisContext* c,
   }
 }
 
-/// Opens a blocking connection to `e` with both timeouts set, AUTHed and SELECTed; null
-/// and `error` set on failure. Throws: std::bad_alloc if memory runs out.
-inline redis_context_ptr redis_open(const redis_connection_config& e, std::string& error) {
+/// Opens a blocking connection to host:port with e's timeouts, AUTHed with `password`
+/// and SELECTed to `database` (0 = no SELECT); null and `error` set on failure.
+/// Throws: std::bad_alloc if memory runs out.
+inline redis_context_ptr redis_open_node(const redis_connection_config& e,
+                                         const std::string& host, int port,
+                                         std::string_view password, int database,
+                                         std::string& error) {
   redis_context_ptr c(
-      redisConnectWithTimeout(e.host.c_str(), e.port, redis_timeval(e.connect_timeout)));
+      redisConnectWithTimeout(host.c_str(), port, redis_timeval(e.connect_timeout)));
   if (!c) {
     error = "cannot allocate a hiredis context";
     return nullptr;
@@ -131,16 +136,111 @@ inline redis_context_ptr redis_open(const redis_connection_config& e, std::strin
     }
     return true;
   };
-  if (!e.password.empty()) {
-    const std::string_view args[] = {"AUTH", e.password};
+  if (!password.empty()) {
+    const std::string_view args[] = {"AUTH", password};
     if (!ok(redis_argv(c.get(), args))) return nullptr;
   }
-  if (e.database != 0) {
-    const std::string db = std::to_string(e.database);
+  if (database != 0) {
+    const std::string db = std::to_string(database);
     const std::string_view args[] = {"SELECT", db};
     if (!ok(redis_argv(c.get(), args))) return nullptr;
   }
   return c;
+}
+
+/// The text of a string (or status) reply, empty for any other type.
+[[nodiscard]] inline std::string_view redis_text(const redisReply* r) noexcept {
+  if (r == nullptr || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)) {
+    return {};
+  }
+  return {r->str, r->len};
+}
+
+/// A port given as text by a server: digits only, [1, 65535]; 0 when it is not one.
+[[nodiscard]] inline int redis_parse_port(std::string_view text) noexcept {
+  if (text.empty() || text.size() > 5) return 0;
+  int port = 0;
+  for (const char ch : text) {
+    if (ch < '0' || ch > '9') return 0;
+    port = port * 10 + (ch - '0');
+  }
+  return port >= 1 && port <= 65535 ? port : 0;
+}
+
+/// Asks e's sentinels, in order, where the master named e.sentinel.master_name is; the
+/// first well-formed answer wins. Answers are untrusted: a host that is not 1-255
+/// printable characters or a port that is not [1, 65535] is skipped as an error.
+[[nodiscard]] inline std::optional<redis_endpoint> redis_sentinel_master(
+    const redis_connection_config& e, std::string& error) {
+  error.clear();
+  for (const redis_endpoint& s : e.sentinel.sentinels) {
+    std::string why;
+    redis_context_ptr c = redis_open_node(e, s.host, s.port, e.sentinel.password, 0, why);
+    if (c) {
+      const std::string_view args[] = {"SENTINEL", "get-master-addr-by-name",
+                                       e.sentinel.master_name};
+      const redis_reply_ptr r = redis_argv(c.get(), args);
+      if (!r) {
+        why = c->errstr;
+      } else if (r->type == REDIS_REPLY_NIL) {
+        why = "does not know this master name";
+      } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        why = r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len)
+                                           : std::string("an unexpected reply");
+      } else {
+        const std::string_view host = redis_text(r->element[0]);
+        const int port = redis_parse_port(redis_text(r->element[1]));
+        const bool printable = std::all_of(host.begin(), host.end(),
+                                           [](char ch) { return ch > ' ' && ch < 127; });
+        if (!host.empty() && host.size() <= 255 && printable && port != 0) {
+          return redis_endpoint{std::string(host), port};
+        }
+        why = "a malformed address";
+      }
+    }
+    if (!error.empty()) error += "; ";
+    error += "sentinel " + s.host + ":" + std::to_string(s.port) + ": " + why;
+  }
+  return std::nullopt;
+}
+
+/// True if the node c is connected to answers ROLE as a master.
+[[nodiscard]] inline bool redis_is_master(redisContext* c, std::string& error) {
+  const std::string_view args[] = {"ROLE"};
+  const redis_reply_ptr r = redis_argv(c, args);
+  if (!r) {
+    error = c->errstr;
+    return false;
+  }
+  if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+      redis_text(r->element[0]) != "master") {
+    error = "the node the sentinels named is not a master (a failover is under way)";
+    return false;
+  }
+  return true;
+}
+
+/// Opens a blocking connection to the server `e` names — its host and port, or under
+/// Sentinel the master the sentinels name, checked with ROLE — with both timeouts set,
+/// AUTHed and SELECTed; null and `error` set on failure.
+/// Throws: std::bad_alloc if memory runs out.
+inline redis_context_ptr redis_open(const redis_connection_config& e, std::string& error) {
+  if (e.sentinel.sentinels.empty()) {
+    return redis_open_node(e, e.host, e.port, e.password, e.database, error);
+  }
+  const std::optional<redis_endpoint> master = redis_sentinel_master(e, error);
+  if (!master) return nullptr;
+  redis_context_ptr c =
+      redis_open_node(e, master->host, master->port, e.password, e.database, error);
+  if (!c || !redis_is_master(c.get(), error)) return nullptr;
+  return c;
+}
+
+/// True for a -READONLY error reply: the connection is to a node that is no longer the
+/// master (a failover demoted it); close it so the next connect finds the new one.
+[[nodiscard]] inline bool redis_is_readonly_error(const redisReply* r) noexcept {
+  return r != nullptr && r->type == REDIS_REPLY_ERROR &&
+         std::string_view(r->str, r->len).starts_with("READONLY");
 }
 
 }  // namespace outgrow::detail

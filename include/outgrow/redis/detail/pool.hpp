@@ -48,8 +48,9 @@ enum class redis_status : std::uint8_t {
 /// One pooled connection and the caller's scratch buffers (reused between calls).
 struct redis_pooled_connection {
   redis_context_ptr ctx;
-  std::string key;    ///< scratch: an encoded key
-  std::string value;  ///< scratch: an encoded value
+  std::string key;       ///< scratch: an encoded key
+  std::string value;     ///< scratch: an encoded value
+  bool demoted = false;  ///< a -READONLY reply came: close after this call
 };
 
 template <class Clock>
@@ -92,8 +93,8 @@ class redis_pool {
       if (s == redis_status::transport) {
         transport_errors_.add();
         close(c);
-      } else if (s == redis_status::too_large) {
-        close(c);  // the rest of the reply is unread: never reuse the connection
+      } else if (s == redis_status::too_large || c.demoted) {
+        close(c);  // unread bytes, or a demoted master: never reuse the connection
       }
     }
     release(*slot);
@@ -108,7 +109,7 @@ class redis_pool {
   /// Reads one (pipelined) reply within command_timeout, buffering at most `limit` bytes.
   redis_status read_reply(redis_pooled_connection& c, redis_reply_ptr& out,
                           std::size_t limit) const noexcept {
-    return status_of(redis_read_until(c.ctx.get(), command_deadline(), limit, out));
+    return checked(c, redis_read_until(c.ctx.get(), command_deadline(), limit, out), out);
   }
 
   /// One command, written and answered within command_timeout in total.
@@ -120,7 +121,7 @@ class redis_pool {
         !redis_flush_until(c.ctx.get(), deadline)) {
       return redis_status::transport;
     }
-    return status_of(redis_read_until(c.ctx.get(), deadline, limit, out));
+    return checked(c, redis_read_until(c.ctx.get(), deadline, limit, out), out);
   }
 
   /// As above for up to 8 arguments.
@@ -167,6 +168,12 @@ class redis_pool {
     }
   }
 
+  static redis_status checked(redis_pooled_connection& c, redis_io io,
+                              const redis_reply_ptr& out) noexcept {
+    if (io == redis_io::ok && redis_is_readonly_error(out.get())) c.demoted = true;
+    return status_of(io);
+  }
+
   std::optional<std::size_t> acquire() noexcept {
     std::unique_lock lock(mutex_);
     if (free_.empty()) {
@@ -187,6 +194,7 @@ class redis_pool {
   }
 
   void close(redis_pooled_connection& c) noexcept {
+    c.demoted = false;
     if (c.ctx) {
       c.ctx.reset();
       open_connections_.fetch_sub(1, std::memory_order_relaxed);

@@ -173,7 +173,7 @@ class rsq_link {
     redisContext* c = get();
     if (c == nullptr) return nullptr;
     auto r = redis_argv(c, args);
-    if (!r) drop();
+    if (!r || redis_is_readonly_error(r.get())) drop();
     return r;
   }
 
@@ -201,7 +201,7 @@ class rsq_link {
       argv[1] = sha_[index];
       r = redis_argv(c, argv);
     }
-    if (!r) drop();
+    if (!r || redis_is_readonly_error(r.get())) drop();
     return r;
   }
 
