@@ -6,8 +6,8 @@
 //   BM_rendezvous_lookup     100 nodes (O(N) by design)
 //   BM_jump_hash_lookup      baseline: jump consistent hash, 100 buckets
 //   BM_range_router_lookup   10,000 ranges (range_shards, branch-free search)
-//   BM_std_map_upper_bound   baseline: std::map<uint64_t, shard>::upper_bound, 10,000
-//   ranges
+//   BM_std_map_upper_bound   baseline: std::map<uint64_t, shard>::upper_bound,
+//                            10,000 ranges
 //
 // Each placement runs twice: /prehashed (the key's 64-bit hash is given) and /string
 // ("user:N" keys hashed with XXH3 inside the lookup).

@@ -14,9 +14,9 @@
 // that way (a partner API's published limit, per-user plans). For a rate with a burst
 // allowance use rate_limiter (GCRA), which is exact and lock-free.
 //
-//   outgrow::sliding_window_limiter quota({.limit = 600, .window =
-//   std::chrono::minutes{1}}); if (auto d = quota.try_acquire(); !d)
-//   reply_429(d.retry_after);
+//   outgrow::sliding_window_limiter quota(
+//       {.limit = 600, .window = std::chrono::minutes{1}});
+//   if (auto d = quota.try_acquire(); !d) reply_429(d.retry_after);
 //
 // Trade-offs: an estimate, not a log of timestamps (O(1) memory instead of O(limit));
 // a mutex per decision (a few tens of ns uncontended) — the GCRA limiter is the fast

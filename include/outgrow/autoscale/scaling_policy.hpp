@@ -21,17 +21,15 @@
 //   step_scaling (step_scaling.hpp) — ordered rules "metric op threshold for duration
 //     → ±n" with per-direction cooldowns. Default: the textbook's "CPU > 70 % for
 //     5 min → +2; CPU < 30 % for 10 min → −1", cooldowns 300 s up / 600 s down.
-//   backlog_scaling (backlog_scaling.hpp) — desired = ceil(backlog /
-//     target_per_replica); KEDA's activation rules: with the autoscaler's min_replicas
-//     at 0 it wakes from zero when the backlog passes the activation threshold and
-//     scales to zero after `cooldown` without activity (at once if it never saw any);
-//     with a minimum of 1 or more the activation threshold is ignored and it only
-//     scales proportionally (KEDA's activationThreshold / cooldownPeriod /
-//     initialCooldownPeriod / minReplicaCount).
-//   predictive_scaling (predictive_scaling.hpp) — learns a recurring load shape (daily
-//     by default, 5-minute buckets) and provisions for the forecast `startup_time +
-//     margin` ahead; falls back to reactive target tracking while the forecast error
-//     is large.
+//   backlog_scaling (backlog_scaling.hpp) — desired = ceil(backlog / target_per_replica);
+//     KEDA's activation rules: with the autoscaler's min_replicas at 0 it wakes from zero
+//     when the backlog passes the activation threshold and scales to zero after `cooldown`
+//     without activity (at once if it never saw any); with a minimum of 1 or more the
+//     activation threshold is ignored and it only scales proportionally (KEDA's
+//     activationThreshold / cooldownPeriod / initialCooldownPeriod / minReplicaCount).
+//   predictive_scaling (predictive_scaling.hpp) — learns a recurring load shape (daily by
+//     default, 5-minute buckets) and provisions for the forecast `startup_time + margin`
+//     ahead; falls back to reactive target tracking while the forecast error is large.
 //
 // The HPA behavior the three proportional policies apply after their metrics
 // (stabilization windows, rate limits) is autoscale/scaling_behavior.hpp.

@@ -37,20 +37,14 @@
 // block-I/O trace (libCacheSim's data/cloudPhysicsIO.txt), capacity 1 / 5 / 10 % of
 // its objects. Oracle: the share of requests to the `capacity` most requested keys.
 //
-//   policy          Zipf .8   Zipf 1   loop  shift  shift  stack  stack  phased   CP     CP
-//   CP
-//                   1%  10%   1%  10%        1k     4k     1k     5k     5k       1 %    5
-//                   %    10 %
-//   lru             20.4 46.8 50.5 73.6
-//   0.0  55.5   90.1   49.2   60.5   62.3    16.2   17.5   19.5
-//   sieve           30.7 54.2 59.7 78.1
-//   0.0  58.3   80.7   46.0   58.5   61.8    17.1   18.3   20.9
-//   s3_fifo         31.4 55.1 59.8 78.3
-//   0.0  61.5   87.5   42.3   55.4   62.8    17.0   19.7   24.3 w_tiny_lfu 1
-//   %  31.8 57.0 60.5 79.4  34.9  61.5   75.5   23.6   35.0   49.3    16.7   21.3   28.3
-//   w_tiny_lfu      31.8 57.0 60.5 79.4  34.3  61.0   89.9   49.1   60.4   64.2    16.3   19.4
-//   28.3 top-k
-//   oracle    33.9 59.8 61.9 81.2  40.0  41.1   59.9    1.9    7.3   32.8    15.4   25.8   34.4
+//   policy          Zipf .8    Zipf 1     loop  shift      stack    phased  CP
+//                     1%  10%    1%  10%          1k   4k    1k   5k    5k   1 %  5 % 10 %
+//   lru             20.4 46.8  50.5 73.6   0.0  55.5 90.1  49.2 60.5  62.3  16.2 17.5 19.5
+//   sieve           30.7 54.2  59.7 78.1   0.0  58.3 80.7  46.0 58.5  61.8  17.1 18.3 20.9
+//   s3_fifo         31.4 55.1  59.8 78.3   0.0  61.5 87.5  42.3 55.4  62.8  17.0 19.7 24.3
+//   w_tiny_lfu 1 %  31.8 57.0  60.5 79.4  34.9  61.5 75.5  23.6 35.0  49.3  16.7 21.3 28.3
+//   w_tiny_lfu      31.8 57.0  60.5 79.4  34.3  61.0 89.9  49.1 60.4  64.2  16.3 19.4 28.3
+//   top-k oracle    33.9 59.8  61.9 81.2  40.0  41.1 59.9   1.9  7.3  32.8  15.4 25.8 34.4
 //
 // ("w_tiny_lfu 1 %" is the fixed 1 % window, {.adaptive_window = false}.) The
 // CloudPhysics reference figures (small reference implementations, not published

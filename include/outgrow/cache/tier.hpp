@@ -18,9 +18,12 @@
 //     }
 //     bool put(const int& k, std::string v) { slot.emplace(k, std::move(v)); return true; }
 //     bool put(const int& k, std::string v, std::chrono::nanoseconds) { return put(k, v); }
-//     bool erase(const int& k) { return slot && slot->first == k ? (slot.reset(), true) :
-//     false; } void clear() { slot.reset(); } std::size_t size() const { return slot ? 1 :
-//     0; } outgrow::cache_metrics metrics() const { return counters; }
+//     bool erase(const int& k) {
+//       return slot && slot->first == k ? (slot.reset(), true) : false;
+//     }
+//     void clear() { slot.reset(); }
+//     std::size_t size() const { return slot ? 1 : 0; }
+//     outgrow::cache_metrics metrics() const { return counters; }
 //   };
 //
 // Semantics every tier follows:

@@ -46,8 +46,9 @@
 // A custom policy is any type satisfying `backoff_policy`; the smallest one:
 //
 //   struct immediate_backoff {   // retry at once
-//     std::chrono::nanoseconds delay(std::uint32_t /*n*/, std::chrono::nanoseconds
-//                                    /*previous*/, std::mt19937_64& /*rng*/) const {
+//     std::chrono::nanoseconds delay(std::uint32_t /*n*/,
+//                                    std::chrono::nanoseconds /*previous*/,
+//                                    std::mt19937_64& /*rng*/) const {
 //       return std::chrono::nanoseconds{0};
 //     }
 //   };

@@ -5,12 +5,11 @@
 // p50/p99/max: a worker's processing latency (work_queue keeps one per worker), a
 // client's call latency, a benchmark's distribution.
 //
-//   outgrow::log_histogram h;                                // 344 buckets, 2.8 KB
-//   h.record(elapsed_ns);                                    // any thread, never allocates
+//   outgrow::log_histogram h;                        // 344 buckets, 2.8 KB
+//   h.record(elapsed_ns);                            // any thread, never allocates
 //   auto counts = std::make_unique<outgrow::log_histogram::counts>();
-//   counts->add(h);                                          // sum any number of them
-//   std::uint64_t p99 = counts->percentile(0.99);            // >= true p99, <= 12.5 %
-//   above
+//   counts->add(h);                                  // sum any number of them
+//   std::uint64_t p99 = counts->percentile(0.99);    // >= true p99, <= 12.5 % above
 //
 // Buckets: values below 16 exactly, above that 8 buckets per power of two (each at most
 // 12.5 % wide), up to 2^45 ns (about 9.8 h); larger values count in the last bucket, and

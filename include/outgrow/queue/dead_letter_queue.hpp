@@ -8,14 +8,16 @@
 // dead set (bounded, oldest dropped first).
 //
 //   outgrow::dead_letter_queue<order> dlq({.capacity = 10'000});
-//   dlq.on_overflow([&](auto&& e) { archive.write(e); });      // full: handed over, not
-//   lost dlq.add({.job = o, .error = "card declined", .error_type = "payment_error",
+//   dlq.on_overflow([&](auto&& e) { archive.write(e); });  // full: handed over, not lost
+//   dlq.add({.job = o, .error = "card declined", .error_type = "payment_error",
 //            .attempts = 3, .first_failure = t0, .last_failure = t1});
 //   dlq.for_each([](const auto& e) { fmt::print("{} {}\n", e.id, e.error); });
-//   auto declined = dlq.filter([](const auto& e) { return e.error_type == "payment_error";
-//   }); dlq.replay_if([](const auto& e) { return e.attempts >= 3; }, work_queue);  //
-//   attempts reset dlq.purge(id);                                               // or
-//   purge_if / purge_all fmt::print("{}\n", dlq.metrics());
+//   auto declined =
+//       dlq.filter([](const auto& e) { return e.error_type == "payment_error"; });
+//   dlq.replay_if([](const auto& e) { return e.attempts >= 3; },
+//                 work_queue);                             // attempts reset
+//   dlq.purge(id);                                         // or purge_if / purge_all
+//   fmt::print("{}\n", dlq.metrics());
 //
 // Entries: the job, the last error (message and type name), the attempts it got, the
 // first and last failure times (from the queue's Clock) and its idempotency key, if any;
@@ -33,11 +35,10 @@
 // way its entries are invisible to inspection.
 //
 //   struct my_target {   // the smallest replay_target
-//     outgrow::replay_outcome accept_replay(order& job, const std::optional<std::string>&)
-//     {
+//     outgrow::replay_outcome accept_replay(order& job,
+//                                           const std::optional<std::string>&) {
 //       return resubmit(std::move(job)) ? outgrow::replay_outcome::accepted
-//                                       : outgrow::replay_outcome::rejected;  // job
-//                                       untouched
+//                                       : outgrow::replay_outcome::rejected;  // untouched
 //     }
 //   };
 //

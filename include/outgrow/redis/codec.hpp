@@ -92,8 +92,8 @@ concept redis_key_codec =
 /// Customization point: the name hashed into the type fingerprint of the raw-bytes
 /// encoding (see the header comment). The default is the compiler's spelling of T, which
 /// differs between compilers; specialize it to pin a portable, rename-proof name:
-///   template <> inline constexpr std::string_view outgrow::redis_type_name<point> =
-///   "point/1";
+///   template <>
+///   inline constexpr std::string_view outgrow::redis_type_name<point> = "point/1";
 template <class T>
 inline constexpr std::string_view redis_type_name = std::string_view{};
 

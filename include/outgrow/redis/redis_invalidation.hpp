@@ -37,14 +37,13 @@
 //   - Other instances get it through Redis: asynchronously (one network round trip),
 //     deduplicated (see "Duplicates"), delivered on the subscriber thread with origin 0
 //     (origins are cache ids, unique only within a process). A bus recognises and drops
-//     its own messages
-//     coming back from Redis by a random 64-bit instance id in each message (they were
-//     already delivered locally). Two buses with the same id on a channel would drop
-//     each other's messages: on every subscribe the bus names its subscriber connection
-//     (CLIENT SETNAME outgrow-bus-<channel hash>-<id>) and, when CLIENT LIST shows
-//     another client with that name, takes a fresh random id (metrics().id_conflicts).
-//     The bus that subscribed first keeps its id. Servers whose ACLs refuse CLIENT
-//     SETNAME / LIST skip the check (keep the default random ids there).
+//     its own messages coming back from Redis by a random 64-bit instance id in each
+//     message (they were already delivered locally). Two buses with the same id on a
+//     channel would drop each other's messages: on every subscribe the bus names its
+//     subscriber connection (CLIENT SETNAME outgrow-bus-<channel hash>-<id>) and, when
+//     CLIENT LIST shows another client with that name, takes a fresh random id
+//     (metrics().id_conflicts). The bus that subscribed first keeps its id. Servers whose
+//     ACLs refuse CLIENT SETNAME / LIST skip the check (keep the default random ids there).
 //   - Gaps: Redis pub/sub does not queue for a disconnected subscriber, so messages
 //     published while the subscriber was disconnected are lost. When the subscriber
 //     reconnects (and has re-subscribed, so nothing later can be missed), the bus

@@ -88,8 +88,8 @@ struct circuit_breaker_config {
   /// Probes admitted in half_open: 1 (the textbook's single probe; Resilience4j's
   /// default is 10). [1, 1000000]
   std::uint32_t half_open_calls = 1;
-  /// Successful probes that close the breaker; 0 = all half_open_calls. [0,
-  /// half_open_calls]
+  /// Successful probes that close the breaker; 0 = all half_open_calls.
+  /// [0, half_open_calls]
   std::uint32_t success_threshold = 0;
   /// Which exceptions thrown through call() are failures (the rest are ignored);
   /// empty = every exception. Called only on the exception path.

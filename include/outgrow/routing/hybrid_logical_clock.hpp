@@ -28,10 +28,11 @@
 //
 // Policy concept `conflict_resolver<R, V>`; the smallest conforming type:
 //   struct keep_local {
-//     template <class V> outgrow::versioned<V> operator()(const outgrow::versioned<V>& l,
-//                                                        const outgrow::versioned<V>&)
-//                                                        const
-//     { return l; }
+//     template <class V>
+//     outgrow::versioned<V> operator()(const outgrow::versioned<V>& l,
+//                                      const outgrow::versioned<V>&) const {
+//       return l;
+//     }
 //   };
 //
 // Thread-safety: hybrid_logical_clock is safe from any thread (a mutex around two

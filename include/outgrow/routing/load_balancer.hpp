@@ -15,8 +15,9 @@
 //     reply.ok() ? lease.success() : lease.failure();
 //   }                                            // dropped without outcome = abandoned
 //   lb.add("app-4");  lb.drain("app-1");         // from any thread, while others pick
-//   lb.start_health_checks(io.get_executor(), [](const std::string& e) { return ping(e);
-//   }); fmt::print("{}\n", lb.metrics());
+//   lb.start_health_checks(io.get_executor(),
+//                          [](const std::string& e) { return ping(e); });
+//   fmt::print("{}\n", lb.metrics());
 //
 // Policies (the Policy template parameter; concept `balancing_policy`, open: see
 // "Writing a policy" below):
@@ -258,8 +259,8 @@ struct load_balancer_config {
   /// Weight of a new latency sample in the EWMA: 0.2 (outgrow's choice). (0, 1]
   double ewma_weight = 0.2;
   /// least_response_time: an endpoint with no sample for this long scores as unknown
-  /// (and gets probed): 10 s, Finagle's peak-EWMA decay time. (0, 24 h]; least_response_
-  /// time only.
+  /// (and gets probed): 10 s, Finagle's peak-EWMA decay time. (0, 24 h];
+  /// least_response_time only.
   std::chrono::nanoseconds latency_stale_after = std::chrono::seconds{10};
   // key_hash
   /// Ring points per unit of weight: 160, nginx `hash ... consistent`. [1, 100000];

@@ -23,8 +23,9 @@
 //
 //   // Mirror a live cluster (from CLUSTER SHARDS / CLUSTER SLOTS), then insist it is
 //   // whole; a hole would answer CLUSTERDOWN in Redis:
-//   outgrow::redis_cluster_slots live(3, {{0, 5460, 0}, {5461, 10922, 1}, {10923, 16383,
-//   2}}); live.validate_complete();                     // config_error on unassigned slots
+//   outgrow::redis_cluster_slots live(
+//       3, {{0, 5460, 0}, {5461, 10922, 1}, {10923, 16383, 2}});
+//   live.validate_complete();                     // config_error on unassigned slots
 //
 //   auto plan = slots.slot_moves(outgrow::redis_cluster_slots(4));
 //   // plan.moves: 4096-5460 0→1, 8192-10922 1→2, 12288-16383 2→3

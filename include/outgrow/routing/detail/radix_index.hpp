@@ -1,5 +1,4 @@
 // outgrow/routing/detail/radix_index.hpp — O(1) expected search in sorted 64-bit keys.
-// keys.
 //
 // Internal (used by ring_placement and range_shards). Splits the span of the keys into
 // 2^b equal buckets by their top bits and remembers where each bucket starts in the
