@@ -32,7 +32,20 @@
 // (down-after-milliseconds + the election, ~1-2 s with down-after 1 s in our tests) and
 // the part's reconnect backoff lets it connect. Writes the old master acknowledged but
 // had not yet replicated are lost (Redis replication is asynchronous). Reads always go
-// to the master. (Cluster is the next topology.)
+// to the master.
+//
+// Or a Redis Cluster (`cluster`): the slot map is read with CLUSTER SLOTS from the seed
+// nodes, and each command goes to the master of its key's hash slot (one connection
+// pool per node). A MOVED reply updates that slot (and re-reads the map, at most every
+// 100 ms), an ASK reply is followed once with ASKING, TRYAGAIN and CLUSTERDOWN are
+// retried after a short pause — all within `cluster.max_redirects` — so resharding is
+// invisible to callers. A command whose node fails is not retried (it may have run); the
+// map is re-read so the next command finds a promoted replica.
+//
+//   .connection = {.cluster = {.nodes = {{"10.0.0.7", 7000}, {"10.0.0.8", 7000}}}}
+//
+// Commands over several keys must keep them in one slot: each part says how its keys are
+// laid out (hash tags) and refuses, at construction, a configuration that could not work.
 //
 // Validation: each part validates its `connection` when constructed and reports errors as
 // "<part>: connection.<field> ..." (outgrow::config_error).
@@ -70,6 +83,17 @@ struct redis_sentinel_config {
   std::string password{};
 };
 
+/// Where to find the nodes when Redis runs as a Redis Cluster.
+struct redis_cluster_config {
+  /// Seed nodes (any masters or replicas): the slot map is read from the first that
+  /// answers CLUSTER SLOTS, and the other nodes are learnt from it. Empty = no cluster.
+  /// At most 64.
+  std::vector<redis_endpoint> nodes{};
+  /// How many MOVED / ASK redirections and TRYAGAIN / CLUSTERDOWN retries one command
+  /// follows before it fails. [0, 16]
+  int max_redirects = 5;
+};
+
 struct redis_connection_config {
   /// Redis host name or address, and port (unused, still validated, under Sentinel).
   std::string host = "127.0.0.1";
@@ -94,6 +118,9 @@ struct redis_connection_config {
   std::optional<std::uint64_t> seed{};
   /// Sentinel topology: find the master through these sentinels (see above).
   redis_sentinel_config sentinel{};
+  /// Cluster topology: route each key to its slot's master (see above). Not together
+  /// with sentinel; `database` must be 0 (a cluster has only database 0).
+  redis_cluster_config cluster{};
 };
 
 namespace detail {
@@ -118,6 +145,20 @@ inline void validate_connection(std::string_view who, const redis_connection_con
     require(!e.host.empty(), who, "connection.sentinel.sentinels[].host",
             "a host name or address", "\"\"");
     require_in_range(who, "connection.sentinel.sentinels[].port", e.port, 1, 65535);
+  }
+  const redis_cluster_config& k = c.cluster;
+  require_in_range(who, "connection.cluster.nodes (count)", k.nodes.size(), std::size_t{0},
+                   std::size_t{64});
+  for (const redis_endpoint& e : k.nodes) {
+    require(!e.host.empty(), who, "connection.cluster.nodes[].host",
+            "a host name or address", "\"\"");
+    require_in_range(who, "connection.cluster.nodes[].port", e.port, 1, 65535);
+  }
+  require_in_range(who, "connection.cluster.max_redirects", k.max_redirects, 0, 16);
+  if (!k.nodes.empty()) {
+    require(s.sentinels.empty(), who, "connection.sentinel.sentinels",
+            "empty with a cluster (a cluster fails over by itself)", s.sentinels.size());
+    require(c.database == 0, who, "connection.database", "0 with a cluster", c.database);
   }
   if (s.sentinels.empty()) {
     require(s.master_name.empty(), who, "connection.sentinel.master_name",

@@ -51,6 +51,9 @@ struct redis_pooled_connection {
   std::string key;       ///< scratch: an encoded key
   std::string value;     ///< scratch: an encoded value
   bool demoted = false;  ///< a -READONLY reply came: close after this call
+  /// The first MOVED / ASK / TRYAGAIN / CLUSTERDOWN error reply of this call (for the
+  /// cluster router, detail/cluster.hpp); empty when none came.
+  std::string redirect;
 };
 
 template <class Clock>
@@ -170,7 +173,19 @@ class redis_pool {
 
   static redis_status checked(redis_pooled_connection& c, redis_io io,
                               const redis_reply_ptr& out) noexcept {
-    if (io == redis_io::ok && redis_is_readonly_error(out.get())) c.demoted = true;
+    if (io == redis_io::ok && out && out->type == REDIS_REPLY_ERROR) {
+      const std::string_view text(out->str, out->len);
+      if (text.starts_with("READONLY")) {
+        c.demoted = true;
+      } else if (c.redirect.empty() &&
+                 (text.starts_with("MOVED ") || text.starts_with("ASK ") ||
+                  text.starts_with("TRYAGAIN") || text.starts_with("CLUSTERDOWN"))) {
+        try {
+          c.redirect.assign(text.substr(0, 300));
+        } catch (...) {  // out of memory: the command fails as a server error
+        }
+      }
+    }
     return status_of(io);
   }
 
