@@ -64,6 +64,7 @@
 // admission: rate limits, bulkheads, adaptive concurrency limits, hedging
 #include <outgrow/admission/adaptive_throttle.hpp>
 #include <outgrow/admission/bulkhead.hpp>
+#include <outgrow/admission/call_context.hpp>
 #include <outgrow/admission/concurrency_limiter.hpp>
 #include <outgrow/admission/hedging.hpp>
 #include <outgrow/admission/keyed_rate_limiter.hpp>

@@ -31,6 +31,12 @@
 // a retry if that is wrong for you). Attempts should honour their hedge_cancellation, or
 // the losers run to completion (their results are discarded).
 //
+// With a resilience_pipeline: hedging is not one of its stages (a synchronous call
+// cannot start a second attempt while the first holds the thread; see
+// resilience_pipeline.hpp). Hedge inside the pipeline's call instead: it starts
+// async_hedged on an io_context it drives until the first answer or its call_context's
+// deadline — examples/hedging.cpp, behind a timeout_stage.
+//
 // Threading: async_hedged's state is touched from the executor it is given (post every
 // completion through it): use a strand or a single-threaded io_context. The policy may
 // be shared by any number of calls on any threads.
