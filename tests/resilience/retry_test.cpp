@@ -751,3 +751,38 @@ TEST_CASE("a call that succeeds first time does not allocate", "[retry][allocati
   CHECK(outgrow_test::allocations() == before);
   CHECK(sum == 499'500);
 }
+
+TEST_CASE("retry try_run_until never waits a backoff that ends after the deadline",
+          "[retry][deadline]") {
+  manual_clock clock;
+  std::vector<nanoseconds> delays;
+  test_retry<> retry({.max_attempts = 10}, outgrow::constant_backoff{50ms}, clock,
+                     recording_sleeper{&delays});
+  flaky dependency{.failures = 100};
+  const auto deadline = clock.now() + 120ms;
+  const auto r = retry.try_run_until(
+      std::ref(dependency), [](int) { return false; }, deadline);
+  // Attempts at 0, 50 and 100 ms; the next backoff would end at 150 ms > 120 ms.
+  CHECK(r.stop == retry_stop::call_deadline);
+  CHECK(to_string(r.stop) == "call_deadline");
+  CHECK(r.attempts == 3);
+  CHECK(delays == std::vector<nanoseconds>{50ms, 50ms});
+  CHECK(clock.elapsed() == 100ms);
+  REQUIRE(r.error);
+  const auto m = retry.metrics();
+  CHECK(m.failures == 1);
+  CHECK(m.gave_up == 1);
+
+  // A deadline already past: the first attempt still runs (the caller checks before).
+  flaky once{.failures = 5};
+  const auto late = retry.try_run_until(
+      std::ref(once), [](int) { return false; }, clock.now());
+  CHECK(late.stop == retry_stop::call_deadline);
+  CHECK(late.attempts == 1);
+  // A deadline far away changes nothing: success after two failures.
+  flaky two{.failures = 2};
+  const auto ok = retry.try_run_until(
+      std::ref(two), [](int) { return false; }, clock.now() + 1h);
+  CHECK(ok.ok());
+  CHECK(ok.attempts == 3);
+}

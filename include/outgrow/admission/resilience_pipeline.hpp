@@ -50,9 +50,9 @@
 // inside. A call that returns after its deadline comes back as `timed_out` (its value
 // dropped, a late exception kept in error). This is cooperative, as Polly's timeout is
 // for work that cannot be cancelled: a synchronous call cannot be preempted, so f runs
-// to its end unless it reads the context and stops early. The retry's own backoff wait
-// is not cut short (retry has no per-call deadline): the attempt after it is not
-// started, but the wait may end up to one backoff delay past the deadline. execute(f)
+// to its end unless it reads the context and stops early. The retry does not wait a
+// backoff that would end after the deadline (retry::try_run_until): the call ends
+// there as timed_out, with the last attempt's exception. execute(f)
 // calls f() with no deadline: stages see an unbounded_context, whose checks fold away
 // at compile time, until a timeout_stage sets one.
 //
@@ -254,10 +254,17 @@ struct breaker_stage {
 
 /// Re-runs the stages after it while the call fails (pipeline_rejection::failed) or an
 /// attempt timed out inside it, as the retry (its attempts, backoff, budget and
-/// Sleeper) allows — and never starts an attempt after the call's deadline: the call
-/// then ends as timed_out, with the last attempt's exception in error. (The retry's
-/// backoff wait itself is not cut short: it may end past the deadline, and the call then
-/// stops there.)
+/// Sleeper) allows — and never starts an attempt after the call's deadline, nor waits a
+/// backoff that would end after it: the call then ends as timed_out, with the last
+/// attempt's exception in error.
+namespace detail {
+/// `left` from now on the retry's own clock, saturating.
+template <class Retry>
+auto retry_deadline(const Retry& retry, std::chrono::nanoseconds left) {
+  return saturating_add(retry.clock().now(), left);
+}
+}  // namespace detail
+
 template <class Retry>
 struct retry_stage {
   Retry& retry;
@@ -273,12 +280,22 @@ struct retry_stage {
       if (r.error) last_error = r.error;
       return r;
     };
-    auto outcome = retry.try_run(once, [&](const result& r) {
+    auto retry_if = [&](const result& r) {
       return r.rejected_by == pipeline_rejection::failed ||
              (r.rejected_by == pipeline_rejection::timed_out && r.attempts > 0 &&
               !ctx.expired());
-    });
+    };
+    // With a deadline, the retry does not wait a backoff that would end after it.
+    auto outcome = ctx.has_deadline()
+                       ? retry.try_run_until(once, retry_if,
+                                             detail::retry_deadline(retry, ctx.remaining()))
+                       : retry.try_run(once, retry_if);
     result r = outcome.value ? std::move(*outcome.value) : result{};
+    using stop = decltype(outcome.stop);  // retry_stop (resilience/retry.hpp)
+    if (outcome.stop == stop::call_deadline) {
+      r.value.reset();
+      r.rejected_by = pipeline_rejection::timed_out;
+    }
     r.attempts = attempts;
     if (r.rejected_by == pipeline_rejection::timed_out && !r.error) r.error = last_error;
     return r;

@@ -253,6 +253,7 @@ enum class retry_stop : std::uint8_t {
   deadline_exceeded = 3,   ///< the next retry would have started after max_elapsed
   budget_exhausted = 4,    ///< the retry budget refused the next retry
   aborted = 5,             ///< async_run only: the wait was cancelled (timer error)
+  call_deadline = 6,       ///< try_run_until: the next retry would end after its deadline
 };
 
 [[nodiscard]] constexpr std::string_view to_string(retry_stop s) noexcept {
@@ -269,6 +270,8 @@ enum class retry_stop : std::uint8_t {
       return "budget_exhausted";
     case retry_stop::aborted:
       return "aborted";
+    case retry_stop::call_deadline:
+      return "call_deadline";
   }
   return "unknown";
 }
@@ -458,6 +461,16 @@ class retry {
     return execute(f, retry_if);
   }
 
+  /// As try_run(f, retry_if), within a per-call deadline on this retry's clock: a retry
+  /// whose backoff would end after `deadline` is not waited for — the call ends with
+  /// retry_stop::call_deadline (as max_elapsed does for the configured budget). The
+  /// first attempt always runs; the caller checks the deadline before calling.
+  template <retry_callable F, retry_result_predicate<F> P>
+  retry_result<result_of<F>> try_run_until(F&& f, P&& retry_if,
+                                           typename Clock::time_point deadline) {
+    return execute(f, retry_if, deadline);
+  }
+
   /// Runs f() on `executor`, waiting between attempts on a Timer (never blocking the
   /// executor), then calls completion(retry_result<R>) on the executor. Returns at once;
   /// f never runs inside async_run itself.
@@ -502,6 +515,7 @@ class retry {
     retry_result<R> out{};
     std::chrono::nanoseconds previous{0};
     time_point start{};
+    std::optional<time_point> deadline{};  ///< try_run_until's
   };
 
   template <class Timer, class Executor, class F, class P, class Completion>
@@ -576,10 +590,12 @@ class retry {
   }
 
   template <class F, class P>
-  retry_result<result_of<F>> execute(F& f, P& pred) {
+  retry_result<result_of<F>> execute(F& f, P& pred,
+                                     std::optional<time_point> deadline = std::nullopt) {
     static_assert(!std::is_reference_v<result_of<F>>,
                   "retry: f must return by value (or void)");
     auto state = begin<result_of<F>>();
+    state.deadline = deadline;
     while (const auto delay = attempt_once(f, pred, state)) {
       sleeper_.sleep(clock_, *delay);
     }
@@ -636,6 +652,12 @@ class retry {
         (clock_.now() - state.start) + delay > config_.max_elapsed) {
       return finish(out, retry_stop::deadline_exceeded);
     }
+    if (state.deadline) {
+      const time_point now = clock_.now();  // deadline > now: the difference fits
+      if (*state.deadline <= now || delay > *state.deadline - now) {
+        return finish(out, retry_stop::call_deadline);
+      }
+    }
     if (budget_ != nullptr && !budget_->try_acquire_retry()) {
       return finish(out, retry_stop::budget_exhausted);
     }
@@ -661,6 +683,7 @@ class retry {
         break;
       case retry_stop::attempts_exhausted:
       case retry_stop::deadline_exceeded:
+      case retry_stop::call_deadline:
       case retry_stop::aborted:
         failures_.add();
         gave_up_.add();
