@@ -1,5 +1,6 @@
 // outgrow/outgrow.hpp — umbrella header: every primitive except optional integrations
-// (outgrow/redis/*, which need hiredis and the outgrow::redis target).
+// that need hiredis and the outgrow::redis target (outgrow/redis/*, and the headers of
+// other areas built on them: admission/redis_rate_limiter.hpp).
 //
 //   #include <outgrow/outgrow.hpp>
 //   outgrow::manual_clock clock;

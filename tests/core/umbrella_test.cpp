@@ -49,6 +49,12 @@ TEST_CASE("the umbrella header includes every public header of every area", "[um
       const std::string file = header.path().filename().string();
       if (name == "core" && file == "stats.hpp")
         continue;  // the former name of metrics.hpp
+      // Optional integrations outside redis/ that need hiredis (they include a Redis
+      // part) are left out of the umbrella as redis/ is.
+      std::ifstream text(header.path());
+      std::stringstream body;
+      body << text.rdbuf();
+      if (body.str().find("#include <outgrow/redis/") != std::string::npos) continue;
       const std::string line = "#include <outgrow/" + name + "/" + file + ">";
       INFO(line);
       CHECK(umbrella.find(line) != std::string::npos);
