@@ -6,8 +6,9 @@
 // fails is retried with backoff and, after `max_attempts` attempts (3, the textbook's),
 // lands in a dead_letter_queue (queue/dead_letter_queue.hpp) from which it can be
 // inspected and replayed. Nothing accepted is lost: every accepted job ends succeeded,
-// dead-lettered, or handed back by stop(). set_workers(n) is the actuator an autoscaler
-// drives; metrics() has what it scales on (backlog per worker, oldest age, latency).
+// dead-lettered, shed (queue-delay shedding, into the same DLQ), or handed back by
+// stop(). set_workers(n) is the actuator an autoscaler drives; metrics() has what it
+// scales on (backlog per worker, oldest age, latency).
 //
 //   // The handler: a throw (or returning false) is a failed attempt.
 //   outgrow::work_queue<order> q({.capacity = 10'000, .workers = 4},
@@ -67,6 +68,28 @@
 // stays bounded. An idle worker looks at the heap at least every 5 ms, so with
 // manual_clock a test advances time and the due retries run within 5 ms of real time.
 //
+// Queue-delay shedding (off by default): with `.queue_delay_shedding =
+// outgrow::queue_delay_shedding_config{.target = 10ms, .interval = 100ms}` (the
+// defaults), workers apply CoDel (Nichols & Jacobson, RFC 8289) to each job they take
+// from the queue: a job that waited at least `target`, taken when the queue's delay
+// has stayed above target for at least `interval`, is shed — not run late. It goes to
+// the dead-letter queue (attempts 0, error_type queue_delay_shed_error_type, a message
+// with its wait; its idempotency key freed) where it can be inspected or replayed, and
+// is counted in metrics().shed (size the DLQ for it: its overflow goes to its hook,
+// counted). The next sheds follow CoDel's control law, one every interval/sqrt(count)
+// (sooner the longer the delay stays high), until a job's wait is below target again
+// (metrics().shedding: in that state now); a cycle starting within 16 intervals of the
+// last resumes its drop rate. As CoDel never drops its last packet, a job with at most
+// one job queued behind it is never shed. Only jobs taken from the queue are judged
+// (replays included): not retries (their wait is a backoff), not caller-runs attempts,
+// not what stop() hands back. The defaults are CoDel's interval and the top of its
+// target range (work_queue_types.hpp says why); set target above a job's normal wait.
+// CoDel ramps up gently (it was built for senders that slow down on a drop): against
+// producers that keep submitting regardless, a backlog still builds before the shed
+// rate catches up (examples/queue_shedding.cpp shows a 2x spike). Time is the queue's
+// Clock. Cost when on: one mutex (shared by the workers) and one clock read per job
+// taken; off, one branch.
+//
 // Idempotency keys: submit(job, key) refuses (duplicate) a job whose key is pending —
 // queued, running or waiting for a retry — or has succeeded, so a job that succeeded is
 // never run again. Succeeded keys are remembered in a bounded set: the last
@@ -84,24 +107,26 @@
 // its worker thread (or executor lane) is left to finish it, after which the job ends
 // succeeded or dead-lettered (a failure after stop() goes to the dead-letter queue with
 // its error: no retry can run any more) and the worker leaves. So, exactly:
-// accepted = succeeded + dead_lettered + handed back once the still-running handlers
-// have returned (metrics().in_flight == 0). The queue must outlive them: the destructor
-// calls stop(now), discarding what it hands back (call stop() yourself to keep it), and
-// then WAITS, without a deadline, for every handler still running — a stuck handler
-// blocks the destructor (it would otherwise return into freed memory). Do not call
-// stop() or the destructor from a handler.
+// accepted = succeeded + dead_lettered + shed + handed back once the still-running
+// handlers have returned (metrics().in_flight == 0). The queue must outlive them: the
+// destructor calls stop(now), discarding what it hands back (call stop() yourself to
+// keep it), and then WAITS, without a deadline, for every handler still running — a
+// stuck handler blocks the destructor (it would otherwise return into freed memory).
+// Do not call stop() or the destructor from a handler.
 //
 // Types: job_result, work_queue_config, job_submit_result, stop_result and
 // work_queue_metrics are in queue/work_queue_types.hpp (included); the engine — worker
 // loop, lanes, retry heap, shutdown — is detail::work_queue_engine
-// (queue/detail/work_queue_engine.hpp); the per-worker latency histogram is
-// core/log_histogram.hpp.
+// (queue/detail/work_queue_engine.hpp); CoDel's state machine is
+// detail::queue_delay_shedder (queue/detail/queue_delay_shedder.hpp); the per-worker
+// latency histogram is core/log_histogram.hpp.
 //
 // Metrics (metrics(), fmt-printable): depth, waiting_retry, in_flight, counts (accepted,
 // processed = attempts, succeeded, failed = failed attempts, retried, dead_lettered,
-// rejected, duplicates, ran_in_caller, handed_back), the oldest queued job's age
-// (approximate, like SQS's ApproximateAgeOfOldestMessage: from the last job a worker took
-// and the time the queue was last seen empty; retry-waiting jobs not included),
+// shed, rejected, duplicates, ran_in_caller, handed_back), shedding (in CoDel's
+// dropping state), the oldest queued job's age (approximate, like SQS's
+// ApproximateAgeOfOldestMessage: from the last job a worker took and the time the queue
+// was last seen empty; retry-waiting jobs not included),
 // processing latency p50/p90/p99/max (log-bucketed histograms, one per worker: at most
 // 12.5 % above the true value; recording never allocates), backlog per worker and per-
 // worker processed count and jobs/s. Counters are relaxed atomics: each exact, not one
@@ -111,8 +136,10 @@
 // destructor must not run on a worker (inside a handler).
 // Complexity: submit/worker hand-off O(1) lock-free on the bounded_queue (a Vyukov
 // ring); no allocation per job in steady state except for idempotency keys (a set node)
-// and failures (error strings, a DLQ node). Retries O(log r) under a mutex. metrics()
-// O(max_workers × 344 buckets).
+// and failures and sheds (error strings, a DLQ node). Retries O(log r) under a mutex;
+// a shedding decision O(1) under one. metrics() O(max_workers × 344 buckets).
+// Measured cost of shedding: not yet measured (BM_work_queue_noop_jobs in
+// benchmarks/queue_bench.cpp measures the queue without it).
 #pragma once
 
 #include <chrono>
@@ -152,7 +179,8 @@ class work_queue {
   /// Validates `config` and starts config.workers workers (threads, or lanes on
   /// config.executor).
   /// Throws: config_error if a config field is out of range (the message names the
-  /// field, "dead_letter.<field>" for the nested one, its value and the range);
+  /// field, "dead_letter.<field>" / "queue_delay_shedding.<field>" for the nested
+  /// ones, its value and the range);
   /// std::system_error if a worker thread cannot be started.
   template <job_handler<Job> Handler>
   work_queue(work_queue_config config, Handler handler, Clock clock = {},

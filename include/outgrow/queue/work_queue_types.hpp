@@ -151,6 +151,33 @@ struct job_submit_result : submit_result {
   std::optional<Job> rejected{};
 };
 
+/// CoDel-style queue-delay shedding for work_queue (RFC 8289, Nichols & Jacobson): a
+/// job that waited longer than `target` in the queue, while the queue's delay has stayed
+/// above `target` for at least `interval`, is shed — put in the dead-letter queue with
+/// error_type queue_delay_shed_error_type — instead of run late (see work_queue.hpp).
+///
+/// Defaults: CoDel's are target 5 ms, interval 100 ms (RFC 8289 §4.3-4.4: interval
+/// about a worst-case round trip, target 5-10 % of it). The interval is kept: it also
+/// sets how fast shedding ramps up — the k-th shed comes about 2·interval·sqrt(k) after
+/// the first, so after T seconds of shedding the rate is about T / (2·interval²) jobs/s
+/// — and a longer one (say 1 s, a job producer's reaction time) would take minutes,
+/// not seconds, to shed the excess of an overload (examples/queue_shedding.cpp: with
+/// 100 ms, a 2x spike's backlog is gone 2.5 s after it ends). The target is the top of
+/// the RFC's range, 10 ms: a job takes longer than a packet's transmission, so a
+/// healthy job queue holds more delay than a link's. Set target above a job's usual
+/// wait (with W workers, service time S and n jobs queued, about n·S/W).
+struct queue_delay_shedding_config {
+  /// Acceptable standing queue delay: 10 ms (10 % of interval, the top of CoDel's
+  /// 5-10 %). [1ns, interval]
+  std::chrono::nanoseconds target = std::chrono::milliseconds{10};
+  /// How long the delay must stay above target before shedding starts, and the base
+  /// of the shed spacing interval/sqrt(count): 100 ms (CoDel's). [1ns, 24h]
+  std::chrono::nanoseconds interval = std::chrono::milliseconds{100};
+};
+
+/// The dead-letter entry error_type of a job shed for queue delay.
+inline constexpr std::string_view queue_delay_shed_error_type = "outgrow::queue_delay_shed";
+
 struct work_queue_config {
   /// Jobs the queue holds: 1024. [2, 2^30] (bounded_queue's range)
   std::size_t capacity = 1024;
@@ -184,6 +211,10 @@ struct work_queue_config {
   /// Seed of the backoff jitter's RNG (std::mt19937_64): empty = random per instance,
   /// set = the same delays on every run (core/seed.hpp).
   std::optional<std::uint64_t> seed{};
+  /// Queue-delay shedding (CoDel): off when empty (the default). On with defaults:
+  /// `.queue_delay_shedding = outgrow::queue_delay_shedding_config{}`. Errors name
+  /// "queue_delay_shedding.<field>".
+  std::optional<queue_delay_shedding_config> queue_delay_shedding{};
 };
 
 /// A job stop() hands back: it did not complete.
@@ -227,17 +258,19 @@ struct work_queue_metrics {
   static constexpr std::string_view metrics_name = "work_queue_metrics";
   std::size_t depth = 0;  ///< jobs in the queue
   std::size_t capacity = 0;
-  std::size_t waiting_retry = 0;  ///< jobs waiting for a retry's backoff to end
-  std::size_t in_flight = 0;      ///< attempts running now (workers and callers)
-  std::size_t workers = 0;        ///< the target set by config / set_workers
-  std::uint64_t accepted = 0;     ///< jobs taken (incl. ran_in_caller and replays)
-  std::uint64_t processed = 0;    ///< attempts run = succeeded + failed
-  std::uint64_t succeeded = 0;    ///< jobs that succeeded
-  std::uint64_t failed = 0;       ///< failed attempts = retried + dead_lettered
-  std::uint64_t retried = 0;      ///< retries scheduled
-  std::uint64_t dead_lettered = 0;
-  std::uint64_t rejected = 0;    ///< submissions refused: full, timed out, stopped
-  std::uint64_t duplicates = 0;  ///< submissions refused for their idempotency key
+  std::size_t waiting_retry = 0;    ///< jobs waiting for a retry's backoff to end
+  std::size_t in_flight = 0;        ///< attempts running now (workers and callers)
+  std::size_t workers = 0;          ///< the target set by config / set_workers
+  std::uint64_t accepted = 0;       ///< jobs taken (incl. ran_in_caller and replays)
+  std::uint64_t processed = 0;      ///< attempts run = succeeded + failed
+  std::uint64_t succeeded = 0;      ///< jobs that succeeded
+  std::uint64_t failed = 0;         ///< failed attempts = retried + dead_lettered
+  std::uint64_t retried = 0;        ///< retries scheduled
+  std::uint64_t dead_lettered = 0;  ///< jobs out of attempts (or permanent failures)
+  std::uint64_t shed = 0;           ///< jobs shed for queue delay (also in the DLQ)
+  bool shedding = false;            ///< in CoDel's dropping state now
+  std::uint64_t rejected = 0;       ///< submissions refused: full, timed out, stopped
+  std::uint64_t duplicates = 0;     ///< submissions refused for their idempotency key
   std::uint64_t ran_in_caller = 0;
   std::uint64_t handed_back = 0;           ///< jobs returned by stop()
   std::chrono::nanoseconds oldest_age{0};  ///< approximate; 0 when the queue is empty
@@ -264,6 +297,8 @@ struct work_queue_metrics {
     f("failed", failed);
     f("retried", retried);
     f("dead_lettered", dead_lettered);
+    f("shed", shed);
+    f("shedding", shedding);
     f("rejected", rejected);
     f("duplicates", duplicates);
     f("ran_in_caller", ran_in_caller);

@@ -1,13 +1,16 @@
 // outgrow/queue/detail/work_queue_engine.hpp — work_queue's machinery: intake, worker
-// threads and executor lanes, the retry heap, idempotency keys, shutdown.
+// threads and executor lanes, the retry heap, idempotency keys, queue-delay shedding,
+// shutdown.
 //
 // work_queue (queue/work_queue.hpp) is a thin, documented facade over
 // detail::work_queue_engine, so that the public header reads as documentation and this
 // file holds the concurrency: the Vyukov-ring hand-off, the striped intake gate that
 // stop() waits on, the per-worker slots (state machine stopped -> running -> retiring),
-// lanes posted to an Asio executor, the due-time heap of retries, and the waits of
-// stop() and the destructor. The design and the guarantees are described in
-// queue/work_queue.hpp; the comments here say how the code keeps them.
+// lanes posted to an Asio executor, the due-time heap of retries, the CoDel decision on
+// each job taken from the queue (detail::queue_delay_shedder, under one mutex, only when
+// configured), and the waits of stop() and the destructor. The design and the
+// guarantees are described in queue/work_queue.hpp; the comments here say how the code
+// keeps them.
 #pragma once
 
 #include <algorithm>
@@ -43,6 +46,8 @@
 #define OUTGROW_HAS_CXXABI 0
 #endif
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -56,6 +61,7 @@
 #include <outgrow/core/seed.hpp>
 #include <outgrow/queue/bounded_queue.hpp>
 #include <outgrow/queue/dead_letter_queue.hpp>
+#include <outgrow/queue/detail/queue_delay_shedder.hpp>
 #include <outgrow/queue/work_queue_types.hpp>
 
 namespace outgrow::detail {
@@ -105,6 +111,10 @@ class work_queue_engine {
         slots_(std::make_unique<std::atomic<worker_slot*>[]>(config_.max_workers)),
         caller_slot_(config_.max_workers),
         executor_(config_.executor) {
+    if (config_.queue_delay_shedding) {
+      shedder_.emplace(config_.queue_delay_shedding->target,
+                       config_.queue_delay_shedding->interval);
+    }
     retry_heap_.reserve(config_.retry_capacity + config_.max_workers);
     try {
       set_workers(config_.workers);
@@ -291,6 +301,7 @@ class work_queue_engine {
       m.failed += s.failed.load(std::memory_order_relaxed);
       m.retried += s.retried.load(std::memory_order_relaxed);
       m.dead_lettered += s.dead_lettered.load(std::memory_order_relaxed);
+      m.shed += s.shed.load(std::memory_order_relaxed);
       m.in_flight += s.busy.load(std::memory_order_relaxed);
       newest_taken = std::max(newest_taken, s.last_taken.load(std::memory_order_relaxed));
       latency->add(s.latency);
@@ -318,6 +329,7 @@ class work_queue_engine {
     for (const submit_stripe& stripe : stripes_) {
       m.accepted += stripe.accepted.load(std::memory_order_relaxed);
     }
+    m.shedding = shedding_.load(std::memory_order_relaxed);
     m.rejected = rejected_.load();
     m.duplicates = duplicates_.load();
     m.ran_in_caller = ran_in_caller_.load();
@@ -394,6 +406,7 @@ class work_queue_engine {
     std::atomic<std::uint64_t> failed{0};
     std::atomic<std::uint64_t> retried{0};
     std::atomic<std::uint64_t> dead_lettered{0};
+    std::atomic<std::uint64_t> shed{0};
     std::atomic<std::uint64_t> processed_at_start{0};
     std::atomic<std::int64_t> started_at{0};
     std::atomic<std::int64_t> last_taken{std::numeric_limits<std::int64_t>::min()};
@@ -429,6 +442,14 @@ class work_queue_engine {
     // The nested dead-letter queue: checked here so that an error names the primitive
     // the user configured (work_queue), not the one it builds.
     validate_dead_letter_config(c.dead_letter, name, "dead_letter.");
+    if (c.queue_delay_shedding) {
+      const queue_delay_shedding_config& q = *c.queue_delay_shedding;
+      require_in_range(name, "queue_delay_shedding.interval", q.interval,
+                       std::chrono::nanoseconds{1},
+                       std::chrono::nanoseconds{std::chrono::hours{24}});
+      require_in_range(name, "queue_delay_shedding.target", q.target,
+                       std::chrono::nanoseconds{1}, q.interval);
+    }
     return c;
   }
 
@@ -664,12 +685,43 @@ class work_queue_engine {
       if (retry_full()) return false;
     }
     if (std::optional<envelope> env = queue_.try_pop()) {
-      took(s, *env);
-      process(std::move(*env), s);
+      run_queued(std::move(*env), s);
       return true;
     }
     queue_was_empty_.store(true, std::memory_order_relaxed);
     return false;
+  }
+
+  /// A job taken from the queue (not a retry): shed for queue delay, or run.
+  void run_queued(envelope&& env, worker_slot& s) {
+    took(s, env);
+    if (shedder_ && shed_for_delay(env, s)) return;
+    process(std::move(env), s);
+  }
+
+  /// Asks CoDel about `env` (under shed_mutex_, with the time read there so decisions
+  /// see time in order); a shed job goes to the DLQ as a failure that never ran.
+  bool shed_for_delay(envelope& env, worker_slot& s) {
+    time_point now{};
+    {
+      std::lock_guard lock(shed_mutex_);
+      now = clock_.now();
+      const bool drop = shedder_->should_drop(now, env.enqueued_at, queue_.size());
+      shedding_.store(shedder_->dropping(), std::memory_order_relaxed);
+      if (!drop) return false;
+    }
+    const queue_delay_shedding_config& c = *config_.queue_delay_shedding;
+    using ms = std::chrono::duration<double, std::milli>;
+    job_result why = job_result::permanent_failure(
+        fmt::format("shed: waited {} in the queue; queue delay above target {} for at "
+                    "least interval {}",
+                    ms(now - env.enqueued_at), ms(c.target), ms(c.interval)),
+        std::string(queue_delay_shed_error_type));
+    env.first_failure = now;
+    dead_letter(std::move(env), std::move(why), now);
+    s.shed.fetch_add(1, std::memory_order_release);  // after the DLQ has it
+    if (idle_waiters_.load(std::memory_order_relaxed) != 0) idle_cv_.notify_all();
+    return true;
   }
 
   void took(worker_slot& s, const envelope& env) noexcept {
@@ -746,8 +798,7 @@ class work_queue_engine {
       }
       if (std::optional<envelope> env = queue_.pop_until(
               saturating_add(std::chrono::steady_clock::now(), wait), std::move(retired))) {
-        took(s, *env);
-        process(std::move(*env), s);
+        run_queued(std::move(*env), s);
       }
       return;
     }
@@ -831,15 +882,16 @@ class work_queue_engine {
   }
 
   // ---- waiting ------------------------------------------------------------------
-  /// Every accepted job has completed (succeeded or dead-lettered). Reads the completions
-  /// first: both sums only grow, and a job is counted accepted before it can complete,
-  /// so equal sums mean that at the moment the completions were read, nothing was
-  /// queued, running or waiting for a retry.
+  /// Every accepted job has completed (succeeded, dead-lettered or shed). Reads the
+  /// completions first: both sums only grow, and a job is counted accepted before it
+  /// can complete, so equal sums mean that at the moment the completions were read,
+  /// nothing was queued, running or waiting for a retry.
   [[nodiscard]] bool idle_now() const noexcept {
     std::uint64_t done = 0;
     auto add = [&](const worker_slot& s) {
       done += s.succeeded.load(std::memory_order_acquire);
       done += s.dead_lettered.load(std::memory_order_acquire);
+      done += s.shed.load(std::memory_order_acquire);
     };
     add(caller_slot_);
     for (std::size_t i = 0; i < config_.max_workers; ++i) {
@@ -944,6 +996,11 @@ class work_queue_engine {
   std::atomic<std::size_t> retry_waiting_{0};
   std::atomic<std::int64_t> next_due_{std::numeric_limits<std::int64_t>::max()};
   bool retries_closed_ = false;  // retry_mutex_; set when stop() takes the heap
+
+  // queue-delay shedding (empty when off)
+  std::mutex shed_mutex_;
+  std::optional<queue_delay_shedder<time_point>> shedder_;  // shed_mutex_
+  std::atomic<bool> shedding_{false};
 
   // idempotency keys
   std::mutex keys_mutex_;

@@ -1,0 +1,112 @@
+// session_store: two app instances share their users' sessions in Redis — a login on one
+// is seen by the other, concurrent updates are detected, rotate and "log out everywhere".
+//
+//   session_store --redis 127.0.0.1:6379   # use a running Redis
+//   session_store                          # start redis-server (OUTGROW_REDIS_SERVER or
+//                                          # PATH) on a free port; skip if there is none
+#include <outgrow/redis/session_store.hpp>
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+extern char** environ;
+using namespace std::chrono_literals;
+using outgrow::session_status;
+
+namespace {
+
+using sessions = outgrow::session_store<std::string>;  // data: the cart, as text
+
+int free_port() {  // bind 127.0.0.1:0 and read the port back (a tiny race: fine here)
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), len);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+pid_t start_redis(int port) {  // no persistence, logs discarded
+  const char* env = std::getenv("OUTGROW_REDIS_SERVER");
+  const char* exe = env != nullptr ? env : "redis-server";
+  const std::string p = std::to_string(port);
+  const char* argv[] = {exe, "--port",       p.c_str(), "--bind",    "127.0.0.1", "--save",
+                        "",  "--appendonly", "no",      "--logfile", "/dev/null", nullptr};
+  pid_t pid = -1;
+  return ::posix_spawnp(&pid, exe, nullptr, nullptr, const_cast<char**>(argv), environ) == 0
+             ? pid
+             : -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  outgrow::session_store_config config{.key_prefix = "example:session:",
+                                       .idle_timeout = 30min,
+                                       .absolute_lifetime = 8h,
+                                       .max_sessions_per_user = 5};
+  pid_t child = -1;
+  if (argc == 3 && std::string(argv[1]) == "--redis") {
+    const std::string where = argv[2];
+    config.connection.host = where.substr(0, where.rfind(':'));
+    config.connection.port = std::atoi(where.c_str() + where.rfind(':') + 1);
+  } else {
+    config.connection.port = free_port();
+    config.connection.reconnect_backoff = {1ms, 5ms};
+    child = start_redis(config.connection.port);
+  }
+  {
+    sessions app_a(config);  // two instances of one service behind a load balancer
+    sessions app_b(config);
+    auto login = app_a.create("ada", "cart=");
+    for (int i = 0; child > 0 && i < 200 && !login; ++i) {  // wait for our redis-server
+      std::this_thread::sleep_for(10ms);
+      login = app_a.create("ada", "cart=");
+    }
+    if (!login) {
+      fmt::print(
+          "session_store: needs Redis (redis-server on PATH or --redis HOST:PORT)\n");
+      if (child > 0) ::kill(child, SIGKILL);
+      return 0;
+    }
+    const outgrow::session_id cookie = *login;  // prints only a prefix: {} is safe to log
+    fmt::print("a: ada logged in, session {}\n", cookie);
+
+    auto seen = app_b.get(outgrow::session_id(cookie.reveal()));  // the next request
+    fmt::print("b: session of {}, version {}, data \"{}\"\n", seen->user, seen->version,
+               seen->data);
+
+    // Both instances add to the cart from the same version: one wins, one must retry.
+    const auto on_a = app_a.update(cookie, seen->version, seen->data + "book;");
+    const auto on_b = app_b.update(cookie, seen->version, seen->data + "pen;");
+    fmt::print("a's update: {}, b's update: {}\n", on_a, on_b);
+    if (on_b == session_status::conflict) {  // re-read, re-apply, retry
+      auto fresh = app_b.get(cookie);
+      fmt::print("b retries: {}\n",
+                 app_b.update(cookie, fresh->version, fresh->data + "pen;"));
+    }
+    fmt::print("cart now: \"{}\"\n", app_a.get(cookie)->data);
+
+    const auto rotated = app_a.rotate(cookie);  // privilege change: new id, same data
+    fmt::print("rotated to {}; the old id is now {}\n", *rotated, app_b.get(cookie).status);
+
+    (void)app_b.create("ada", "cart=");  // ada on a second device
+    fmt::print("log out everywhere: {} sessions\n", *app_b.destroy_all("ada"));
+    fmt::print("{}\n", app_b.metrics());
+  }
+  if (child > 0) {
+    ::kill(child, SIGTERM);
+    ::waitpid(child, nullptr, 0);
+  }
+  return 0;
+}
