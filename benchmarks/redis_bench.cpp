@@ -9,11 +9,15 @@
 // to one local server, so the figures are round-trip bound: all cases UseRealTime(), and
 // items_per_second counts jobs per second of wall time.
 //
-// redis_stream_queue has no batch enqueue: enqueue() is one XADD round trip per job. So
-// both queues enqueue one job per round trip (LPUSH one job per round trip), and batching
-// only happens on the consuming side, the same way for both:
+// enqueue() is one XADD round trip per job, enqueue_many() one pipelined round trip per
+// batch; each is measured beside the list doing the same:
 //   - BM_redis_stream_enqueue: one enqueue() (XADD) per job.
 //   - BM_redis_lpush:          one LPUSH per job (its baseline).
+//   - BM_stream_enqueue_batch/<n>: enqueue_many() of n jobs: n XADDs pipelined in one
+//     round trip, one enqueue_result per job (ID parsed into a std::string).
+//   - BM_lpush_pipelined_batch/<n>: n LPUSHes pipelined with raw hiredis
+//     (redisAppendCommandArgv x n, then n redisGetReply): its baseline.
+// Batching on the consuming side is the same for both:
 //   - BM_redis_stream_roundtrip/<n>: enqueue n jobs, then worker.poll() until all n are
 //     completed. The worker's batch is n, so it reads them with one XREADGROUP COUNT n
 //     and acknowledges each with one EVALSHA of the completion script (XACK + XDEL +
@@ -34,8 +38,10 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
@@ -160,6 +166,66 @@ void BM_redis_lpush(benchmark::State& state) {
   (void)delete_keys(*s, key);
 }
 
+// ---- batched enqueue ----------------------------------------------------------------
+
+void BM_stream_enqueue_batch(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  const std::string stream = "bench:stream:batch";
+  outgrow_test::redis_server* s = prepare(state, stream);
+  if (s == nullptr) return;
+  {
+    outgrow::redis_stream_queue<std::string> queue(stream_config(*s, stream, 16));
+    const std::vector<std::string> jobs(n, payload());
+    if (!queue.enqueue(jobs.front())) {  // connects, creates the group, loads the scripts
+      state.SkipWithError("redis_stream_queue::enqueue failed");
+      return;
+    }
+    for (auto _ : state) {
+      std::vector<outgrow::enqueue_result> r =
+          queue.enqueue_many(std::span<const std::string>(jobs));
+      if (r.size() != n || !r.back()) {
+        state.SkipWithError("enqueue_many failed");
+        break;
+      }
+      benchmark::DoNotOptimize(r);
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));
+  (void)delete_keys(*s, stream);
+}
+
+void BM_lpush_pipelined_batch(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  const std::string key = "bench:list:batch";
+  outgrow_test::redis_server* s = prepare(state, key);
+  if (s == nullptr) return;
+  {
+    outgrow_test::redis_context c = s->connect();
+    const std::string job = payload();
+    const char* argv[] = {"LPUSH", key.data(), job.data()};
+    const std::size_t lens[] = {5, key.size(), job.size()};
+    for (auto _ : state) {
+      bool failed = false;
+      for (std::size_t i = 0; i < n; ++i) {
+        failed = failed || redisAppendCommandArgv(c.get(), 3, argv, lens) != REDIS_OK;
+      }
+      for (std::size_t i = 0; i < n && !failed; ++i) {
+        void* raw = nullptr;
+        failed = redisGetReply(c.get(), &raw) != REDIS_OK;
+        outgrow_test::redis_reply r(static_cast<redisReply*>(raw));
+        failed = failed || !r || r->type != REDIS_REPLY_INTEGER;
+        if (!failed) benchmark::DoNotOptimize(r->integer);
+      }
+      if (failed) {
+        state.SkipWithError("pipelined LPUSH failed");
+        break;
+      }
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));
+  (void)delete_keys(*s, key);
+}
+
 // ---- enqueue + consume (+ acknowledge) -----------------------------------------------
 
 void BM_redis_stream_roundtrip(benchmark::State& state) {
@@ -270,6 +336,8 @@ void BM_redis_lpush_rpop(benchmark::State& state) {
 
 BENCHMARK(BM_redis_stream_enqueue)->UseRealTime();
 BENCHMARK(BM_redis_lpush)->UseRealTime();
+BENCHMARK(BM_stream_enqueue_batch)->Arg(16)->Arg(128)->UseRealTime();
+BENCHMARK(BM_lpush_pipelined_batch)->Arg(16)->Arg(128)->UseRealTime();
 BENCHMARK(BM_redis_stream_roundtrip)->Arg(1)->Arg(16)->Arg(128)->UseRealTime();
 BENCHMARK(BM_redis_lpush_rpop)->Arg(1)->Arg(16)->Arg(128)->UseRealTime();
 

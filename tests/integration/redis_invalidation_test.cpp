@@ -217,7 +217,7 @@ TEST_CASE_METHOD(
   store.store("k0", "changed-during-outage");
   CHECK_FALSE(a.bus.publish("k0"));
   CHECK(a.bus.metrics().pending == 1);
-  // b keeps serving its L1 meanwhile.
+  // b keeps answering meanwhile (from the store: its L1 is not trusted while unsubscribed).
   CHECK(b.cache.get("k1") == "v");
 
   server.restart();

@@ -31,8 +31,9 @@
 //     publishing thread, to every subscriber, exactly once, in publish order per
 //     publishing thread. Nothing is lost. A handler that is running when its
 //     subscription is destroyed finishes first (destruction waits for it).
-//   - The Redis bus (outgrow/redis/redis_invalidation.hpp, a separate issue) sends
-//     each message with PUBLISH to a channel every instance SUBSCRIBEs to. Redis
+//   - The Redis bus (outgrow/redis/redis_invalidation.hpp) sends each message with
+//     PUBLISH to a channel every instance SUBSCRIBEs to (or, in tracking mode, has
+//     Redis itself report every write to the watched keys, see that header). Redis
 //     pub/sub is fire-and-forget: messages published while a subscriber is
 //     disconnected are lost, not queued. So when its connection drops and comes back,
 //     the Redis bus delivers one local event {kind = clear, cause = gap} to its
@@ -47,6 +48,17 @@
 //     how subscribers react.
 //   - Handlers must be quick and must not publish on, or subscribe to, the bus that
 //     is calling them (a handler may unsubscribe itself).
+//   - Optional member `bool delivering() const noexcept` (concept
+//     invalidation_bus_with_delivering): false while the bus may be missing other
+//     instances' invalidations (the Redis bus: while its subscriber is not subscribed —
+//     not started yet, or its connection lost and not yet re-subscribed). A connected
+//     tiered_cache then neither reads nor fills the tiers bus messages reach (its
+//     in-process tiers by default) nor its negative cache: reads go through to the
+//     shared tiers and the store, so a write it cannot hear about is never served
+//     stale from L1. A gap event still clears those tiers once the bus delivers again.
+//     in_process_invalidation_bus loses nothing and has no such member. Cost: a
+//     tiered_cache without such a bus pays one relaxed atomic load per read; with one,
+//     also an indirect call of delivering().
 //
 // Thread-safety: publish, publish_clear, notify_gap, subscribe and unsubscribing (by
 // destroying or reset()ting a subscription) may happen from any thread, concurrently.
@@ -133,6 +145,13 @@ concept invalidation_bus =
       b.publish_clear(origin);
       { b.subscribe(std::move(handler)) } -> std::same_as<invalidation_subscription>;
     };
+
+/// A bus that says whether it is delivering other instances' invalidations now (see
+/// "delivering()" in the header comment); must be cheap (it is called on every read).
+template <class B>
+concept invalidation_bus_with_delivering = invalidation_bus<B> && requires(const B& b) {
+  { b.delivering() } noexcept -> std::convertible_to<bool>;
+};
 
 /// Counters of an in_process_invalidation_bus.
 struct invalidation_bus_metrics {

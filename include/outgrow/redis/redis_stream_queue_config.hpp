@@ -51,7 +51,10 @@ struct redis_stream_queue_config {
   /// not); XREADGROUP waits block_timeout longer.
   redis_connection_config connection{};
   /// The stream's key; the other keys derive from it (see redis_stream_queue.hpp). Must not
-  /// end in ":dead", ":failures", ":stats" or ":done", nor contain ":done:".
+  /// end in ":dead", ":failures", ":stats" or ":done", nor contain ":done:". On a
+  /// cluster (connection.cluster.nodes set) it must contain a {hash tag} — a '{', then a
+  /// '}' with at least one byte between, as in "{orders}" or "shop:{orders}" — so that
+  /// every derived key lands in the stream's slot.
   std::string stream = "outgrow:jobs";
   /// The consumer group all workers share.
   std::string group = "outgrow:workers";
@@ -79,6 +82,13 @@ struct redis_stream_queue_config {
   redis_unavailable_policy on_unavailable = redis_unavailable_policy::fail;
   /// How long a blocking enqueue() keeps trying: 5 s. [0, 1h]
   std::chrono::nanoseconds enqueue_deadline = std::chrono::seconds{5};
+  /// Durable enqueue: replicas that must hold a job before enqueue() reports ok (WAIT
+  /// after the XADD; see redis_stream_queue.hpp, Durability). 0 (default) = no WAIT: ok
+  /// once the master has it. [0, 64]
+  int min_replicas = 0;
+  /// WAIT's bound with min_replicas > 0: 1 s; fewer acknowledgements by then make the
+  /// result enqueue_status::not_durable. [1ms, 1h]
+  std::chrono::nanoseconds replica_timeout = std::chrono::seconds{1};
 };
 
 namespace detail {
@@ -96,6 +106,12 @@ inline redis_stream_queue_config rsq_validated(redis_stream_queue_config c) {
           "a key name not ending in :dead, :failures, :stats or :done nor containing "
           ":done: (the suffixes of the keys a queue derives from its stream)",
           c.stream);
+  if (!c.connection.cluster.nodes.empty()) {
+    require(rsq_has_hash_tag(c.stream), who, "stream",
+            "a key with a {hash tag} on a cluster (\"{orders}\" or \"shop:{orders}\": "
+            "the stream and every key derived from it must share one slot)",
+            c.stream);
+  }
   require(!c.group.empty(), who, "group", "a group name", "\"\"");
   require_in_range(who, "max_attempts", c.max_attempts, std::uint32_t{1},
                    std::uint32_t{1000});
@@ -112,6 +128,8 @@ inline redis_stream_queue_config rsq_validated(redis_stream_queue_config c) {
                    std::size_t{1} << 32);
   require_in_range(who, "idempotency_ttl", c.idempotency_ttl, ns{1ms}, ns{24h * 365});
   require_in_range(who, "enqueue_deadline", c.enqueue_deadline, ns{0}, ns{1h});
+  require_in_range(who, "min_replicas", c.min_replicas, 0, 64);
+  require_in_range(who, "replica_timeout", c.replica_timeout, ns{1ms}, ns{1h});
   if (c.consumer.empty()) c.consumer = rsq_default_consumer();
   return c;
 }

@@ -10,6 +10,11 @@
 // Consistency rule used throughout: every write bumps its stripe's generation under the
 // stripe's mutex; a load or promotion caches its result only if the generation it read
 // before looking is still current (else it is returned but not cached).
+//
+// Bus gate: while a connected bus that has delivering() (invalidation_bus_with_delivering)
+// says false, the tiers bus messages reach (bus_reaches_) and the negative cache are
+// neither read nor filled (writes erase the key there instead of storing it): they could
+// be stale. Without such a bus the gate costs one relaxed atomic load per read.
 #pragma once
 
 #include <algorithm>
@@ -236,13 +241,21 @@ class tiered_cache_engine {
     link->publish_clear = [&bus](std::uint64_t origin) { bus.publish_clear(origin); };
     link->subscription =
         bus.subscribe([this](const invalidation_event<Key>& e) { on_bus_event(e); });
+    if constexpr (invalidation_bus_with_delivering<Bus>) {
+      link->source = &bus;
+      link->delivering = [](const void* b) noexcept {
+        return static_cast<bool>(static_cast<const Bus*>(b)->delivering());
+      };
+    }
     std::lock_guard lock(bus_mutex_);
     bus_.store(link.get(), std::memory_order_release);
+    gated_.store(link->delivering != nullptr, std::memory_order_relaxed);
     bus_links_.push_back(std::move(link));
   }
 
   void disconnect() {
     std::lock_guard lock(bus_mutex_);
+    gated_.store(false, std::memory_order_relaxed);
     bus_.store(nullptr, std::memory_order_release);
     for (auto& l : bus_links_) l->subscription.reset();
   }
@@ -394,6 +407,9 @@ class tiered_cache_engine {
     std::function<void(const Key&, std::uint64_t)> publish;
     std::function<void(std::uint64_t)> publish_clear;
     invalidation_subscription subscription;
+    // The bus's delivering(), for buses that have it (else null): see "Bus gate".
+    bool (*delivering)(const void*) noexcept = nullptr;
+    const void* source = nullptr;
   };
 
   struct lookup_result {
@@ -461,23 +477,39 @@ class tiered_cache_engine {
     return stripes_[hasher{}(key) % stripe_count];
   }
 
+  // False while a connected bus with delivering() says it may be missing invalidations:
+  // then the tiers it reaches and the negative cache are skipped (see "Bus gate").
+  [[nodiscard]] bool local_usable() const noexcept {
+    if (!gated_.load(std::memory_order_relaxed)) return true;
+    const bus_link* link = bus_.load(std::memory_order_acquire);
+    return link == nullptr || link->delivering == nullptr || link->delivering(link->source);
+  }
+
+  // Whether tier i may be read or filled now (`local` = local_usable()).
+  [[nodiscard]] bool tier_usable(std::size_t i, bool local) const noexcept {
+    return local || !bus_reaches_[i];
+  }
+
   template <std::size_t I = 0>
-  std::optional<hit_type> find(const Key& key) const {
+  std::optional<hit_type> find(const Key& key, bool local) const {
     if constexpr (I == tier_count) {
       return std::nullopt;
     } else {
-      if (auto h = std::get<I>(tiers_).lookup(key)) {
-        h->tier = I;
-        return h;
+      if (tier_usable(I, local)) {
+        if (auto h = std::get<I>(tiers_).lookup(key)) {
+          h->tier = I;
+          return h;
+        }
       }
-      return find<I + 1>(key);
+      return find<I + 1>(key, local);
     }
   }
 
   // Tiers, then write-behind buffer, then negative cache. Counts hits when `count`.
   lookup_result cached(const Key& key, bool count) {
     const std::uint64_t seen = stripe_for(key).generation.load(std::memory_order_acquire);
-    if (auto h = find(key)) {
+    const bool local = local_usable();
+    if (auto h = find(key, local)) {
       if (count) {
         hits_.add();
         if (h->tier > 0) promote(key, *h, seen);
@@ -493,7 +525,7 @@ class tiered_cache_engine {
         return {true, std::move(*b)};
       }
     }
-    if (negative_.hit(key)) {
+    if (local && negative_.hit(key)) {
       if (count) {
         hits_.add();
         negative_hits_.add();
@@ -507,7 +539,8 @@ class tiered_cache_engine {
   std::optional<Value> read(const Key& key, const Load* load) {
     stripe& s = stripe_for(key);
     const std::uint64_t seen = s.generation.load(std::memory_order_acquire);
-    if (auto h = find(key)) {
+    const bool local = local_usable();
+    if (auto h = find(key, local)) {
       const time_point now = clock_.now();
       if (h->tier > 0) promote(key, *h, seen);
       if (h->timed && h->expires != time_point::max()) {
@@ -536,7 +569,7 @@ class tiered_cache_engine {
         return std::move(*b);
       }
     }
-    if (negative_.hit(key)) {
+    if (local && negative_.hit(key)) {
       hits_.add();
       negative_hits_.add();
       return std::nullopt;
@@ -649,12 +682,23 @@ class tiered_cache_engine {
       (refresh_token ? refreshes_discarded_ : loads_not_cached_).add();
       return false;
     }
+    const bool local = local_usable();
     if (v) {
-      for_each_tier([&](auto, auto& g) { g.put(key, *v, config_.default_ttl); });
+      for_each_tier([&](auto index, auto& g) {
+        if (tier_usable(decltype(index)::value, local)) {
+          g.put(key, *v, config_.default_ttl);
+        } else {
+          g.erase(key);
+        }
+      });
       negative_.erase(key);
     } else {
       for_each_tier([&](auto, auto& g) { g.erase(key); });
-      negative_.put(key);
+      if (local) {
+        negative_.put(key);
+      } else {
+        negative_.erase(key);
+      }
     }
     return true;
   }
@@ -670,8 +714,10 @@ class tiered_cache_engine {
     stripe& s = stripe_for(key);
     std::lock_guard lock(s.mutex);
     if (s.generation.load(std::memory_order_acquire) != seen) return;
+    const bool local = local_usable();
     for_each_tier([&](auto index, auto& g) {
-      if (decltype(index)::value < h.tier) g.put(key, h.value, ttl);
+      constexpr std::size_t i = decltype(index)::value;
+      if (i < h.tier && tier_usable(i, local)) g.put(key, h.value, ttl);
     });
     promotions_.add();
   }
@@ -729,8 +775,9 @@ class tiered_cache_engine {
 
   void apply_to_tiers(const Key& key, const std::optional<Value>& value,
                       std::optional<std::chrono::nanoseconds> ttl) {
-    for_each_tier([&](auto, auto& g) {
-      if (value) {
+    const bool local = local_usable();
+    for_each_tier([&](auto index, auto& g) {
+      if (value && tier_usable(decltype(index)::value, local)) {
         g.put(key, *value, ttl);
       } else {
         g.erase(key);
@@ -887,6 +934,8 @@ class tiered_cache_engine {
 
   std::mutex bus_mutex_;
   std::atomic<bus_link*> bus_{nullptr};
+  std::atomic<bool> gated_{false};  // bus_ has delivering(): see "Bus gate"
+
   std::vector<std::unique_ptr<bus_link>> bus_links_;
 
   background_scheduler<Clock> background_{clock_};

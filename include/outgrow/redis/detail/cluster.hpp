@@ -15,6 +15,9 @@
 //     safe; a transport failure is not retried (the command may have run) but re-reads
 //     the map so the next call finds a promoted replica;
 //   - run_each_master(op) runs op once on every master (SCAN-based operations).
+// The free functions redis_read_cluster_slots / redis_cluster_master_of (the slot map,
+// parsed defensively) and redis_parse_redirect are shared with the stream queue's link
+// (detail/stream_link.hpp), which pins one connection to the master of its queue's slot.
 // Nodes are added as they are learnt (at most 256) and never removed while the router
 // lives, so a pool is never destroyed under a caller.
 #pragma once
@@ -74,6 +77,86 @@ struct redis_redirect {
   r.slot = static_cast<std::uint16_t>(slot);
   r.to = {std::string(address.substr(0, colon)), port};
   return r;
+}
+
+/// Slots [first, last] of a CLUSTER SLOTS reply and the master serving them.
+struct redis_slot_owner {
+  int first = 0;
+  int last = 0;
+  redis_endpoint master;
+};
+
+/// Reads CLUSTER SLOTS from the node at `e` (connecting with `connection`'s timeouts and
+/// password) into `out`; false on any failure. The reply is untrusted: slots outside
+/// [0, 16383], bad ports or hosts refuse the whole reply; an empty host (or "?") means
+/// the node asked.
+[[nodiscard]] inline bool redis_read_cluster_slots(
+    const redis_connection_config& connection, const redis_endpoint& e,
+    std::vector<redis_slot_owner>& out) noexcept {
+  try {
+    out.clear();
+    std::string error;
+    redis_context_ptr c =
+        redis_open_node(connection, e.host, e.port, connection.password, 0, error);
+    if (!c) return false;
+    const std::string_view args[] = {"CLUSTER", "SLOTS"};
+    const redis_reply_ptr r = redis_argv(c.get(), args);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0) return false;
+    for (std::size_t i = 0; i < r->elements; ++i) {
+      const redisReply* range = r->element[i];
+      if (range->type != REDIS_REPLY_ARRAY || range->elements < 3) return false;
+      const redisReply* first = range->element[0];
+      const redisReply* last = range->element[1];
+      const redisReply* master = range->element[2];
+      if (first->type != REDIS_REPLY_INTEGER || last->type != REDIS_REPLY_INTEGER ||
+          master->type != REDIS_REPLY_ARRAY || master->elements < 2 ||
+          master->element[1]->type != REDIS_REPLY_INTEGER) {
+        return false;
+      }
+      const long long lo = first->integer;
+      const long long hi = last->integer;
+      const long long port = master->element[1]->integer;
+      if (lo < 0 || hi < lo || hi >= redis_cluster_slot_count || port < 1 || port > 65535) {
+        return false;
+      }
+      std::string_view host = redis_text(master->element[0]);
+      if (host.empty() || host == "?") host = e.host;  // "the node you asked"
+      if (host.size() > 255) return false;
+      out.push_back({static_cast<int>(lo), static_cast<int>(hi),
+                     redis_endpoint{std::string(host), static_cast<int>(port)}});
+    }
+    return true;
+  } catch (...) {
+    out.clear();
+    return false;
+  }
+}
+
+/// The master of `slot` as the first of `connection.cluster.nodes` that answers CLUSTER
+/// SLOTS says; nullopt (and `error` set) when none answers or none serves the slot.
+/// Throws: std::bad_alloc if memory runs out.
+[[nodiscard]] inline std::optional<redis_endpoint> redis_cluster_master_of(
+    const redis_connection_config& connection, std::uint16_t slot, std::string& error) {
+  std::vector<redis_slot_owner> ranges;
+  for (const redis_endpoint& seed : connection.cluster.nodes) {
+    if (!redis_read_cluster_slots(connection, seed, ranges)) continue;
+    for (const redis_slot_owner& r : ranges) {
+      if (slot >= r.first && slot <= r.last) return r.master;
+    }
+    error = "no master serves slot " + std::to_string(slot);
+    return std::nullopt;
+  }
+  error = "no cluster seed node answered CLUSTER SLOTS";
+  return std::nullopt;
+}
+
+/// True for an error reply a Redis Cluster node gives for a command it did not run
+/// (MOVED, ASK, TRYAGAIN, CLUSTERDOWN): the command may be sent again.
+[[nodiscard]] inline bool redis_is_redirect_error(const redisReply* r) noexcept {
+  if (r == nullptr || r->type != REDIS_REPLY_ERROR) return false;
+  const std::string_view t(r->str, r->len);
+  return t.starts_with("MOVED ") || t.starts_with("ASK ") || t.starts_with("TRYAGAIN") ||
+         t.starts_with("CLUSTERDOWN");
 }
 
 template <class Clock>
@@ -310,42 +393,12 @@ class redis_router {
   /// CLUSTER SLOTS from the node at `e` applied to the owners; false on any failure.
   bool read_map(const redis_endpoint& e) noexcept {
     try {
-      std::string error;
-      redis_context_ptr c =
-          redis_open_node(connection_, e.host, e.port, connection_.password, 0, error);
-      if (!c) return false;
-      const std::string_view args[] = {"CLUSTER", "SLOTS"};
-      const redis_reply_ptr r = redis_argv(c.get(), args);
-      if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0) return false;
-      std::vector<std::pair<std::pair<int, int>, redis_endpoint>> ranges;
-      for (std::size_t i = 0; i < r->elements; ++i) {
-        const redisReply* range = r->element[i];
-        if (range->type != REDIS_REPLY_ARRAY || range->elements < 3) return false;
-        const redisReply* first = range->element[0];
-        const redisReply* last = range->element[1];
-        const redisReply* master = range->element[2];
-        if (first->type != REDIS_REPLY_INTEGER || last->type != REDIS_REPLY_INTEGER ||
-            master->type != REDIS_REPLY_ARRAY || master->elements < 2 ||
-            master->element[1]->type != REDIS_REPLY_INTEGER) {
-          return false;
-        }
-        const long long lo = first->integer;
-        const long long hi = last->integer;
-        const long long port = master->element[1]->integer;
-        if (lo < 0 || hi < lo || hi >= redis_cluster_slot_count || port < 1 ||
-            port > 65535) {
-          return false;
-        }
-        std::string_view host = redis_text(master->element[0]);
-        if (host.empty() || host == "?") host = e.host;  // "the node you asked"
-        if (host.size() > 255) return false;
-        ranges.push_back({{static_cast<int>(lo), static_cast<int>(hi)},
-                          redis_endpoint{std::string(host), static_cast<int>(port)}});
-      }
-      for (const auto& [span, endpoint] : ranges) {
-        const std::size_t owner = node_index(endpoint);
+      std::vector<redis_slot_owner> ranges;
+      if (!redis_read_cluster_slots(connection_, e, ranges)) return false;
+      for (const redis_slot_owner& range : ranges) {
+        const std::size_t owner = node_index(range.master);
         if (owner == max_nodes) return false;
-        for (int s = span.first; s <= span.second; ++s) {
+        for (int s = range.first; s <= range.last; ++s) {
           owners_[static_cast<std::size_t>(s)].store(static_cast<int>(owner),
                                                      std::memory_order_release);
         }

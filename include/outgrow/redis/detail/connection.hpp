@@ -11,9 +11,9 @@
 //     each read or write, so a reply trickling in byte by byte cannot stretch a command
 //     past its bound; a read also stops buffering at a size limit.
 // The connection pool (detail/pool.hpp) and the reconnect backoff
-// (detail/reconnect_gate.hpp) are built on these. Everything here is standalone-topology
-// only; a topology layer will choose *which* node a command goes to and call these for the
-// I/O.
+// (detail/reconnect_gate.hpp) are built on these. redis_open also resolves the topology
+// for a single connection: Sentinel's master, or a Cluster's first reachable seed (for
+// commands that are not pinned to a slot); detail/cluster.hpp routes by slot.
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -220,11 +220,26 @@ inline redis_context_ptr redis_open_node(const redis_connection_config& e,
   return true;
 }
 
-/// Opens a blocking connection to the server `e` names — its host and port, or under
-/// Sentinel the master the sentinels name, checked with ROLE — with both timeouts set,
-/// AUTHed and SELECTed; null and `error` set on failure.
+/// Opens a blocking connection to the server `e` names — its host and port, under
+/// Sentinel the master the sentinels name, checked with ROLE, and on a Cluster the first
+/// of cluster.nodes that accepts (for commands not pinned to a slot, such as pub/sub;
+/// slot-pinned parts use detail/cluster.hpp) — with both timeouts set, AUTHed and
+/// SELECTed; null and `error` set on failure.
 /// Throws: std::bad_alloc if memory runs out.
 inline redis_context_ptr redis_open(const redis_connection_config& e, std::string& error) {
+  if (!e.cluster.nodes.empty()) {
+    // Not pinned to a slot (the pub/sub bus: classic PUBLISH / SUBSCRIBE reach the
+    // whole cluster): the first seed node that accepts the connection.
+    error.clear();
+    for (const redis_endpoint& n : e.cluster.nodes) {
+      std::string why;
+      redis_context_ptr c = redis_open_node(e, n.host, n.port, e.password, 0, why);
+      if (c) return c;
+      if (!error.empty()) error += "; ";
+      error += "node " + n.host + ":" + std::to_string(n.port) + ": " + why;
+    }
+    return nullptr;
+  }
   if (e.sentinel.sentinels.empty()) {
     return redis_open_node(e, e.host, e.port, e.password, e.database, error);
   }

@@ -7,19 +7,30 @@
 // Parsing treats the payload as untrusted input: anything malformed, or a key the codec
 // or a validation hook rejects, is nullopt (never an exception); the fuzz test
 // (tests/integration/redis_codec_fuzz_test.cpp) feeds it random and mutated payloads.
+//
+// Tracking mode (client-side caching, RESP2): the handshake that makes Redis report
+// writes to a key prefix to the subscriber connection itself (CLIENT TRACKING ... REDIRECT
+// <own id> BCAST PREFIX p), and the decoding of one reported Redis key back to a Key of
+// the redis_tier namespace p (untrusted too: foreign and malformed keys are told apart,
+// never thrown).
 #pragma once
+
+#include <hiredis/hiredis.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
 
 #include <outgrow/redis/codec.hpp>
+#include <outgrow/redis/detail/connection.hpp>
+#include <outgrow/redis/detail/key_namespace.hpp>
 
 namespace outgrow::detail {
 
@@ -116,5 +127,61 @@ class redis_message_window {
   std::set<std::pair<std::uint64_t, std::uint64_t>> seen_;
   std::deque<std::pair<std::uint64_t, std::uint64_t>> order_;
 };
+
+/// The channel Redis sends client-side caching invalidations to (RESP2 redirection).
+inline constexpr std::string_view redis_tracking_channel = "__redis__:invalidate";
+
+/// Turns on broadcast tracking of the keys starting with `prefix` (all keys when empty)
+/// on `c`, redirected to `c` itself: once `c` has SUBSCRIBEd to redis_tracking_channel,
+/// every write to such a key, by any client, arrives there as a message whose payload
+/// is the array of written keys (nil for FLUSHALL / FLUSHDB). False when Redis refuses
+/// (before 6.0, ACLs) or the connection fails.
+/// Throws: std::bad_alloc if memory runs out.
+inline bool redis_enable_tracking(redisContext* c, std::string_view prefix) {
+  const std::string_view id_args[] = {"CLIENT", "ID"};
+  const redis_reply_ptr id = redis_argv(c, id_args);
+  if (!id || id->type != REDIS_REPLY_INTEGER) return false;
+  const std::string self = std::to_string(id->integer);
+  const std::string_view args[] = {"CLIENT", "TRACKING", "on",     "REDIRECT",
+                                   self,     "BCAST",    "PREFIX", prefix};
+  const redis_reply_ptr r =
+      redis_argv(c, std::span<const std::string_view>(args, prefix.empty() ? 6 : 8));
+  return r && r->type == REDIS_REPLY_STATUS;
+}
+
+/// What one key of a tracking invalidation is to a bus watching namespace `prefix`.
+enum class redis_tracked_kind : std::uint8_t {
+  ours,       ///< in the namespace, decoded: `key` is set
+  foreign,    ///< another namespace (a longer prefix, or outside the prefix): ignore
+  malformed,  ///< in the namespace but not an escaped, decodable, valid key
+};
+
+template <class Key>
+struct redis_tracked_key {
+  redis_tracked_kind kind = redis_tracked_kind::foreign;
+  std::optional<Key> key{};
+};
+
+/// Decodes `redis_key` (as Redis reported it) to a Key of the redis_tier namespace
+/// `prefix`: prefix + escaped encoded key (key_namespace.hpp). Never throws.
+template <class Key, class Codec>
+redis_tracked_key<Key> redis_parse_tracked_key(const Codec& codec, std::string_view prefix,
+                                               std::string_view redis_key) noexcept {
+  using kind = redis_tracked_kind;
+  if (!redis_key.starts_with(prefix) || !redis_in_namespace(redis_key, prefix)) {
+    return {kind::foreign, std::nullopt};
+  }
+  try {
+    const std::optional<std::string> raw =
+        redis_unescape_key(redis_key.substr(prefix.size()));
+    if (!raw) return {kind::malformed, std::nullopt};
+    std::optional<Key> key =
+        codec.decode(std::string_view(*raw), std::type_identity<Key>{});
+    if (!key || !redis_value_valid(codec, *key)) return {kind::malformed, std::nullopt};
+    return {kind::ours, std::move(key)};
+  } catch (...) {
+    return {kind::malformed, std::nullopt};
+  }
+}
 
 }  // namespace outgrow::detail

@@ -5,10 +5,13 @@
 // encoded key with '%' written "%25" and ':' written "%3A". The escaped part never holds
 // ':', so the namespace of a Redis key is everything up to its last ':' and tiers with
 // different prefixes never share a key, even when one prefix starts with the other.
-// Also the SCAN pattern of a namespace and the test that a scanned key belongs to it.
+// Also the SCAN pattern of a namespace, the test that a scanned key belongs to it, and
+// the inverse of the escaping (for keys Redis reports, e.g. client-side caching
+// invalidations).
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -56,6 +59,32 @@ inline void redis_escape_key(std::string& out, std::size_t from) {
 inline bool redis_in_namespace(std::string_view key, std::string_view prefix) noexcept {
   return key.size() >= prefix.size() &&
          key.substr(prefix.size()).find(redis_key_separator) == std::string_view::npos;
+}
+
+/// The inverse of redis_escape_key: "%25" -> '%', "%3A" -> ':'. nullopt for what
+/// redis_escape_key never writes (a ':', a '%' not followed by "25" or "3A"), so a
+/// foreign key is never mistaken for one of ours. Never throws but std::bad_alloc.
+inline std::optional<std::string> redis_unescape_key(std::string_view escaped) {
+  std::string out;
+  out.reserve(escaped.size());
+  for (std::size_t i = 0; i < escaped.size(); ++i) {
+    const char c = escaped[i];
+    if (c == redis_key_separator) return std::nullopt;
+    if (c != '%') {
+      out.push_back(c);
+      continue;
+    }
+    const std::string_view code = escaped.substr(i + 1, 2);
+    if (code == "25") {
+      out.push_back('%');
+    } else if (code == "3A") {
+      out.push_back(redis_key_separator);
+    } else {
+      return std::nullopt;
+    }
+    i += 2;
+  }
+  return out;
 }
 
 }  // namespace outgrow::detail

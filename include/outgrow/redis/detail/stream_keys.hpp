@@ -5,7 +5,9 @@
 // <stream>:failures (last error of entries waiting for a retry), <stream>:stats (totals)
 // and <stream>:done:<key> (completed idempotency keys) all derive from it. The config
 // refuses stream names that end in, or contain, these suffixes (rsq_reserved_name), so no
-// queue's key can equal another queue's. Also the default consumer name of a worker.
+// queue's key can equal another queue's. On a Redis Cluster the stream must carry a hash
+// tag (rsq_has_hash_tag) so all of them share its slot. Also the default consumer name
+// of a worker.
 // No hiredis here.
 #pragma once
 
@@ -37,6 +39,16 @@ inline bool rsq_reserved_name(std::string_view stream) noexcept {
   return stream.ends_with(":dead") || stream.ends_with(":failures") ||
          stream.ends_with(":stats") || stream.ends_with(":done") ||
          stream.find(":done:") != std::string_view::npos;
+}
+
+/// True when `stream` has a Redis Cluster hash tag: after its first '{' a '}' with at
+/// least one byte between. Keys made by appending to it then hash like it (only the
+/// tag is hashed), so every key a queue derives shares the stream's slot.
+inline bool rsq_has_hash_tag(std::string_view stream) noexcept {
+  const std::size_t open = stream.find('{');
+  if (open == std::string_view::npos) return false;
+  const std::size_t close = stream.find('}', open + 1);
+  return close != std::string_view::npos && close > open + 1;
 }
 
 /// "<hostname>:<pid>:<8 random hex digits>": unique per worker object in practice.
