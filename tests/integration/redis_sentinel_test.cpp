@@ -12,6 +12,7 @@
 #include <outgrow/redis/redis_invalidation.hpp>
 #include <outgrow/redis/redis_stream_queue.hpp>
 #include <outgrow/redis/redis_tier.hpp>
+#include <outgrow/redis/session_store.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -225,4 +226,33 @@ TEST_CASE("redis_invalidation_bus follows a failover", "[integration][sentinel]"
       "master died\n",
       seconds(*recovered));
   CHECK(b.metrics().subscribed);
+}
+
+TEST_CASE("session_store follows a failover and keeps replicated sessions",
+          "[integration][sentinel]") {
+  outgrow_test::redis_sentinel_group group;
+  outgrow::session_store<std::string> store(
+      {.connection = via_sentinels(group), .key_prefix = "s:session:"});
+  const auto id = store.create("ada", "cart=book;");
+  REQUIRE(id);
+  REQUIRE(store.get(*id));
+  replicate(group);
+
+  group.master().kill();
+  std::optional<outgrow::session<std::string>> after;
+  const auto recovered = until([&] {
+    auto r = store.get(*id);
+    if (r) after = *r;
+    return static_cast<bool>(r);
+  });
+  REQUIRE(recovered);
+  std::printf(
+      "session_store under Sentinel: sessions readable again %.2f s after the "
+      "master died\n",
+      seconds(*recovered));
+  REQUIRE(after);
+  CHECK(after->user == "ada");  // the login survived the failover
+  CHECK(after->data == "cart=book;");
+  CHECK(store.update(*id, after->version, "cart=book;pen;") == outgrow::session_status::ok);
+  CHECK(store.get(*id)->data == "cart=book;pen;");
 }
