@@ -103,6 +103,7 @@
 #include <outgrow/core/metrics.hpp>
 #include <outgrow/core/seed.hpp>
 #include <outgrow/redis/connection.hpp>
+#include <outgrow/redis/detail/cluster.hpp>
 #include <outgrow/redis/detail/key_namespace.hpp>
 #include <outgrow/redis/detail/pool.hpp>
 #include <outgrow/redis/detail/reply.hpp>
@@ -225,7 +226,10 @@ class redis_rate_limiter {
     detail::redis_gcra::answer answer;
     bool malformed = false;
     bool reloaded = false;
-    const status s = pool_.run([&](detail::redis_pooled_connection& c) {
+    // On a Redis Cluster the bucket's key goes to its slot's master (the key is one hash
+    // tag, so the slot is that of prefix + key).
+    const std::uint16_t slot = pool_.clustered() ? pool_.slot_of(redis_key(key)) : 0;
+    const status s = pool_.run(slot, [&](detail::redis_pooled_connection& c) {
       return decide(c, key, cost, answer, malformed, reloaded);
     });
     if (reloaded) script_loads_.add();
@@ -388,7 +392,7 @@ class redis_rate_limiter {
   const redis_rate_limiter_config config_;
   const std::int64_t interval_;                   ///< T in ticks
   const detail::redis_gcra::pair_text capacity_;  ///< burst × T as the script's pair
-  mutable detail::redis_pool<Clock> pool_;
+  mutable detail::redis_router<Clock> pool_;      // one pool, or one per Cluster node
   std::optional<keyed_rate_limiter<std::string, Clock>> fallback_;
 
   counter admitted_, rejected_, redis_errors_, fallback_admitted_, fallback_rejected_,
