@@ -295,10 +295,13 @@ TEST_CASE("redis_invalidation_bus stops promptly and can start again",
   // Messages sent while stopped were lost: the second subscription is a gap.
   REQUIRE(eventually([&] { return bus.metrics().gaps == 1; }));
 
-  // A bus that cannot reach Redis: start/stop still work, publishes are kept.
-  bus_type lost(
-      {.connection = {.port = 1, .connect_timeout = 100ms, .seed = 0x1A7A'11D8'5EEDULL},
-       .poll_interval = 5ms});
+  // A bus that cannot reach Redis (a port just found free: nothing listens there, not
+  // even a server another test left behind): start/stop still work, publishes are kept.
+  const int closed_port = outgrow_test::detail::free_loopback_ports(1).at(0);
+  bus_type lost({.connection = {.port = closed_port,
+                                .connect_timeout = 100ms,
+                                .seed = 0x1A7A'11D8'5EEDULL},
+                 .poll_interval = 5ms});
   lost.start();
   CHECK_FALSE(lost.wait_subscribed(50ms));
   CHECK_FALSE(lost.publish("k"));

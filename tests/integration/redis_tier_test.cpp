@@ -863,8 +863,10 @@ TEST_CASE("redis_tier rejects invalid configuration", "[redis_tier]") {
     CHECK(std::string(e.what()) ==
           "redis_tier: connection.port must be in [1, 65535], got 0");
   }
-  // Nothing listens: construction still succeeds (lazy connect), calls are misses.
-  tier unreachable({.connection = {.port = 1, .connect_timeout = 100ms}});
+  // Nothing listens (a port just found free): construction still succeeds (lazy
+  // connect), calls are misses.
+  const int closed_port = outgrow_test::detail::free_loopback_ports(1).at(0);
+  tier unreachable({.connection = {.port = closed_port, .connect_timeout = 100ms}});
   CHECK_FALSE(unreachable.get("k"));
   CHECK_FALSE(unreachable.put("k", "v"));
   CHECK(unreachable.metrics().connect_failures >= 1);
