@@ -1,6 +1,11 @@
 // Built against an installed (or embedded) outgrow: proves headers, include paths and
-// transitive dependencies (Boost, fmt, xxHash, Threads) reach a consumer.
-#include <outgrow/outgrow.hpp>
+// transitive dependencies (Boost, fmt, xxHash, Threads) reach a consumer. It includes a
+// few headers, not the umbrella: the umbrella compiling on its own is
+// tests/core/umbrella_test.cpp's job, and parsing it here six times (three ways of
+// consuming, two programs each) made these tests the slowest of the suite.
+#include <outgrow/core/hash.hpp>
+#include <outgrow/core/version.hpp>
+#include <outgrow/queue/bounded_queue.hpp>
 
 #include <fmt/format.h>
 #include <boost/version.hpp>

@@ -1,6 +1,7 @@
 // Linked against outgrow::redis: proves the component brings hiredis (headers and
 // library) to a consumer.
-#include <outgrow/outgrow.hpp>
+#include <outgrow/core/version.hpp>
+#include <outgrow/redis/connection.hpp>
 
 #include <hiredis/hiredis.h>
 
