@@ -21,6 +21,7 @@
 #include <outgrow/core/hash.hpp>
 #include <outgrow/core/log_histogram.hpp>
 #include <outgrow/core/metrics.hpp>
+#include <outgrow/core/prometheus.hpp>
 #include <outgrow/core/seed.hpp>
 #include <outgrow/core/sleeper.hpp>
 #include <outgrow/core/snapshot.hpp>
