@@ -5,9 +5,11 @@
 //   BM_maglev_lookup         100 nodes, table 65537
 //   BM_rendezvous_lookup     100 nodes (O(N) by design)
 //   BM_jump_hash_lookup      baseline: jump consistent hash, 100 buckets
-//   BM_range_router_lookup   10,000 ranges (range_shards, branch-free search)
+//   BM_range_router_lookup   10,000 ranges (range_shards: radix index over the split
+//                            points, dense buckets indexed again, detail/radix_index.hpp)
 //   BM_std_map_upper_bound   baseline: std::map<uint64_t, shard>::upper_bound,
 //                            10,000 ranges
+// Goal (issue 20): the range router <= 0.3x std::map::upper_bound, /clustered:1 too.
 //
 // Each placement runs twice: /prehashed (the key's 64-bit hash is given) and /string
 // ("user:N" keys hashed with XXH3 inside the lookup).

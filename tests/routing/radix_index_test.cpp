@@ -60,3 +60,38 @@ TEST_CASE("radix_index uses about one bucket per key", "[radix_index]") {
   CHECK(index.bucket_count() <= 2 * keys.size());
   CHECK(index.bucket_count() >= keys.size() / 2);
 }
+
+TEST_CASE("radix_index indexes dense buckets of clustered keys on their own",
+          "[radix_index]") {
+  // Exponentially growing keys (range_shards' clustered split points in routing_bench):
+  // most keys crowd the first top-level bucket.
+  std::vector<std::uint64_t> keys;
+  double x = 1.0;
+  for (int i = 0; i < 9999; ++i) {
+    x *= 1.0041;
+    keys.push_back(static_cast<std::uint64_t>(x));
+  }
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  std::mt19937_64 rng(3);
+  check_against_std(keys, rng);
+  outgrow::detail::radix_index index;
+  index.build(keys);
+  CHECK(index.dense_nodes() > 0);
+  CHECK(index.bucket_count() <= 5 * keys.size() + 64);  // the budget: about 4 per key
+  // Clusters at both ends and in the middle, duplicates inside a dense bucket.
+  std::vector<std::uint64_t> clusters;
+  for (std::uint64_t i = 0; i < 500; ++i) {
+    clusters.push_back(i);
+    clusters.push_back((std::uint64_t{1} << 50) + i * i);
+    clusters.push_back(~std::uint64_t{0} - i * 7);
+    clusters.push_back(std::uint64_t{1} << 30);  // 500 copies of one key
+  }
+  check_against_std(clusters, rng);
+  // Uniform keys need no dense level (the hash ring's case).
+  std::vector<std::uint64_t> uniform(16'000);
+  for (auto& k : uniform) k = rng();
+  std::sort(uniform.begin(), uniform.end());
+  outgrow::detail::radix_index flat;
+  flat.build(uniform);
+  CHECK(flat.dense_nodes() == 0);
+}

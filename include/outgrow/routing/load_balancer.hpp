@@ -39,16 +39,35 @@
 //   power_of_two_choices  two distinct random endpoints, the one with fewer in-flight
 //                         leases per weight (Envoy's default "least request")
 //   random_choice, weighted_random   uniform / weight-proportional random
-// Random draws come from a seeded stream (config.seed; unset = a random seed per
-// balancer), so single-threaded runs with a seed are reproducible. Under concurrency the
-// round-robin cursor and the random stream are advanced with relaxed load/store, not a
-// locked add: two racing picks may draw the same slot (the spread stays even); this
-// keeps a pick at two atomic read-modify-writes.
+// Per-thread stripes (issue 20: picks that scale with cores): no pick writes a cache
+// line another thread's picks write. Each picking thread has a stripe of its own (up to
+// the hardware threads rounded up to a power of two, 2 to 8; more threads share them):
+// its own round-robin cursor, random stream and pick counters, and per endpoint its own
+// lease counters (detail/balancer_endpoint.hpp). A pick plus its lease's release is two
+// atomic adds on the thread's own lines; metrics() and the load-aware policies sum the
+// stripes. What that means for each policy:
+//   round_robin, WRR  each thread goes round (or through nginx's sequence) on its own
+//                     cursor; the first thread to pick starts at endpoint 0 and gets the
+//                     exact single-threaded sequence, the thread on stripe k starts k
+//                     places on. Over any window each endpoint's count stays within one
+//                     pick per picking thread of an even (weighted) share, where the old
+//                     shared cursor let racing picks draw the same slot.
+//   random draws      config.seed seeds the first thread's stream (single-threaded runs
+//                     with a seed are reproducible, as before); each further stripe
+//                     draws its own stream derived from the seed.
+//   in-flight counts  exact sums of the stripes, read with relaxed loads, as exact as
+//                     before (reads never were a snapshot across endpoints):
+//                     least_connections, p2c, LRT and pick_if's fallback read every
+//                     thread's leases, never only the caller's. Reading another core's
+//                     stripe still costs a cache miss when that core has just picked the
+//                     same endpoint, so the load-aware policies gain less than round
+//                     robin from a second core.
+// Unset seed = a random seed per balancer.
 //
 // Writing a policy: a Policy is any default-constructible type with a `name` and a
 // noexcept pick over a read-only balancer_view of the current snapshot's routable
 // endpoints (in_flight, weight, effective_weight, load, latency, usable, hash) and a
-// pick_context (the shared cursor, the seeded random stream, the key of pick(key)),
+// pick_context (the thread's cursor, its seeded random stream, the key of pick(key)),
 // returning an index in [0, view.size()) (size() >= 1). The smallest one:
 //
 //   struct first_usable {  // the first endpoint not ejected or failing checks
@@ -81,7 +100,7 @@
 // smallest integers with exactly the same ratios (each weight read as its shortest
 // decimal: {2.5, 0.5, 0.5} gives the sequence of {5, 1, 1}, {0.1, 0.3} that of {1, 3};
 // slow-start steps keep exact ratios too; detail/wrr_smooth.hpp says how). A period up
-// to 65,536 picks is precomputed, and a pick is one table load at a shared cursor. A
+// to 65,536 picks is precomputed, and a pick is one table load at the thread's cursor. A
 // longer period (weights such as {100000, 1, 1} or {0.00001, 1}, or results of
 // arithmetic such as 0.1 + 0.2, which have no short decimal) is not tabulated: every
 // pick runs nginx's O(N) step on the snapshot's current weights under a spin lock shared
@@ -92,10 +111,10 @@
 // skips it after max_fails failures within fail_timeout; here failures do not change
 // the sequence, and consecutive_failures eject the endpoint (Envoy's way, below).
 // endpoint_metrics::effective_weight is the slow-start weight, not nginx's. (2) A
-// membership or health change publishes a new snapshot: the sequence continues at the
-// shared cursor (modulo the new period) or, for long periods, restarts from zero current
-// weights, where nginx carries each peer's current_weight over. (3) Concurrent picks
-// from a table may draw the same slot (below); nginx serializes picks.
+// membership or health change publishes a new snapshot: the sequence continues at each
+// thread's cursor (modulo the new period) or, for long periods, restarts from zero
+// current weights, where nginx carries each peer's current_weight over. (3) Threads
+// walk the table each on its own cursor (above); nginx serializes picks on one.
 //
 // Leases: pick() counts the lease in flight; success()/failure() record the outcome
 // (and the latency: measured with the Clock when config.measure_latency is set or the
@@ -157,8 +176,9 @@
 // throws config_error "load_balancer: <field> must be ..., got ...". Nothing is clamped.
 //
 // Thread-safety: every member function from any thread. Picks read an immutable
-// membership snapshot (core/snapshot.hpp published<T>) and never lock (but for a WRR
-// period too long to tabulate, where picks share a spin lock); membership and
+// membership snapshot (core/snapshot.hpp published<T>), never lock (but for a WRR
+// period too long to tabulate, where picks share a spin lock) and write only the
+// picking thread's stripe (above); a lease may end on another thread. Membership and
 // health changes build a new snapshot under a writer mutex and publish it. Time-based
 // changes (an ejection ending, a slow-start step) are applied by the first pick that
 // notices them, with try_lock: a pick never waits for a writer. The last reference to a
@@ -432,13 +452,15 @@ class load_balancer {
     lease(lease&& o) noexcept
         : lb_(std::exchange(o.lb_, nullptr)),
           state_(std::exchange(o.state_, nullptr)),
-          started_ns_(o.started_ns_) {}
+          started_ns_(o.started_ns_),
+          stripe_(o.stripe_) {}
     lease& operator=(lease&& o) noexcept {
       if (this != &o) {
         finish(outcome::abandoned, -1);
         lb_ = std::exchange(o.lb_, nullptr);
         state_ = std::exchange(o.state_, nullptr);
         started_ns_ = o.started_ns_;
+        stripe_ = o.stripe_;
       }
       return *this;
     }
@@ -467,16 +489,20 @@ class load_balancer {
    private:
     friend class load_balancer;
     lease(engine_type* lb, detail::lb_pick<state> p) noexcept
-        : lb_(p.state != nullptr ? lb : nullptr), state_(p.state), started_ns_(p.now) {}
+        : lb_(p.state != nullptr ? lb : nullptr),
+          state_(p.state),
+          started_ns_(p.now),
+          stripe_(p.stripe) {}
     void finish(outcome o, std::int64_t latency_ns) noexcept {
       if (state_ == nullptr) return;
       state* s = std::exchange(state_, nullptr);
-      lb_->record(*s, o, latency_ns, started_ns_);
-      s->release(state::lease_unit);
+      lb_->record(*s, o, latency_ns, started_ns_, stripe_);
+      s->release(stripe_);  // on the stripe that started it (see detail/balancer_endpoint)
     }
     engine_type* lb_ = nullptr;
     state* state_ = nullptr;
     std::int64_t started_ns_ = 0;
+    std::uint32_t stripe_ = 0;
   };
 
   /// Braced endpoint lists: load_balancer<std::string>({"a", "b"}).

@@ -182,8 +182,10 @@ class hash_mod {
 ///
 /// Lookup: for integer bounds with std::less, a radix index over the split points
 /// (detail/radix_index.hpp) finds the candidate split points in O(1) expected — about
-/// one for evenly cut ranges — then scans them (benchmarks/routing_bench.cpp has the
-/// ratio to std::map::upper_bound); other bounds use a branch-free binary search.
+/// one for evenly cut ranges; split points crowded in one corner of the key space get
+/// a further index level per dense bucket — then scans them
+/// (benchmarks/routing_bench.cpp has the ratio to std::map::upper_bound); other bounds
+/// use a branch-free binary search.
 template <class Bound, class Compare = std::less<>>
 class range_shards {
  public:

@@ -1,73 +1,157 @@
 // outgrow/routing/detail/balancer_endpoint.hpp — one load-balancer endpoint's shared
 // state, the ledger of removed endpoints, and the routable set a snapshot publishes.
 //
-// An endpoint's state lives as long as a membership snapshot lists it or a lease holds
-// it, so it is reference-counted by hand: one 64-bit word packs
-// [picks since last fold : 32][in flight : 31][listed : 1], and starting a lease is one
-// atomic add, ending it one atomic sub that also tells whether this was the last
-// reference. The last reference of a removed endpoint folds its counters into the
-// ledger shared by the balancer and its endpoints (either may go first: old snapshots
-// can linger in threads' snapshot caches), so totals stay exact whatever the churn.
+// Per-thread stripes: a pick must not write a cache line that another core's picks
+// write too, or two threads pick slower than one. So an endpoint's lease counters live
+// in `stripes` cache-line pairs (lb_stripe_count(): the hardware threads rounded up to
+// a power of two, 2 to 8; inline, 1 KB per endpoint), and a picking thread writes only
+// its own stripe (lb_stripe_for: the first thread to pick from a balancer gets stripe
+// 0, and live threads get distinct stripes up to the stripe count; more threads share
+// them, with atomic increments either way). Starting a lease is one atomic add to the
+// stripe's `acquired`, ending it one to its `released` (on the stripe that started it,
+// carried by the lease); the in-flight count of an endpoint is the sum over its
+// stripes of acquired − released, read by the load-aware policies (p2c,
+// least_connections, LRT) and metrics() with relaxed loads.
+//
+// Lifetime: an endpoint's state lives as long as a membership snapshot lists it or a
+// lease holds it. While listed, no lease count is kept in one word: the last snapshot
+// reference (the shared_ptr deleter, unlist()) closes every stripe's `released` (bit 63,
+// fetch_or, which also returns the releases so far) and computes the leases still
+// outstanding, R = picks − releases so far; it adds R to `refs_`, and every release
+// that finds its stripe closed subtracts one from `refs_` instead. Whoever brings
+// `refs_` to zero (the unlisting itself when R is 0) is the last reference: it folds the
+// endpoint's counters into the ledger shared by the balancer and its endpoints (either
+// may go first: old snapshots can linger in threads' snapshot caches) and deletes it,
+// so totals stay exact whatever the churn. No pick happens after the unlisting (picks
+// reach an endpoint only through a snapshot listing it), so every acquire is counted.
 // balancer_endpoint_core is the part that does not depend on the Endpoint type: what
 // picks, policies (through balancer_view) and outlier detection read and write.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include <outgrow/cache/detail/concurrent_cache_shard.hpp>  // cc_thread_slot
 #include <outgrow/core/metrics.hpp>
 
 namespace outgrow::detail {
 
-/// The Endpoint-independent state of one endpoint (see the file comment for `word_`).
+/// Most stripes an endpoint has (kept inline in its state: no pointer to follow on a
+/// pick). More picking threads than this share stripes.
+inline constexpr std::size_t lb_max_stripes = 8;
+
+/// Stripes per balancer: the hardware threads rounded up to a power of two, in
+/// [2, lb_max_stripes] (the same for every balancer of the process).
+[[nodiscard]] inline std::size_t lb_stripe_count() noexcept {
+  static const std::size_t n = std::clamp<std::size_t>(
+      std::bit_ceil(std::max(1U, std::thread::hardware_concurrency())), 2, lb_max_stripes);
+  return n;
+}
+
+/// This thread's stripe of a balancer: its dense thread slot (cc_thread_slot: 0, 1, 2,
+/// ... over the live threads, recycled at thread exit) counted from the slot of the
+/// first thread that picked from this balancer (`first`, set once), modulo the stripes.
+/// So the first picking thread gets stripe 0, and up to lb_stripe_count() live threads
+/// get stripes of their own.
+[[nodiscard]] inline std::uint32_t lb_stripe_for(std::atomic<std::uint64_t>& first,
+                                                 std::uint32_t mask) noexcept {
+  constexpr std::uint64_t unset = std::numeric_limits<std::uint64_t>::max();
+  const std::uint64_t slot = cc_thread_slot();
+  std::uint64_t base = first.load(std::memory_order_relaxed);
+  if (base == unset) [[unlikely]] {
+    if (first.compare_exchange_strong(base, slot, std::memory_order_relaxed)) base = slot;
+  }
+  return static_cast<std::uint32_t>((slot - base) & mask);
+}
+
+/// Two cache lines: x86 cores prefetch the adjacent line of a pair.
+inline constexpr std::size_t lb_stripe_align = 128;
+
+/// One stripe of an endpoint's lease counters (see the file comment).
+struct alignas(lb_stripe_align) lb_endpoint_stripe {
+  static constexpr std::uint64_t closed = std::uint64_t{1} << 63;
+  std::atomic<std::uint64_t> acquired{0};  // leases started (= picks)
+  std::atomic<std::uint64_t> released{0};  // leases ended; bit 63: closed (unlisted)
+  std::atomic<std::uint64_t> failures{0};
+  std::atomic<std::uint64_t> abandoned{0};
+};
+
+/// One endpoint's lease counters summed over its stripes.
+struct lb_endpoint_counts {
+  std::uint64_t picks = 0;
+  std::uint64_t in_flight = 0;
+  std::uint64_t failures = 0;
+  std::uint64_t abandoned = 0;
+};
+
+/// The Endpoint-independent state of one endpoint (see the file comment).
 class balancer_endpoint_core {
  public:
-  static constexpr std::uint64_t listed_unit = 1;
-  static constexpr std::uint64_t lease_unit = 2;
-  static constexpr std::uint64_t pick_unit = std::uint64_t{1} << 32;
-  static constexpr std::uint64_t low_mask = pick_unit - 1;
-  static constexpr std::uint64_t fold_at = std::uint64_t{1} << 31;
   static constexpr std::int64_t no_sample = std::numeric_limits<std::int64_t>::min();
 
-  explicit balancer_endpoint_core(std::uint64_t h) noexcept : hash(h) {}
+  explicit balancer_endpoint_core(std::uint64_t h)
+      : hash(h), stripe_count_(lb_stripe_count()) {}
   balancer_endpoint_core(const balancer_endpoint_core&) = delete;
   balancer_endpoint_core& operator=(const balancer_endpoint_core&) = delete;
 
-  void acquire() noexcept {
-    const std::uint64_t prev =
-        word_.fetch_add(pick_unit + lease_unit, std::memory_order_relaxed);
-    if ((prev >> 32) == fold_at - 1) [[unlikely]] {
-      // Exactly one pick crosses 2^31 unfolded picks: move them to the 64-bit total.
-      folded_.fetch_add(fold_at, std::memory_order_relaxed);
-      word_.fetch_sub(fold_at << 32, std::memory_order_relaxed);
+  /// A lease starts on stripe k (< lb_stripe_count()).
+  void acquire(std::size_t k) noexcept {
+    stripes_[k].acquired.fetch_add(1, std::memory_order_relaxed);
+  }
+  void add_failure(std::size_t k) noexcept {
+    stripes_[k].failures.fetch_add(1, std::memory_order_relaxed);
+  }
+  void add_abandoned(std::size_t k) noexcept {
+    stripes_[k].abandoned.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// Leases in flight: the sum over the stripes of acquired − released, each stripe's
+  /// releases read before its acquires (a racing lease moved to another thread may
+  /// make the sum briefly negative: then 0).
+  [[nodiscard]] std::uint64_t in_flight() const noexcept {
+    // Unrolled for each stripe count (the hot read of p2c and least_connections).
+    switch (stripe_count_) {
+      case 2:
+        return in_flight_of<2>(stripes_);
+      case 4:
+        return in_flight_of<4>(stripes_);
+      default:
+        return in_flight_of<lb_max_stripes>(stripes_);
     }
   }
-  [[nodiscard]] std::uint64_t in_flight() const noexcept {
-    return (word_.load(std::memory_order_relaxed) & low_mask) >> 1;
-  }
-  [[nodiscard]] std::uint64_t picks() const noexcept {
-    return folded_.load(std::memory_order_relaxed) +
-           (word_.load(std::memory_order_relaxed) >> 32);
+  /// All counters, read in an order (outcomes, releases, picks) that keeps the derived
+  /// successes (picks − failures − abandoned − in flight) from going negative.
+  [[nodiscard]] lb_endpoint_counts counts() const noexcept {
+    lb_endpoint_counts c;
+    std::uint64_t released = 0;
+    for (std::size_t k = 0; k < stripe_count_; ++k) {
+      c.failures += stripes_[k].failures.load(std::memory_order_relaxed);
+      c.abandoned += stripes_[k].abandoned.load(std::memory_order_relaxed);
+    }
+    for (std::size_t k = 0; k < stripe_count_; ++k)
+      released += unclosed(stripes_[k].released.load(std::memory_order_relaxed));
+    for (std::size_t k = 0; k < stripe_count_; ++k)
+      c.picks += stripes_[k].acquired.load(std::memory_order_relaxed);
+    c.in_flight = c.picks > released ? c.picks - released : 0;
+    return c;
   }
 
   const std::uint64_t hash;  // by the balancer's Hasher (keyed policies only, else 0)
-  // Hot: updated by leases.
-  alignas(64) std::atomic<std::uint64_t> word_{listed_unit};
   std::atomic<std::uint32_t> consecutive_failures{0};
   std::atomic<std::int64_t> ewma_ns{0};  // 0 = no sample
   std::atomic<std::int64_t> last_sample_ns{no_sample};
-  std::atomic<std::uint64_t> folded_{0};
-  counter failures;
-  counter abandoned;
   // Writer-side state, guarded by the balancer's mutex.
   double weight = 1.0;
   bool draining = false;
@@ -86,6 +170,24 @@ class balancer_endpoint_core {
 
  protected:
   ~balancer_endpoint_core() = default;
+
+  [[nodiscard]] static std::uint64_t unclosed(std::uint64_t released) noexcept {
+    return released & ~lb_endpoint_stripe::closed;
+  }
+  template <std::size_t N>
+  [[nodiscard]] static std::uint64_t in_flight_of(const lb_endpoint_stripe* st) noexcept {
+    std::uint64_t sum = 0;
+    for (std::size_t k = 0; k < N; ++k) {
+      const std::uint64_t released = st[k].released.load(std::memory_order_relaxed);
+      sum += st[k].acquired.load(std::memory_order_relaxed) - unclosed(released);
+    }
+    return static_cast<std::int64_t>(sum) > 0 ? sum : 0;
+  }
+
+  const std::size_t stripe_count_;
+  lb_endpoint_stripe stripes_[lb_max_stripes];  // the first stripe_count_ used
+  // Leases outstanding after the unlisting (see the file comment); 0 while listed.
+  std::atomic<std::int64_t> refs_{0};
 };
 
 template <class Endpoint>
@@ -112,21 +214,42 @@ class lb_endpoint final : public balancer_endpoint_core {
   lb_endpoint(Endpoint e, std::uint64_t h, std::shared_ptr<lb_ledger<Endpoint>> l)
       : balancer_endpoint_core(h), endpoint(std::move(e)), ledger(std::move(l)) {}
 
-  /// A shared_ptr whose last copy drops the "listed" reference instead of deleting.
+  /// A shared_ptr whose last copy unlists the endpoint instead of deleting it.
   static std::shared_ptr<lb_endpoint> make(Endpoint e, std::uint64_t h,
                                            std::shared_ptr<lb_ledger<Endpoint>> l) {
     return std::shared_ptr<lb_endpoint>(new lb_endpoint(std::move(e), h, std::move(l)),
-                                        [](lb_endpoint* p) { p->release(listed_unit); });
+                                        [](lb_endpoint* p) { p->unlist(); });
   }
 
-  /// Drops one reference (a lease or the listing); deletes on the last one.
-  void release(std::uint64_t unit) noexcept {
-    if ((word_.fetch_sub(unit, std::memory_order_acq_rel) & low_mask) == unit) {
-      ledger->retire(*this);  // a removed endpoint's final counts join the totals
-      delete this;
+  /// Ends a lease started on stripe k; deletes the endpoint if it was the last
+  /// reference (see the file comment).
+  void release(std::size_t k) noexcept {
+    const std::uint64_t prev = stripes_[k].released.fetch_add(1, std::memory_order_acq_rel);
+    if ((prev & lb_endpoint_stripe::closed) == 0) [[likely]]
+      return;
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy();
+  }
+
+ private:
+  /// The last snapshot listing the endpoint let go of it: close the stripes, count the
+  /// leases still out, and delete now if there are none.
+  void unlist() noexcept {
+    std::uint64_t released = 0, acquired = 0;
+    for (std::size_t k = 0; k < stripe_count_; ++k) {
+      released += unclosed(stripes_[k].released.fetch_or(lb_endpoint_stripe::closed,
+                                                         std::memory_order_acq_rel));
     }
+    for (std::size_t k = 0; k < stripe_count_; ++k)
+      acquired += stripes_[k].acquired.load(std::memory_order_acquire);
+    const auto out = static_cast<std::int64_t>(acquired - released);
+    if (refs_.fetch_add(out, std::memory_order_acq_rel) + out == 0) destroy();
+  }
+  void destroy() noexcept {
+    ledger->retire(*this);  // a removed endpoint's final counts join the totals
+    delete this;
   }
 
+ public:
   const Endpoint endpoint;
   const std::shared_ptr<lb_ledger<Endpoint>> ledger;
   bool removed = false;  // guarded by ledger->mutex
@@ -136,9 +259,10 @@ template <class Endpoint>
 void lb_ledger<Endpoint>::retire(const lb_endpoint<Endpoint>& e) noexcept {
   std::lock_guard lock(mutex);
   if (!e.removed) return;  // a member (the balancer is going away)
-  picks += e.picks();
-  failures += e.failures.load();
-  abandoned += e.abandoned.load();
+  const lb_endpoint_counts c = e.counts();
+  picks += c.picks;
+  failures += c.failures;
+  abandoned += c.abandoned;
   removed.erase(std::find(removed.begin(), removed.end(), &e));
 }
 

@@ -47,6 +47,17 @@ template <class State>
 struct lb_pick {
   State* state = nullptr;
   std::int64_t now = 0;
+  std::uint32_t stripe = 0;  // the picking thread's stripe (lb_stripe_for)
+};
+
+/// One picking stripe of a balancer (see balancer_endpoint.hpp): the round-robin cursor,
+/// the random stream and the pick counters of the threads that use it.
+struct alignas(lb_stripe_align) lb_pick_stripe {
+  std::atomic<std::uint64_t> cursor{0};
+  std::atomic<std::uint64_t> draws{0};
+  std::atomic<std::uint64_t> no_endpoint{0};
+  std::atomic<std::uint64_t> panic_picks{0};
+  std::uint64_t seed = 0;  // stripe 0: the balancer's seed; others derived from it
 };
 
 enum class lb_outcome : std::uint8_t { success, failure, abandoned };
@@ -81,8 +92,16 @@ class balancer_engine {
         hasher_(std::move(hasher)),
         members_(primitive, hasher_),
         seed_(resolve_seed(config.seed)),
-        current_(std::make_shared<const snapshot>()) {
+        current_(std::make_shared<const snapshot>()),
+        stripe_mask_(static_cast<std::uint32_t>(lb_stripe_count() - 1)),
+        stripes_(std::make_unique<lb_pick_stripe[]>(lb_stripe_count())) {
     require(!list.empty(), primitive, "endpoints", "a non-empty list", "none");
+    // Stripe k starts its cursor at k (threads spread from their first pick) and draws
+    // its own stream; stripe 0, the first picking thread's, is the seed's own.
+    for (std::uint32_t k = 0; k <= stripe_mask_; ++k) {
+      stripes_[k].cursor.store(k, std::memory_order_relaxed);
+      stripes_[k].seed = k == 0 ? seed_ : lb_draw(seed_ ^ 0xD1B54A32D192ED03ULL, k);
+    }
     std::lock_guard lock(mutex_);
     const std::int64_t now = now_ns();
     for (auto& wn : list) add_locked(wn.node, wn.weight, now, /*ramp=*/false);
@@ -187,10 +206,11 @@ class balancer_engine {
     r.failures = ledger_->failures;
     r.abandoned = ledger_->abandoned;
     for (const state* s : ledger_->removed) {
-      r.picks += s->picks();
-      r.failures += s->failures.load();
-      r.abandoned += s->abandoned.load();
-      r.in_flight += s->in_flight();
+      const lb_endpoint_counts c = s->counts();
+      r.picks += c.picks;
+      r.failures += c.failures;
+      r.abandoned += c.abandoned;
+      r.in_flight += c.in_flight;
     }
     r.lingering = ledger_->removed.size();
     const std::uint64_t done = r.failures + r.abandoned + r.in_flight;
@@ -225,10 +245,11 @@ class balancer_engine {
     m.abandoned = r.abandoned;
     m.in_flight = r.in_flight;
     for (const auto& s : states_) {
-      m.picks += s->picks();
-      m.failures += s->failures.load();
-      m.abandoned += s->abandoned.load();
-      m.in_flight += s->in_flight();
+      const lb_endpoint_counts c = s->counts();
+      m.picks += c.picks;
+      m.failures += c.failures;
+      m.abandoned += c.abandoned;
+      m.in_flight += c.in_flight;
       const auto st = status_of<Status>(*s);
       m.ejected += s->ejected ? 1U : 0U;
       m.unhealthy += s->healthy ? 0U : 1U;
@@ -237,8 +258,10 @@ class balancer_engine {
     }
     const std::uint64_t done = m.failures + m.abandoned + m.in_flight;
     m.successes = m.picks > done ? m.picks - done : 0;
-    m.no_endpoint = no_endpoint_.load();
-    m.panic_picks = panic_picks_.load();
+    for (std::uint32_t k = 0; k <= stripe_mask_; ++k) {
+      m.no_endpoint += stripes_[k].no_endpoint.load(std::memory_order_relaxed);
+      m.panic_picks += stripes_[k].panic_picks.load(std::memory_order_relaxed);
+    }
     m.ejections = ejections_.load();
     m.ejections_overflow = ejections_overflow_.load();
     m.returns = returns_.load();
@@ -265,10 +288,11 @@ class balancer_engine {
       e.status = status_of<Status>(*s);
       e.weight = s->weight;
       e.effective_weight = s->effective_weight;
-      e.in_flight = s->in_flight();
-      e.picks = s->picks();
-      e.failures = s->failures.load();
-      e.abandoned = s->abandoned.load();
+      const lb_endpoint_counts c = s->counts();
+      e.in_flight = c.in_flight;
+      e.picks = c.picks;
+      e.failures = c.failures;
+      e.abandoned = c.abandoned;
       const std::uint64_t done = e.failures + e.abandoned + e.in_flight;
       e.successes = e.picks > done ? e.picks - done : 0;
       e.ejections = s->ejections_total;
@@ -318,13 +342,15 @@ class balancer_engine {
         s = &current_.local();
       }
     }
+    const std::uint32_t k = lb_stripe_for(first_slot_, stripe_mask_);
+    lb_pick_stripe& stripe = stripes_[k];
     const std::size_t n = s->pool.routable.size();
     if (n == 0) [[unlikely]] {
-      no_endpoint_.add();
+      stripe.no_endpoint.fetch_add(1, std::memory_order_relaxed);
       return {};
     }
     const outgrow::balancer_view view(s->pool, now, config_.latency_stale_after.count());
-    outgrow::pick_context context(cursor_, draws_, seed_, key);
+    outgrow::pick_context context(stripe.cursor, stripe.draws, stripe.seed, key);
     std::size_t i = 0;
     if constexpr (traits::has_table) {
       i = static_cast<std::size_t>(policy_.pick(view, s->table, context));
@@ -340,9 +366,9 @@ class balancer_engine {
       }
     }
     if (s->pool.panic) [[unlikely]]
-      panic_picks_.add();
-    chosen->acquire();
-    return {chosen, now};
+      stripe.panic_picks.fetch_add(1, std::memory_order_relaxed);
+    chosen->acquire(k);
+    return {chosen, now, k};
   }
 
   /// pick_if: the best accepted endpoint after the policy's rejected choice — by load
@@ -383,10 +409,11 @@ class balancer_engine {
 
   // -- outcomes --
 
-  void record(state& s, outcome o, std::int64_t latency_ns,
-              std::int64_t started_ns) noexcept {
+  /// A lease started on `stripe` ends with `o`.
+  void record(state& s, outcome o, std::int64_t latency_ns, std::int64_t started_ns,
+              std::uint32_t stripe) noexcept {
     if (o == outcome::abandoned) {
-      s.abandoned.add();
+      s.add_abandoned(stripe);
       return;
     }
     if (latency_ns < 0 && (traits::measures_latency || config_.measure_latency)) {
@@ -403,7 +430,7 @@ class balancer_engine {
       }
       return;
     }
-    s.failures.add();
+    s.add_failure(stripe);
     if (config_.consecutive_failures == 0) return;
     const std::uint32_t run =
         s.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -559,12 +586,13 @@ class balancer_engine {
   const std::shared_ptr<lb_ledger<Endpoint>> ledger_ =
       std::make_shared<lb_ledger<Endpoint>>();
   const std::uint64_t seed_;
-  // Pick path.
+  // Pick path: per-thread stripes (balancer_endpoint.hpp), no shared line written.
   published<snapshot> current_;
-  alignas(64) std::atomic<std::uint64_t> cursor_{0};
-  alignas(64) std::atomic<std::uint64_t> draws_{0};
-  alignas(64) counter no_endpoint_;
-  counter panic_picks_;
+  const std::uint32_t stripe_mask_;
+  // The thread slot of the first picking thread (lb_stripe_for); max = none yet.
+  std::atomic<std::uint64_t> first_slot_{std::numeric_limits<std::uint64_t>::max()};
+  const std::unique_ptr<lb_pick_stripe[]> stripes_;
+  // Writer-side counters.
   counter ejections_;
   counter ejections_overflow_;
   counter returns_;

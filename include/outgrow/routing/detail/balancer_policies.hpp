@@ -113,10 +113,11 @@ class balancer_view {
   std::int64_t stale_after_ns_;
 };
 
-/// What a pick may draw on besides the view: the balancer's shared cursor, its seeded
-/// random stream (config.seed), and the key of pick(key). Under concurrency the cursor
-/// and the stream advance with relaxed load/store, not a locked add: racing picks may
-/// draw the same value (the spread stays even), which keeps a pick cheap.
+/// What a pick may draw on besides the view: the picking thread's cursor and seeded
+/// random stream (its stripe's: see "Per-thread stripes" in load_balancer.hpp; the
+/// first picking thread's stream is config.seed's), and the key of pick(key). Cursor
+/// and stream advance with relaxed load/store, not a locked add: threads sharing a
+/// stripe (more threads than stripes) may draw the same value, the spread stays even.
 class pick_context {
  public:
   /// Made by the balancer per pick; public so a policy can be unit-tested.
@@ -128,7 +129,7 @@ class pick_context {
         key_(key.value_or(0)),
         keyed_(key.has_value()) {}
 
-  /// The shared cursor, in [0, n), one step further on every call (round robin).
+  /// The thread's cursor, in [0, n), one step further on every call (round robin).
   [[nodiscard]] std::size_t cursor(std::size_t n) noexcept {
     std::uint64_t c = cursor_->load(std::memory_order_relaxed);
     if (c >= n) c = 0;

@@ -17,7 +17,7 @@
 //   - a slow-start step multiplies a weight by exactly step / steps (or by
 //     slow_start_min_weight, read as above), so ramps keep exact ratios too.
 // The sequence repeats every sum-of-integers picks. Up to smooth_wrr_table_limit (65,536)
-// it is precomputed (smooth_wrr_period: a pick is one table load at a shared cursor);
+// it is precomputed (smooth_wrr_period: a pick is one table load at the thread's cursor);
 // a longer period runs nginx's O(N) step on every pick under a spin lock shared by the
 // picks only (smooth_wrr_live, as nginx does under its upstream zone lock). Both produce
 // nginx's sequence for the same integer weights, pick for pick.
