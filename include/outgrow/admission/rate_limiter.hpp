@@ -66,10 +66,12 @@
 // is one clock read, one load and one CAS (retried only when another thread won the
 // race); with thread_batch b, that once per b decisions and a thread-local decrement
 // otherwise. Measured cost (benchmarks/admission_bench.cpp, Release, 2-core machine,
-// 2026-12-02): try_acquire 7.6 ns on one thread beside 2.4 ns for an uncontended
-// atomic fetch_add; from two threads on one limiter 100 ns per call per thread — the
-// shared state word and counters bounce between cores. With thread_batch = 64:
-// 1.44 ns on one thread, 1.93 ns per call per thread on two (1.5× one thread's total).
+// 2026-12-02, quiet machine, --benchmark_repetitions=3 medians): try_acquire 8.0 ns on
+// one thread beside 2.4 ns for an uncontended atomic fetch_add (3.3×: the coarse clock
+// read alone is ~6.5 ns); from two threads on one limiter 24.6M decisions/s in all, a
+// fifth of one thread's — the shared state word and counters bounce between cores. With
+// thread_batch = 64: 1.44 ns on one thread (0.6× fetch_add), and two threads together
+// 1.07-1.5× one thread's rate (two runs).
 #pragma once
 
 #include <algorithm>
