@@ -192,13 +192,12 @@
 // pipelined EXISTS round trip per batch with keys, one pipelined round trip of completion
 // scripts per batch (retries and dead letters: one EVAL each); metrics one pipelined
 // round trip. Commands allocate their argument arrays and replies (network-bound paths).
-// Measured cost (benchmarks/redis_bench.cpp, loopback, README "Redis"): enqueue 52.3k
-// jobs/s (0.95x a bare LPUSH); enqueue + consume + acknowledge 15.1k jobs/s one at a time,
-// 21.0k/s in batches of 128 (0.53x / 0.42x a LPUSH / RPOP list queue), measured before
-// batched completion. enqueue_many (Release, busy 2-core machine, 2026-12-02): 284k
-// jobs/s in batches of 16, 511k/s in batches of 128 — 0.76x / 0.59x the same batch of
-// pipelined LPUSHes; Redis's own XADD costs more than LPUSH (redis-benchmark -P 16 / 128
-// on the same machine: XADD 0.72x / 0.42x LPUSH), so that ratio is the server's.
+// Measured cost (benchmarks/redis_bench.cpp, loopback, README "Redis", Release, quiet
+// machine, 2026-12-02): enqueue 36.2k jobs/s (0.93x a bare LPUSH); enqueue_many 285k
+// jobs/s in batches of 16, 489k/s in batches of 128 (0.72x / 0.55x the same batch of
+// pipelined LPUSHes: Redis's own XADD costs more than LPUSH, redis-benchmark -P 16 / 128
+// gives 0.72x / 0.42x); enqueue + consume + acknowledge 9.2k jobs/s one at a time,
+// 23.4k/s in batches of 128 (0.49x / 0.61x a LPUSH / RPOP list queue).
 #pragma once
 
 #include <hiredis/hiredis.h>
