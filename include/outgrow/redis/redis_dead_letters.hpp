@@ -30,8 +30,9 @@
 // Complexity: size / purge one round trip; for_each, filter, snapshot and the *_if /
 // *_all calls one XRANGE round trip per 100 entries plus one per entry replayed or
 // purged; metrics four round trips. Measured cost: network-bound — one loopback round
-// trip is about 28 us on the README's machine (36.2k XADDs/s, redis_bench, 2026-12-02; up to 5x
-// slower when the machine is busy); decoding an entry is not measurable beside it.
+// trip is about 28 us on the README's machine (36.2k XADDs/s, redis_bench, 2026-12-02;
+// up to 5x slower when the machine is busy); decoding an entry is not measurable beside
+// it.
 #pragma once
 
 #include <chrono>
