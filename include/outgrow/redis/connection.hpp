@@ -105,9 +105,9 @@ struct redis_connection_config {
   /// Bound of one connect: 200 ms. (0, 1 h]
   std::chrono::nanoseconds connect_timeout = std::chrono::milliseconds{200};
   /// Bound of each command (its socket reads and writes): empty = the part's own default,
-  /// 100 ms for redis_tier, the invalidation bus and session_store, 1 s for the stream queue (a queue
-  /// waits for its broker, a cache does not) — so writing `.connection = {.host = ...}`
-  /// keeps each part's default. (0, 1 h]
+  /// 100 ms for redis_tier, the invalidation bus and session_store, 1 s for the stream
+  /// queue (a queue waits for its broker, a cache does not) — so writing
+  /// `.connection = {.host = ...}` keeps each part's default. (0, 1 h]
   std::optional<std::chrono::nanoseconds> command_timeout{};
   /// Delay between connect attempts while Redis is unreachable.
   full_jitter_backoff reconnect_backoff{std::chrono::milliseconds{10},
