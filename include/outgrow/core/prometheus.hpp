@@ -66,6 +66,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <ranges>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -264,6 +265,9 @@ class prometheus_writer {
         value.for_each_metric(visitor{w, name, detail::snapshot_name<V>(), labels});
       } else if constexpr (std::is_convertible_v<const V&, std::string_view>) {
         w->add_info(name, help, field, std::string_view(value), *labels);
+      } else if constexpr (std::ranges::range<V>) {
+        // Skipped (vectors of snapshots, lists): also when <fmt/ranges.h> makes them
+        // formattable, so the output does not depend on what else the caller includes.
       } else if constexpr (fmt::is_formattable<V>::value) {
         w->add_info(name, help, field, fmt::format("{}", value), *labels);
       }
