@@ -20,6 +20,8 @@
 
 #include <fmt/format.h>
 
+#include "redis_process.hpp"
+
 using namespace std::chrono_literals;
 using job_queue = outgrow::redis_stream_queue<std::int64_t>;
 using job_worker = outgrow::redis_stream_worker<std::int64_t>;
@@ -49,18 +51,6 @@ std::string find_redis_server() {  // on PATH
   return {};
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 int main(int argc, char** argv) {
   outgrow::redis_stream_queue_config config{
       .connection = {.connect_timeout = 500ms, .command_timeout = 1s},
@@ -82,7 +72,7 @@ int main(int argc, char** argv) {
       fmt::print("redis-server not found on PATH (or pass --redis host:port); skipping\n");
       return 77;  // "skipped" (the smoke test reports it so, never as passed)
     }
-    config.connection.port = free_port();
+    config.connection.port = example::free_port();
     const std::string port = std::to_string(config.connection.port);
     server = spawn([&] {
       ::execl(exe.c_str(), exe.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1",

@@ -11,9 +11,7 @@
 #include <outgrow/redis/redis_invalidation.hpp>
 #include <outgrow/redis/redis_tier.hpp>
 
-#include <arpa/inet.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,7 +21,8 @@
 #include <string>
 #include <thread>
 
-extern char** environ;
+#include "redis_process.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -73,28 +72,6 @@ struct service_instance {  // what each replica of a service holds
       cache;
 };
 
-int free_port() {  // bind 127.0.0.1:0 and read the port back (a tiny race: fine here)
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), len);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-pid_t start_redis(const char* exe, int port) {  // no persistence, logs discarded
-  const std::string p = std::to_string(port);
-  const char* argv[] = {exe, "--port",       p.c_str(), "--bind",    "127.0.0.1", "--save",
-                        "",  "--appendonly", "no",      "--logfile", "/dev/null", nullptr};
-  pid_t pid = -1;
-  return ::posix_spawnp(&pid, exe, nullptr, nullptr, const_cast<char**>(argv), environ) == 0
-             ? pid
-             : -1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -106,9 +83,8 @@ int main(int argc, char** argv) {
     host = where.substr(0, where.rfind(':'));
     port = std::atoi(where.c_str() + where.rfind(':') + 1);
   } else {
-    const char* env = std::getenv("OUTGROW_REDIS_SERVER");
-    port = free_port();
-    child = start_redis(env != nullptr ? env : "redis-server", port);
+    port = example::free_port();
+    child = example::start_redis(port);  // OUTGROW_REDIS_SERVER, or the one on PATH
     l2_cache probe({.connection = {.port = port, .reconnect_backoff = {1ms, 5ms}}});
     for (int i = 0; child > 0 && i < 200 && !probe.ping(); ++i) {
       std::this_thread::sleep_for(10ms);

@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "catch.hpp"
+#include "key_recorder.hpp"
 #include "redis_cluster.hpp"
 
 using namespace std::chrono_literals;
@@ -249,24 +250,12 @@ TEST_CASE("redis_rate_limiter and the invalidation bus work on a cluster",
   };
   outgrow::redis_invalidation_bus<std::string> a(bus_config(0));
   outgrow::redis_invalidation_bus<std::string> b(bus_config(2));
-  std::mutex mutex;
-  std::set<std::string> at_b;
-  auto sub = b.subscribe([&](const outgrow::invalidation_event<std::string>& e) {
-    std::lock_guard lock(mutex);
-    if (e.key) at_b.insert(*e.key);
-  });
+  outgrow_test::key_recorder at_b;
+  auto sub = b.subscribe(at_b.handler());
   a.start();
   b.start();
   REQUIRE(a.wait_subscribed(10s));
   REQUIRE(b.wait_subscribed(10s));
   REQUIRE(a.publish("user:42", 1));
-  bool seen = false;
-  for (int i = 0; i < 500 && !seen; ++i) {
-    {
-      std::lock_guard lock(mutex);
-      seen = at_b.count("user:42") == 1;
-    }
-    if (!seen) std::this_thread::sleep_for(10ms);
-  }
-  CHECK(seen);
+  CHECK(at_b.wait_seen("user:42", 5s));
 }

@@ -28,6 +28,7 @@
 #include <fmt/format.h>
 
 #include "catch.hpp"
+#include "key_recorder.hpp"
 #include "redis_sentinel.hpp"
 
 using namespace std::chrono_literals;
@@ -194,22 +195,14 @@ TEST_CASE("redis_invalidation_bus follows a failover", "[integration][sentinel]"
   };
   outgrow::redis_invalidation_bus<std::string> a(bus_config());
   outgrow::redis_invalidation_bus<std::string> b(bus_config());
-  std::mutex mutex;
-  std::set<std::string> at_b;
-  auto sub = b.subscribe([&](const outgrow::invalidation_event<std::string>& e) {
-    std::lock_guard lock(mutex);
-    if (e.key) at_b.insert(*e.key);
-  });
+  outgrow_test::key_recorder at_b;
+  auto sub = b.subscribe(at_b.handler());
   a.start();
   b.start();
   REQUIRE(a.wait_subscribed(10s));
   REQUIRE(b.wait_subscribed(10s));
-  auto seen = [&](const std::string& key) {
-    std::lock_guard lock(mutex);
-    return at_b.count(key) == 1;
-  };
   REQUIRE(a.publish("before", 1));
-  REQUIRE(until([&] { return seen("before"); }, 10s));
+  REQUIRE(at_b.wait_seen("before", 10s));
 
   group.master().kill();
   // Publish until one arrives through the new master (a publish into the gap is
@@ -218,7 +211,7 @@ TEST_CASE("redis_invalidation_bus follows a failover", "[integration][sentinel]"
   const auto recovered = until([&] {
     const std::string key = fmt::format("after-{}", n++);
     (void)a.publish(key, 1);
-    return until([&] { return seen(key); }, 200ms).has_value();
+    return at_b.wait_seen(key, 200ms);
   });
   REQUIRE(recovered);
   std::printf(

@@ -391,8 +391,8 @@ class redis_tier {
       std::vector<std::optional<Value>> out;
       try {
         out.resize(keys.size());
-        for (const auto& [slot, indexes] :
-             group_by_slot(keys.size(), [&](std::size_t i) { return slot_of(keys[i]); })) {
+        for (const auto& [slot, indexes] : detail::redis_group_by_slot(
+                 keys.size(), [&](std::size_t i) { return slot_of(keys[i]); })) {
           std::vector<Key> group;
           group.reserve(indexes.size());
           for (const std::size_t i : indexes) group.push_back(keys[i]);
@@ -420,7 +420,7 @@ class redis_tier {
     }
     if (!router_.clustered()) return put_many_in_slot(0, items, ttl);
     std::size_t stored = 0;
-    for (const auto& [slot, indexes] : group_by_slot(
+    for (const auto& [slot, indexes] : detail::redis_group_by_slot(
              items.size(), [&](std::size_t i) { return slot_of(items[i].first); })) {
       std::vector<std::pair<Key, Value>> group;
       group.reserve(indexes.size());
@@ -556,22 +556,6 @@ class redis_tier {
       remember_for_repair(items[i].first);
     }
     return stored;
-  }
-
-  /// Indexes 0..n-1 grouped by slot_of(i), in order within each group.
-  template <class SlotOf>
-  static std::vector<std::pair<std::uint16_t, std::vector<std::size_t>>> group_by_slot(
-      std::size_t n, SlotOf slot_of) {
-    std::vector<std::pair<std::uint16_t, std::vector<std::size_t>>> groups;
-    std::vector<std::pair<std::uint16_t, std::size_t>> order(n);
-    for (std::size_t i = 0; i < n; ++i) order[i] = {slot_of(i), i};
-    std::stable_sort(order.begin(), order.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [slot, i] : order) {
-      if (groups.empty() || groups.back().first != slot) groups.push_back({slot, {}});
-      groups.back().second.push_back(i);
-    }
-    return groups;
   }
 
  public:

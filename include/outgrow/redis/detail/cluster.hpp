@@ -22,6 +22,7 @@
 // lives, so a pool is never destroyed under a caller.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -157,6 +158,23 @@ struct redis_slot_owner {
   const std::string_view t(r->str, r->len);
   return t.starts_with("MOVED ") || t.starts_with("ASK ") || t.starts_with("TRYAGAIN") ||
          t.starts_with("CLUSTERDOWN");
+}
+
+/// Indexes 0..n-1 grouped by slot_of(i) (ascending slots), in order within each group:
+/// how a batch over many keys is split into one command per hash slot.
+template <class SlotOf>
+std::vector<std::pair<std::uint16_t, std::vector<std::size_t>>> redis_group_by_slot(
+    std::size_t n, SlotOf slot_of) {
+  std::vector<std::pair<std::uint16_t, std::vector<std::size_t>>> groups;
+  std::vector<std::pair<std::uint16_t, std::size_t>> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = {slot_of(i), i};
+  std::stable_sort(order.begin(), order.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [slot, i] : order) {
+    if (groups.empty() || groups.back().first != slot) groups.push_back({slot, {}});
+    groups.back().second.push_back(i);
+  }
+  return groups;
 }
 
 template <class Clock>
