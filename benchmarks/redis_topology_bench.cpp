@@ -10,6 +10,9 @@
 //   BM_redis_get                   raw hiredis GET of a present key (the floor)
 //   BM_session_get                 session_store::get (one EVALSHA: read, sliding expiry,
 //                                  index check) beside BM_redis_get
+//   BM_session_get_l1_hit          the same with the L1 on, served by the L1 (a lookup
+//                                  and a non-blocking read of the tracking connection)
+//   BM_session_get_l1_miss         L1 on, every get misses it (lookup + script + insert)
 //   BM_redis_rate_limiter_try_acquire  one GCRA decision (one EVALSHA) beside
 //   BM_redis_ping                  a raw PING round trip
 #include <outgrow/admission/redis_rate_limiter.hpp>
@@ -157,6 +160,55 @@ void BM_session_get(benchmark::State& state) {
   if (misses != 0) state.SkipWithError("a session get missed");
 }
 BENCHMARK(BM_session_get)->UseRealTime();
+
+/// session_store::get with the L1 on: `capacity` 1000 holds all 100 sessions (hits);
+/// capacity 1 holds none of the 100 read in turn (every get misses the L1, pays its
+/// lookup and insert beside the script: compare with BM_session_get).
+void session_get_l1_loop(benchmark::State& state, std::size_t capacity, bool hits) {
+  auto* s = start_once(state, standalone());
+  if (s == nullptr) return;
+  outgrow::session_store<std::string> store(
+      {.connection = {.host = s->host(), .port = s->port(), .command_timeout = 1s},
+       .key_prefix = "bench:session-l1:",
+       .l1_capacity = capacity});
+  std::vector<outgrow::session_id> ids;
+  for (int i = 0; i < 100; ++i) {
+    auto id = store.create(fmt::format("user-{}", i), std::string(64, 'd'));
+    if (!id) {
+      state.SkipWithError("create failed");
+      return;
+    }
+    ids.push_back(*id);
+  }
+  for (int round = 0; hits && round < 2; ++round) {  // fill (a get that slid is not held)
+    for (const auto& id : ids) (void)store.get(id);
+  }
+  const auto before = store.metrics();
+  std::size_t i = 0;
+  std::int64_t misses = 0;
+  for (auto _ : state) {
+    auto got = store.get(ids[i++ % ids.size()]);
+    if (!got) ++misses;
+    benchmark::DoNotOptimize(got);
+  }
+  const auto after = store.metrics();
+  const auto served = static_cast<double>(after.l1_hits - before.l1_hits);
+  state.counters["l1_hit_ratio"] = served / static_cast<double>(state.iterations());
+
+  if (misses != 0) state.SkipWithError("a session get missed");
+  if (hits && after.l1_hits == before.l1_hits) state.SkipWithError("no L1 hit");
+  if (!hits && after.l1_hits != before.l1_hits) state.SkipWithError("an L1 hit");
+}
+
+void BM_session_get_l1_hit(benchmark::State& state) {
+  session_get_l1_loop(state, 1000, true);
+}
+BENCHMARK(BM_session_get_l1_hit)->UseRealTime();
+
+void BM_session_get_l1_miss(benchmark::State& state) {
+  session_get_l1_loop(state, 1, false);
+}
+BENCHMARK(BM_session_get_l1_miss)->UseRealTime();
 
 void BM_redis_ping(benchmark::State& state) {
   auto* s = start_once(state, standalone());

@@ -1,5 +1,6 @@
 // session_store: two app instances share their users' sessions in Redis — a login on one
-// is seen by the other, concurrent updates are detected, rotate and "log out everywhere".
+// is seen by the other, concurrent updates are detected, an optional in-process L1 kept
+// fresh by Redis's own invalidations, rotate and "log out everywhere".
 //
 //   session_store --redis 127.0.0.1:6379   # use a running Redis
 //   session_store                          # start redis-server (OUTGROW_REDIS_SERVER or
@@ -65,6 +66,18 @@ int main(int argc, char** argv) {
                  app_b.update(cookie, fresh->version, fresh->data + "pen;"));
     }
     fmt::print("cart now: \"{}\"\n", app_a.get(cookie)->data);
+
+    {  // An instance with an in-process L1: repeated gets skip Redis, and any write to
+       // the session in Redis (here app_a's update) drops the held copy first.
+      auto l1_config = config;
+      l1_config.l1_capacity = 10'000;
+      sessions app_c(l1_config);
+      for (int i = 0; i < 3; ++i) (void)app_c.get(cookie);
+      (void)app_a.update(cookie, app_a.get(cookie)->version, "cart=book;pen;mug;");
+      const auto m = app_c.metrics();
+      fmt::print("c (L1): {} of 3 gets from the L1; after a's update c reads \"{}\"\n",
+                 m.l1_hits, app_c.get(cookie)->data);
+    }
 
     const auto rotated = app_a.rotate(cookie);  // privilege change: new id, same data
     fmt::print("rotated to {}; the old id is now {}\n", *rotated, app_b.get(cookie).status);

@@ -4,19 +4,32 @@
 // can run behind the front (front.cpp): product pages come through
 // outgrow::tiered_cache — L1 in this process (outgrow::cache), L2 shared by every
 // instance in Redis (outgrow::redis_tier), the "database" behind them. A product one
-// instance loaded is an L2 hit for all the others. The database is, for now, a
-// deterministic function with a small delay (PostgreSQL comes in the next slice).
+// instance loaded is an L2 hit for all the others. The catalogue database is, for now, a
+// deterministic function with a small delay. "My orders" live in PostgreSQL (a primary
+// and streaming replicas), routed by outgrow::read_write_splitter with read-your-writes
+// by WAL position (orders.hpp): POST /orders writes on the primary and returns the
+// commit's LSN in a cookie, GET /orders reads on a replica that has replayed it, else
+// on the primary.
 //
 // Endpoints: GET /health (200 "ok"), GET /whoami (the instance id), GET /product/<id>
 // (200 with the product, 404 for an unknown id), GET /metrics (Prometheus text, built
-// by outgrow::prometheus_writer from the caches' metrics snapshots).
+// by outgrow::prometheus_writer from the caches' and the splitter's metrics snapshots);
+// with --pg-primary: POST /orders?user=U&item=I and GET /orders?user=U (orders.hpp).
 //
 // Run (redis-server on 6379 first):
 //   live_shop_app --id app-1 --port 8081 --redis 127.0.0.1:6379
 //   curl 127.0.0.1:8081/product/42; curl 127.0.0.1:8081/metrics
+//   live_shop_postgres --address-file pg.txt &     # a primary + replica (postgres.cpp)
+//   live_shop_app --id app-1 --port 8081 --pg-primary <primary> --pg-replica <replica>
+//   curl -i -X POST '127.0.0.1:8081/orders?user=alice&item=book'  # Set-Cookie: shop_lsn
+//   curl -b shop_lsn=<lsn> '127.0.0.1:8081/orders?user=alice'
 // Options: --port 0 picks a free port, written to --port-file FILE; --db-delay-ms N
-// (default 2) is the database's latency. It binds 127.0.0.1 only; SIGTERM or SIGKILL
-// stops it (it holds nothing that needs flushing).
+// (default 2) is the database's latency. --pg-primary HOST:PORT and --pg-replica
+// HOST:PORT (repeatable) enable the orders (user postgres, database postgres, as
+// live_shop::postgres_cluster creates them); --pg-poll-ms N (default 100) is the
+// replication poll. Built without libpq (no OUTGROW_LIVE_SHOP_WITH_PG), --pg-primary is
+// refused. It binds 127.0.0.1 only; SIGTERM or SIGKILL stops it (it holds nothing that
+// needs flushing; PostgreSQL has every order once the POST answered).
 #include <outgrow/cache/cache.hpp>
 #include <outgrow/cache/tiered_cache.hpp>
 #include <outgrow/core/metrics.hpp>
@@ -33,10 +46,16 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "http.hpp"
+#ifdef OUTGROW_LIVE_SHOP_WITH_PG
+#include <memory>
+
+#include "orders.hpp"
+#endif
 
 using namespace std::chrono_literals;
 
@@ -89,12 +108,16 @@ struct options {
   std::string port_file;
   live_shop::address redis{"127.0.0.1", 6379};
   std::chrono::milliseconds db_delay{2};
+  std::optional<live_shop::address> pg_primary;
+  std::vector<live_shop::address> pg_replicas;
+  std::chrono::milliseconds pg_poll{100};
 };
 
 options parse(int argc, char** argv) {
   const live_shop::command_line cli(
       "live_shop_app",
-      "--id NAME [--port N] [--port-file FILE] [--redis HOST:PORT] [--db-delay-ms N]");
+      "--id NAME [--port N] [--port-file FILE] [--redis HOST:PORT] [--db-delay-ms N] "
+      "[--pg-primary HOST:PORT [--pg-replica HOST:PORT]... [--pg-poll-ms N]]");
   options o;
   cli.parse(argc, argv, [&](std::string_view name, const std::string& value) {
     if (name == "--id") {
@@ -107,11 +130,21 @@ options parse(int argc, char** argv) {
       o.redis = cli.where(name, value);
     } else if (name == "--db-delay-ms") {
       o.db_delay = cli.millis(name, value);
+    } else if (name == "--pg-primary") {
+      o.pg_primary = cli.where(name, value);
+    } else if (name == "--pg-replica") {
+      o.pg_replicas.push_back(cli.where(name, value));
+    } else if (name == "--pg-poll-ms") {
+      o.pg_poll = cli.millis(name, value, 1);
     } else {
       return false;
     }
     return true;
   });
+#ifndef OUTGROW_LIVE_SHOP_WITH_PG
+  if (o.pg_primary) cli.fail("--pg-primary: built without libpq (no orders)");
+#endif
+  if (!o.pg_primary && !o.pg_replicas.empty()) cli.fail("--pg-replica needs --pg-primary");
   return o;
 }
 
@@ -133,12 +166,27 @@ int main(int argc, char** argv) try {
   outgrow::tiered_cache<outgrow::tiers<l1_type, l2_type>, product_db> products(
       db, std::tie(l1, l2), {.negative_ttl = 10s});
 
+#ifdef OUTGROW_LIVE_SHOP_WITH_PG
+  std::unique_ptr<live_shop::orders_service> orders;
+  if (opt.pg_primary) {
+    orders = std::make_unique<live_shop::orders_service>(
+        live_shop::orders_config{.primary = *opt.pg_primary,
+                                 .replicas = opt.pg_replicas,
+                                 .poll_interval = opt.pg_poll});
+  }
+#endif
+
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> not_found{0};
 
   const auto handle = [&](const live_shop::request& req) -> live_shop::response {
     requests.fetch_add(1, std::memory_order_relaxed);
     const std::string_view target = live_shop::target_of(req);
+#ifdef OUTGROW_LIVE_SHOP_WITH_PG
+    if (orders && (target == "/orders" || target.starts_with("/orders?"))) {
+      return live_shop::handle_orders(*orders, req);
+    }
+#endif
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
       return live_shop::reply(req, http::status::method_not_allowed, "GET only\n");
     }
@@ -163,6 +211,16 @@ int main(int argc, char** argv) try {
       w.add("app_products", products.metrics(), instance);
       w.add("app_l1", products.tier_metrics<0>(), instance);
       w.add("app_l2_redis", l2.metrics(), instance);
+#ifdef OUTGROW_LIVE_SHOP_WITH_PG
+      if (orders) {
+        w.add("app_orders", orders->metrics(), instance);
+        w.add("app_orders_splitter", orders->splitter().metrics(), instance);
+        for (const auto& e : orders->splitter().endpoints()) {
+          w.add("app_orders_endpoint", e,
+                {{"instance", opt.id}, {"connection", e.connection}});
+        }
+      }
+#endif
       return live_shop::reply(req, http::status::ok, w.str(),
                               outgrow::prometheus_content_type);
     }
@@ -171,8 +229,11 @@ int main(int argc, char** argv) try {
 
   live_shop::listener server(opt.port);
   live_shop::write_port_file(opt.port_file, server.port());
-  fmt::print("live_shop_app {} listening on 127.0.0.1:{} (redis {})\n", opt.id,
-             server.port(), opt.redis.str());
+  fmt::print("live_shop_app {} listening on 127.0.0.1:{} (redis {}{})\n", opt.id,
+             server.port(), opt.redis.str(),
+             opt.pg_primary ? fmt::format(", postgres primary {} + {} replicas",
+                                          opt.pg_primary->str(), opt.pg_replicas.size())
+                            : std::string());
   std::fflush(stdout);
   server.serve(handle);
 } catch (const std::exception& e) {  // a port in use, a bad configuration

@@ -1,7 +1,9 @@
 // Every outgrow Redis part under Redis Sentinel (issue 18): the master is found through
 // the sentinels (redis_connection_config::sentinel), and after the master is SIGKILLed
 // and a replica promoted, the part follows the failover by itself. Real servers only:
-// one master, two replicas, three sentinels (tests/support/redis_sentinel.hpp).
+// one master, two replicas, three sentinels (tests/support/redis_sentinel.hpp). With
+// sentinel.read_from_replicas, redis_tier's reads are served by replicas (counted by the
+// replicas' INFO stats and the tier's metrics) and fall back to the master.
 //
 // Time: a failover happens in real time (down-after 1 s + the election), so the tests
 // poll real conditions with bounds and print how long each part was unavailable; they
@@ -98,6 +100,23 @@ TEST_CASE("redis_connection_config sentinel fields are validated", "[sentinel]")
   CHECK_THROWS_AS(make(c), outgrow::config_error);
   c.sentinel = {.sentinels = std::vector<outgrow::redis_endpoint>(17), .master_name = "s"};
   CHECK_THROWS_AS(make(c), outgrow::config_error);
+  // Reads from replicas: only under Sentinel, and only redis_tier accepts them.
+  c.sentinel = {.read_from_replicas = true};
+  CHECK_THROWS_WITH(make(c),
+                    "redis_tier: connection.sentinel.read_from_replicas must be false "
+                    "without sentinels, got true");
+  c.sentinel = {.sentinels = {{"127.0.0.1", 26379}},
+                .master_name = "shop",
+                .read_from_replicas = true};
+  CHECK_NOTHROW(make(c));
+  CHECK_THROWS_WITH(
+      outgrow::redis_stream_queue<std::string>({.connection = c, .stream = "q"}),
+      "redis_stream_queue: connection.sentinel.read_from_replicas must be false (only "
+      "redis_tier reads from replicas), got true");
+  CHECK_THROWS_AS(outgrow::session_store<std::string>({.connection = c}),
+                  outgrow::config_error);
+  CHECK_THROWS_AS(outgrow::redis_invalidation_bus<std::string>({.connection = c}),
+                  outgrow::config_error);
 }
 
 TEST_CASE("redis_tier finds the master through sentinels and follows a failover",
@@ -126,6 +145,70 @@ TEST_CASE("redis_tier finds the master through sentinels and follows a failover"
   CHECK(tier.get("after") == std::optional<std::string>("2"));
   CHECK(tier.get("before") == std::optional<std::string>("1"));  // replicated before
   CHECK(tier.metrics().connects >= 2);
+}
+
+TEST_CASE("redis_tier reads from replicas under Sentinel and falls back to the master",
+          "[integration][sentinel]") {
+  outgrow_test::redis_sentinel_group group;  // a master, 2 replicas, 3 sentinels
+  auto c = via_sentinels(group);
+  c.sentinel.read_from_replicas = true;
+  outgrow::redis_tier<std::string, std::string> tier({.connection = c, .key_prefix = "r:"});
+  std::vector<std::string> keys;
+  for (int i = 0; i < 50; ++i) {
+    keys.push_back(fmt::format("k{}", i));
+    REQUIRE(tier.put(keys.back(), fmt::format("v{}", i)));  // writes: the master
+  }
+  replicate(group);  // both replicas have them (reads from replicas may be stale)
+  auto hits = [](outgrow_test::redis_server& node) {  // INFO stats keyspace_hits
+    const auto r = node.command("INFO stats");
+    const std::string text(outgrow_test::reply_text(*r));
+    const auto at = text.find("keyspace_hits:");
+    REQUIRE(at != std::string::npos);
+    return std::stol(text.substr(at + 14));
+  };
+  auto replica_hits = [&] { return hits(group.replica(0)) + hits(group.replica(1)); };
+  const long master_before = hits(group.master());
+  const long replicas_before = replica_hits();
+  for (int i = 0; i < 50; ++i) {
+    CHECK(tier.get(keys[static_cast<std::size_t>(i)]) ==
+          std::optional(fmt::format("v{}", i)));
+  }
+  const auto values = tier.get_many(keys);  // one MGET, on a replica too
+  REQUIRE(values.size() == keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    CHECK(values[i] == std::optional(fmt::format("v{}", i)));
+  }
+  const auto m = tier.metrics();
+  CHECK(m.replica_reads == 51);
+  CHECK(m.replica_fallbacks == 0);
+  CHECK(hits(group.master()) == master_before);    // no read reached the master
+  CHECK(replica_hits() - replicas_before == 100);  // the replicas served all 100 keys
+  CHECK(tier.size() == 50);                        // SCAN: on the master
+
+  // A replica dies: the reads its connection was serving go to the master or the other
+  // replica, never a failure.
+  group.replica(0).kill();
+  for (int i = 0; i < 50; ++i) {
+    CHECK(tier.get(keys[static_cast<std::size_t>(i)]) ==
+          std::optional(fmt::format("v{}", i)));
+  }
+  // The master dies: the last replica is promoted, so no replica is left and reads fall
+  // back to the new master; writes follow the failover as without replica reads.
+  const int old_port = group.master().port();
+  group.master().kill();
+  const auto recovered = until([&] { return tier.put("after", "2"); });
+  REQUIRE(recovered);
+  CHECK(group.master_port() != old_port);
+  CHECK(until([&] { return tier.get("after") == std::optional<std::string>("2"); }, 10s));
+  CHECK(tier.get("k7") == std::optional<std::string>("v7"));  // replicated before
+  const auto after = tier.metrics();
+  std::printf(
+      "redis_tier reading from replicas under Sentinel: %llu reads served by replicas, "
+      "%llu fell back to the master; writes again %.2f s after the master died\n",
+      static_cast<unsigned long long>(after.replica_reads),
+      static_cast<unsigned long long>(after.replica_fallbacks), seconds(*recovered));
+  CHECK(after.replica_fallbacks > 0);
+  CHECK(after.failed_reads == 0);  // a read never failed: a replica or the master answered
 }
 
 TEST_CASE("redis_stream_queue follows a failover and loses no replicated job",

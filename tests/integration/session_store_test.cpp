@@ -894,3 +894,340 @@ TEST_CASE("session_store must show: 10k sessions from 4 processes and no update 
   CHECK(left == 0);
   CHECK(dbsize(server) == created + fixed - static_cast<long long>(target.size()) - 1);
 }
+
+// ---- the optional L1 (l1_capacity > 0) ------------------------------------------------
+
+namespace {
+
+using l1_store = outgrow::session_store<std::string, outgrow::redis_default_codec,
+                                        outgrow::manual_clock>;
+
+outgrow::session_store_config l1_config_for(int port) {
+  auto c = config_for(port);
+  c.l1_capacity = 100;
+  c.l1_ttl = 1s;
+  return c;
+}
+
+/// Reads `id` through `s` until a get is served by the L1 (the get after the one that
+/// slid the expiry fills it); the session's data.
+std::string warm(l1_store& s, const outgrow::session_id& id) {
+  const auto hits = s.metrics().l1_hits;
+  std::string data;
+  for (int i = 0; i < 3 && s.metrics().l1_hits == hits; ++i) {
+    const auto got = s.get(id);
+    REQUIRE(got.status == session_status::ok);
+    data = got->data;
+  }
+  REQUIRE(s.metrics().l1_hits == hits + 1);
+  return data;
+}
+
+void raw(outgrow_test::redis_server& server, const char* format, const std::string& key) {
+  auto r = server.command(format, key.data(), key.size());
+  REQUIRE(r->type != REDIS_REPLY_ERROR);
+}
+
+}  // namespace
+
+TEST_CASE("session_store l1 rejects invalid configuration naming the field") {
+  using C = outgrow::session_store_config;
+  const auto bad = [](auto change, const std::string& text) {
+    C c = l1_config_for(6379);
+    change(c);
+    check_config_error<outgrow::config_error>(c, "session_store: " + text);
+  };
+  bad([](C& c) { c.l1_capacity = 10'000'001; }, "l1_capacity must be in [0, 10000000]");
+  bad([](C& c) { c.l1_ttl = 0s; }, "l1_ttl must be in [1ms");
+  bad([](C& c) { c.l1_ttl = 3s; }, "l1_ttl must be in [1ms, 2500ms], got 3s");
+  bad(
+      [](C& c) {
+        c.l1_capacity = 0;
+        c.l1_ttl = 2s;
+      },
+      "l1_ttl must be left at its default (1s) while l1_capacity is 0, got 2s");
+  bad(
+      [](C& c) {
+        c.connection.cluster.nodes = {{"127.0.0.1", 7000}};
+      },
+      "l1_capacity must be 0 with connection.cluster (tracking is per node), got 100");
+  C ok = l1_config_for(6379);
+  ok.l1_ttl = 2500ms;  // idle_timeout / 4
+  CHECK_NOTHROW(store(ok));
+}
+
+TEST_CASE("session_store l1 serves a repeated get from the process") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  l1_store s(l1_config_for(server.port()), {}, clock);
+  const auto id = s.create("ada", "cart=3");
+  REQUIRE(id);
+  const auto first = s.get(*id);  // create's expiry is fresh: no slide, so it fills
+  REQUIRE(first.status == session_status::ok);
+  auto m = s.metrics();
+  CHECK(m.l1_misses == 1);
+  CHECK(m.l1_entries == 1);
+  const auto second = s.get(*id);
+  REQUIRE(second.status == session_status::ok);
+  CHECK(second->data == "cart=3");
+  CHECK(second->user == "ada");
+  CHECK(second->version == 1);
+  CHECK(second->expires == first->expires);  // as of the load
+  m = s.metrics();
+  CHECK(m.l1_hits == 1);
+  CHECK(m.hits == 2);
+  CHECK(m.l1_bypassed == 0);
+  CHECK(fmt::format("{}", m).find("l1_hits=1") != std::string::npos);
+  // Forged (same tag, another secret) and malformed ids never hit.
+  std::string forged(id->reveal());
+  forged.back() = forged.back() == '0' ? '1' : '0';
+  CHECK(s.get(outgrow::session_id(forged)).status == session_status::missing);
+  CHECK(s.get(outgrow::session_id(std::string(id->reveal()) + "0")).status ==
+        session_status::missing);
+  CHECK(s.metrics().l1_hits == 1);
+  // An entry lives at most l1_ttl: after it, the get asks Redis.
+  clock.advance(1s);
+  CHECK(s.get(*id)->data == "cart=3");
+  CHECK(s.metrics().l1_hits == 1);
+}
+
+TEST_CASE("session_store l1 slides the expiry only when it moves by l1_ttl") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  l1_store s(l1_config_for(server.port()), {}, clock);
+  const auto id = s.create("ada", "x");
+  REQUIRE(id);
+  const std::string key = s.redis_keys(*id).first;
+  pexpire(server, key, 5000);  // idle_timeout 10 s: a get moves it by ~5 s
+  REQUIRE(s.get(*id));
+  CHECK(integer(server, "PTTL", key) > 9000);  // slid
+  CHECK(s.metrics().l1_entries == 0);          // its own write invalidates: not held
+  REQUIRE(s.get(*id));                         // no slide now: held
+  CHECK(s.metrics().l1_entries == 1);
+  REQUIRE(s.get(*id));
+  CHECK(s.metrics().l1_hits == 1);
+  // An entry never outlives the session's remaining time in Redis: with 300 ms left
+  // before the absolute lifetime, the entry lives 300 ms, not l1_ttl.
+  const auto other = s.create("bob", "y");
+  REQUIRE(other);
+  const std::string other_key = s.redis_keys(*other).first;
+  hset(server, other_key, "c", std::to_string(server_now_ms(server) - 60'000 + 300));
+  const auto hits = s.metrics().l1_hits;
+  REQUIRE(s.get(*other));  // hard cap below the current expiry: no slide, held
+  REQUIRE(s.get(*other));
+  CHECK(s.metrics().l1_hits == hits + 1);
+  clock.advance(301ms);
+  const auto after = s.get(*other);  // asks Redis (which may already have expired it)
+  CHECK(s.metrics().l1_hits == hits + 1);
+  CHECK((after.status == session_status::ok || after.status == session_status::missing));
+}
+
+TEST_CASE("session_store l1 drops what another instance updates rotates or destroys") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  l1_store a(l1_config_for(server.port()), {}, clock);
+  store b(config_for(server.port()));
+  const auto id = a.create("ada", "v1");
+  REQUIRE(id);
+  CHECK(warm(a, *id) == "v1");
+  // update
+  REQUIRE(b.update(*id, 1, "v2") == session_status::ok);
+  auto got = a.get(*id);
+  REQUIRE(got.status == session_status::ok);
+  CHECK(got->data == "v2");
+  CHECK(got->version == 2);
+  CHECK(a.metrics().l1_invalidations >= 1);
+  CHECK(warm(a, *id) == "v2");
+  // rotate
+  const auto fresh = b.rotate(*id);
+  REQUIRE(fresh);
+  CHECK(a.get(*id).status == session_status::missing);
+  CHECK(warm(a, *fresh) == "v2");
+  // destroy
+  REQUIRE(b.destroy(*fresh) == session_status::ok);
+  CHECK(a.get(*fresh).status == session_status::missing);
+  // destroy_all
+  const auto x = a.create("ada", "x");
+  const auto y = a.create("ada", "y");
+  REQUIRE(x);
+  REQUIRE(y);
+  CHECK(warm(a, *x) == "x");
+  CHECK(warm(a, *y) == "y");
+  const auto gone = b.destroy_all("ada");
+  REQUIRE(gone);
+  CHECK(*gone == 2);
+  CHECK(a.get(*x).status == session_status::missing);
+  CHECK(a.get(*y).status == session_status::missing);
+  // Another L1 instance's writes, and this instance's own.
+  l1_store c(l1_config_for(server.port()), {}, clock);
+  const auto z = a.create("cy", "z1");
+  REQUIRE(z);
+  CHECK(warm(a, *z) == "z1");
+  CHECK(warm(c, *z) == "z1");
+  REQUIRE(c.update(*z, 1, "z2") == session_status::ok);
+  CHECK(a.get(*z)->data == "z2");
+  CHECK(c.get(*z)->data == "z2");
+  REQUIRE(a.update(*z, 2, "z3") == session_status::ok);
+  CHECK(a.get(*z)->data == "z3");
+  CHECK(c.get(*z)->data == "z3");
+  CHECK(a.metrics().l1_gaps == 0);
+}
+
+TEST_CASE("session_store l1 drops what a plain client deletes changes or flushes") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  l1_store s(l1_config_for(server.port()), {}, clock);
+  const auto id = s.create("ada", "v1");
+  REQUIRE(id);
+  const std::string key = s.redis_keys(*id).first;
+  CHECK(warm(s, *id) == "v1");
+  hset(server, key, "d", "changed");  // redis-cli HSET
+  CHECK(s.get(*id)->data == "changed");
+  CHECK(warm(s, *id) == "changed");
+  raw(server, "DEL %b", key);  // redis-cli DEL
+  CHECK(s.get(*id).status == session_status::missing);
+  const auto other = s.create("bob", "b");
+  REQUIRE(other);
+  CHECK(warm(s, *other) == "b");
+  const auto gaps = s.metrics().l1_gaps;
+  REQUIRE(server.command("FLUSHDB")->type == REDIS_REPLY_STATUS);
+  // Redis answers FLUSHDB before it writes the flush notice (unlike a key's, which goes
+  // out first): the PING's answer comes after it.
+  REQUIRE(server.command("PING")->type == REDIS_REPLY_STATUS);
+  CHECK(s.get(*other).status == session_status::missing);
+  CHECK(s.metrics().l1_gaps == gaps + 1);
+}
+
+TEST_CASE("session_store l1 never serves stale data after its tracking connection dies") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  auto c = l1_config_for(server.port());
+  c.connection.connect_timeout = 200ms;
+  c.connection.command_timeout = 500ms;
+  l1_store s(c, {}, clock);
+  const auto id = s.create("ada", "v1");
+  REQUIRE(id);
+  const std::string key = s.redis_keys(*id).first;
+  CHECK(warm(s, *id) == "v1");
+  // The tracking connection is killed, then a plain client writes: that write's
+  // invalidation is lost with the connection, yet the next get reads Redis.
+  const auto killed = server.command("CLIENT KILL TYPE pubsub");
+  REQUIRE(killed->type == REDIS_REPLY_INTEGER);
+  REQUIRE(killed->integer == 1);
+  hset(server, key, "d", "v2");
+  CHECK(s.get(*id)->data == "v2");
+  auto m = s.metrics();
+  CHECK(m.l1_gaps == 1);
+  CHECK(m.l1_hits == 1);
+  CHECK(warm(s, *id) == "v2");  // tracking again: hits again
+  // Redis gone: the L1 is bypassed (unavailable, never a held copy).
+  server.kill();
+  CHECK(s.get(*id).status == session_status::unavailable);
+  m = s.metrics();
+  CHECK(m.l1_gaps == 2);
+  CHECK(m.l1_bypassed >= 1);
+  CHECK(m.l1_entries == 0);
+  CHECK(m.l1_connect_failures >= 1);
+  // Back (empty): tracking again once a reconnect is allowed.
+  server.restart();
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  outgrow::session_result<outgrow::session_id> again;
+  while (!again && std::chrono::steady_clock::now() < deadline) {
+    clock.advance(2s);  // past any reconnect backoff (manual clock)
+    again = s.create("ada", "back");
+    if (!again) std::this_thread::sleep_for(5ms);  // the pool's backoff (<= 5 ms)
+  }
+  REQUIRE(again);
+  CHECK(warm(s, *again) == "back");
+}
+
+TEST_CASE(
+    "session_store l1 stores shared by threads lose no update and read their writes") {
+  outgrow_test::redis_server server;
+  auto c = l1_config_for(server.port());
+  c.pool_size = 2;
+  using l1_counter_store = outgrow::session_store<std::int64_t>;
+  l1_counter_store a(c);
+  l1_counter_store b(c);
+  const auto shared = a.create("shared", 0);
+  REQUIRE(shared);
+  constexpr int threads = 4;  // two per store
+  constexpr int rounds = 40;
+  std::array<long, threads> failures{};
+  std::array<long, threads> stale{};
+  {
+    std::vector<std::jthread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        const auto ti = static_cast<std::size_t>(t);
+        l1_counter_store& s = t % 2 == 0 ? a : b;
+        for (int i = 0; i < rounds; ++i) {
+          for (int attempt = 0;; ++attempt) {
+            const auto got = s.get(*shared);
+            if (!got || attempt > 1000) {
+              ++failures[ti];
+              break;
+            }
+            const auto r = s.update(*shared, got->version, got->data + 1);
+            if (r == session_status::ok) {
+              const auto mine = s.get(*shared);  // read-your-writes through the L1
+              if (!mine || mine->version < got->version + 1) ++stale[ti];
+              break;
+            }
+            if (r != session_status::conflict) {
+              ++failures[ti];
+              break;
+            }
+          }
+        }
+      });
+    }
+  }
+  for (const long f : failures) CHECK(f == 0);
+  for (const long s : stale) CHECK(s == 0);
+  const auto got = b.get(*shared);
+  REQUIRE(got);
+  CHECK(got->data == threads * rounds);
+  CHECK(got->version == 1 + threads * rounds);
+  CHECK(a.metrics().updates + b.metrics().updates == threads * rounds);
+  CHECK(a.metrics().l1_gaps + b.metrics().l1_gaps == 0);
+}
+
+TEST_CASE("session_store l1 gives up a silent tracking connection after its heartbeat") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  auto c = l1_config_for(server.port());
+  c.connection.connect_timeout = 200ms;
+  c.connection.command_timeout = 200ms;
+  l1_store s(c, {}, clock);
+  const auto id = s.create("ada", "v1");
+  REQUIRE(id);
+  CHECK(warm(s, *id) == "v1");
+  struct frozen {  // SIGSTOP the server for a scope (SIGCONT on exit, also on failure)
+    explicit frozen(pid_t p) : pid(p) { ::kill(pid, SIGSTOP); }
+    ~frozen() { ::kill(pid, SIGCONT); }
+    pid_t pid;
+  };
+  {
+    const frozen stopped(server.pid());  // connections stay open, nothing answers
+    clock.advance(100ms);                // silence: this get sends the heartbeat PING
+    CHECK(s.get(*id)->data == "v1");     // trusted until the PING is overdue
+    CHECK(s.metrics().l1_hits == 2);
+    clock.advance(200ms);  // command_timeout without an answer: given up
+    CHECK(s.get(*id).status == session_status::unavailable);  // Redis, not the L1
+    const auto m = s.metrics();
+    CHECK(m.l1_gaps == 1);
+    CHECK(m.l1_entries == 0);
+    CHECK(m.l1_hits == 2);
+  }
+  clock.advance(2s);  // past the reconnect backoffs (manual clock)
+  outgrow::session_result<outgrow::session<std::string>> back;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!back && std::chrono::steady_clock::now() < deadline) {
+    clock.advance(2s);
+    back = s.get(*id);
+    if (!back) std::this_thread::sleep_for(5ms);  // the pool's broken connection
+  }
+  REQUIRE(back);
+  CHECK(back->data == "v1");
+}

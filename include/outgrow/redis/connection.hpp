@@ -31,8 +31,17 @@
 // reports it its own way) from the master's death until the sentinels promote a replica
 // (down-after-milliseconds + the election, ~1-2 s with down-after 1 s in our tests) and
 // the part's reconnect backoff lets it connect. Writes the old master acknowledged but
-// had not yet replicated are lost (Redis replication is asynchronous). Reads always go
-// to the master.
+// had not yet replicated are lost (Redis replication is asynchronous). Reads go to the
+// master unless `sentinel.read_from_replicas` is set (redis_tier only; every other part
+// refuses it, as its reads must see its own writes): redis_tier's get / get_many then go
+// to a replica the sentinels list (SENTINEL replicas <name>: one not down, disconnected
+// or with its master link down; ROLE checked to be a connected replica on connect; the
+// pool's connections spread over them), and fall back to the master when no replica
+// answers (metrics().replica_reads / replica_fallbacks). Staleness: replication is
+// asynchronous, so a replica may not yet have a write the master acknowledged — a get
+// right after a put may miss or return the older value (typically for under a
+// millisecond on a LAN, for seconds when a replica lags or resyncs). Use it for read-
+// heavy caches that tolerate that; puts, erases, clear and size stay on the master.
 //
 // Or a Redis Cluster (`cluster`): the slot map is read with CLUSTER SLOTS from the seed
 // nodes, and each command goes to the master of its key's hash slot (one connection
@@ -81,6 +90,9 @@ struct redis_sentinel_config {
   std::string master_name{};
   /// AUTH password of the sentinels (empty = none); the data nodes use `password`.
   std::string password{};
+  /// Serve redis_tier's reads from the replicas (see above: possibly stale); false =
+  /// every command to the master. Only with sentinels, and only redis_tier accepts it.
+  bool read_from_replicas = false;
 };
 
 /// Where to find the nodes when Redis runs as a Redis Cluster.
@@ -126,8 +138,10 @@ struct redis_connection_config {
 namespace detail {
 
 /// Validates `c` as the `connection` field of part `who`; throws config_error naming
-/// "connection.<field>".
-inline void validate_connection(std::string_view who, const redis_connection_config& c) {
+/// "connection.<field>". Only a part that can read from replicas (redis_tier) passes
+/// `replica_reads` = true; the others refuse sentinel.read_from_replicas.
+inline void validate_connection(std::string_view who, const redis_connection_config& c,
+                                bool replica_reads = false) {
   using namespace std::chrono_literals;
   require(!c.host.empty(), who, "connection.host", "a host name or address", "\"\"");
   require_in_range(who, "connection.port", c.port, 1, 65535);
@@ -166,6 +180,12 @@ inline void validate_connection(std::string_view who, const redis_connection_con
   } else {
     require(!s.master_name.empty(), who, "connection.sentinel.master_name",
             "a master name when sentinels are given", "\"\"");
+  }
+  if (s.read_from_replicas) {
+    require(replica_reads, who, "connection.sentinel.read_from_replicas",
+            "false (only redis_tier reads from replicas)", true);
+    require(!s.sentinels.empty(), who, "connection.sentinel.read_from_replicas",
+            "false without sentinels", true);
   }
 }
 

@@ -60,6 +60,16 @@
 //     they are replaced by one "clear" message. So an instance whose own link failed
 //     still invalidates the others when it comes back. An instance that dies with
 //     pending messages loses them: TTLs remain the bound on staleness.
+//   - Redis Cluster (connection.cluster): by default sharded pub/sub (Redis >= 7): the
+//     bus SPUBLISHes to, and SSUBSCRIBEs at, the master of the channel's hash slot
+//     (found with CLUSTER SLOTS from the seeds), so a message costs one node, not a
+//     broadcast over the cluster bus to every node (what classic PUBLISH does; keep it
+//     with sharded_pubsub = false on Redis < 7, and on every instance of a channel).
+//     When the slot moves (resharding) the node ends the subscription ("sunsubscribe")
+//     and a publish there is answered MOVED: the bus re-subscribes at the new owner (a
+//     gap, as any re-subscription) and re-sends the message there; a failover of that
+//     master is a lost connection, as with one server. Shown by
+//     tests/integration/redis_cluster_test.cpp.
 //
 // Tracking mode (mode = tracking; Redis >= 6, RESP2 as hiredis 0.14 speaks): Redis itself
 // reports writes, so an L1 is invalidated when ANY client writes — another service, a
@@ -94,10 +104,20 @@
 //     found by a PING after poll_interval without traffic, unanswered within the command
 //     timeout (heartbeat_timeouts): at most poll_interval + command timeout (200 ms by
 //     default) of trust in a dead connection.
-//   - Cluster: tracking is per node, so connection.cluster with mode = tracking is a
-//     config_error: use publish mode on a cluster. Under Sentinel the subscriber
-//     connects to the master the sentinels name, as in publish mode, and each reconnect
-//     is a gap (not yet tested through a failover in tracking mode).
+//   - Cluster: tracking is per node, so on a cluster (connection.cluster) the subscriber
+//     opens one connection per master (from CLUSTER SLOTS), each with CLIENT TRACKING
+//     ... REDIRECT to itself and SUBSCRIBE __redis__:invalidate; `channel` (for
+//     publish_clear) rides on the connection to its slot's master (SSUBSCRIBE with
+//     sharded_pubsub). The subscription is one unit: any of these connections lost
+//     (a master's death, a heartbeat unanswered) is a gap for all, and all are opened
+//     again — at the masters of the new map, once a replica is promoted. Every second
+//     the subscriber also re-reads CLUSTER SLOTS (one short connection to a seed) and
+//     re-subscribes (a gap) when the masters changed without a connection breaking (a
+//     manual failover, a master added). Resharding between known masters needs nothing:
+//     every master is tracked. Under Sentinel the subscriber connects to the master the
+//     sentinels name, as in publish mode, and each reconnect is a gap (not yet tested
+//     through a failover in tracking mode). Shown by
+//     tests/integration/redis_tracking_test.cpp.
 //
 // Wire format (one PUBLISH payload): 'k' (key) or 'c' (clear), the 8-byte little-endian
 // instance id, an 8-byte little-endian message number (a per-bus counter starting at a

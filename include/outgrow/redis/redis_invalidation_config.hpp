@@ -31,7 +31,8 @@ namespace outgrow {
 /// How invalidations travel between instances (see redis_invalidation.hpp).
 enum class redis_invalidation_mode : std::uint8_t {
   publish,   ///< instances PUBLISH their writes on `channel` (any topology)
-  tracking,  ///< Redis reports every client's writes (CLIENT TRACKING); not on a cluster
+  tracking,  ///< Redis reports every client's writes (CLIENT TRACKING; on a cluster, per
+             ///< master)
 };
 
 struct redis_invalidation_bus_config {
@@ -44,7 +45,7 @@ struct redis_invalidation_bus_config {
   /// The channel every instance publishes to and subscribes to (tracking mode: for
   /// publish_clear only). Not "__redis__:invalidate" in tracking mode.
   std::string channel = "outgrow:invalidation";
-  /// publish (default) or tracking. tracking with connection.cluster is a config_error.
+  /// publish (default) or tracking (on a cluster: one connection per master).
   redis_invalidation_mode mode = redis_invalidation_mode::publish;
   /// Tracking mode: the key_prefix of the redis_tier whose keys are watched; empty or
   /// ending with ':' (validated in both modes). Default as redis_tier's.
@@ -54,6 +55,12 @@ struct redis_invalidation_bus_config {
   std::uint64_t instance_id = 0;
   /// Subscriber thread wake-up period (retrying pending publishes). [1 ms, 1 h]
   std::chrono::nanoseconds poll_interval = std::chrono::milliseconds{100};
+  /// On a Redis Cluster (connection.cluster): true = sharded pub/sub (SPUBLISH /
+  /// SSUBSCRIBE, Redis >= 7): messages go only to the master of the channel's hash slot,
+  /// not across the whole cluster bus; false = classic PUBLISH / SUBSCRIBE, broadcast to
+  /// every node (Redis < 7, or while a fleet that used it is upgraded: both ends of a
+  /// channel must use the same kind). Must stay true without a cluster.
+  bool sharded_pubsub = true;
   /// Unsent messages kept for re-sending. [0, 1e8]
   std::size_t max_pending = 10'000;
   /// Message ids (sender, sequence number) remembered to drop re-sent duplicates: 4096.

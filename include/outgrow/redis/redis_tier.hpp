@@ -30,7 +30,10 @@
 // followed, metrics().redirects). Measured on 3 masters / 3 replicas with 8 threads
 // (tests/integration/redis_cluster_test.cpp): resharding 1000 slots, 0 failed calls;
 // SIGKILL of a master, calls to its slots fail until the replica is promoted: last
-// failure 2.3-3.1 s after the kill with cluster-node-timeout 1 s.
+// failure 2.3-3.1 s after the kill with cluster-node-timeout 1 s. Under Sentinel,
+// connection.sentinel.read_from_replicas sends get / get_many to a replica (possibly
+// stale: asynchronous replication; see redis/connection.hpp), falling back to the master
+// when no replica answers; writes, size and clear stay on the master.
 //
 // In a tiered_cache: `tiered_cache<tiers<cache<K, V>, redis_tier<K, V>>, Store, ...>`;
 // the tier declares `thread_safe` (no extra lock) and `shared` (bus messages and gaps
@@ -166,6 +169,7 @@
 #include <outgrow/redis/detail/pool.hpp>
 #include <outgrow/redis/detail/reconnect_gate.hpp>
 #include <outgrow/redis/detail/repair_set.hpp>
+#include <outgrow/redis/detail/tier_repair.hpp>
 #include <outgrow/resilience/circuit_breaker.hpp>
 
 namespace outgrow {
@@ -218,6 +222,10 @@ struct redis_tier_metrics : cache_metrics {
   /// failovers), and slot-map reads.
   std::uint64_t redirects = 0;
   std::uint64_t slot_map_reads = 0;
+  /// Sentinel with read_from_replicas only: reads a replica answered, and reads that
+  /// went to the master because no replica did.
+  std::uint64_t replica_reads = 0;
+  std::uint64_t replica_fallbacks = 0;
 
   template <class F>
   void for_each_metric(F&& f) const {
@@ -238,6 +246,8 @@ struct redis_tier_metrics : cache_metrics {
     f("open_connections", open_connections);
     f("redirects", redirects);
     f("slot_map_reads", slot_map_reads);
+    f("replica_reads", replica_reads);
+    f("replica_fallbacks", replica_fallbacks);
   }
 };
 
@@ -285,7 +295,7 @@ class redis_tier {
   std::optional<Value> get(const Key& key) noexcept {
     std::optional<Value> out;
     bool oversized = false;
-    const bool ok = run(slot_of(key), [&](connection& c) {
+    const bool ok = run_read(slot_of(key), [&](connection& c) {
       if (!encode_key(key, c.key)) return status::codec;
       const std::string_view args[] = {"GET", c.key};
       redis_reply_holder r;
@@ -378,6 +388,8 @@ class redis_tier {
     s.open_connections = router_.open_connections();
     s.redirects = router_.redirects();
     s.slot_map_reads = router_.map_refreshes();
+    s.replica_reads = router_.replica_reads_served();
+    s.replica_fallbacks = router_.replica_fallbacks();
     s.repair_pending = repairs_.size();
     return s;
   }
@@ -442,7 +454,7 @@ class redis_tier {
     }
     if (keys.empty()) return out;
     bool oversized = false;
-    const bool ok = run(slot, [&](connection& c) {
+    const bool ok = run_read(slot, [&](connection& c) {
       std::vector<std::string> encoded(keys.size());
       for (std::size_t i = 0; i < keys.size(); ++i) {
         if (!encode_key(keys[i], encoded[i])) return status::codec;
@@ -598,7 +610,7 @@ class redis_tier {
   static redis_tier_config validated(redis_tier_config c) {
     using namespace std::chrono_literals;
     constexpr std::string_view who = "redis_tier";
-    detail::validate_connection(who, c.connection);
+    detail::validate_connection(who, c.connection, /*replica_reads=*/true);
     require(c.key_prefix.empty() || c.key_prefix.back() == detail::redis_key_separator, who,
             "key_prefix", "empty or ending with ':'", fmt::format("\"{}\"", c.key_prefix));
     if (c.default_ttl) {
@@ -719,6 +731,12 @@ class redis_tier {
     return guarded([&](auto&& wrapped) { return router_.run(slot, wrapped); }, op);
   }
 
+  /// As run for a read: on a replica first with sentinel.read_from_replicas.
+  template <class Op>
+  bool run_read(std::uint16_t slot, Op&& op) const noexcept {
+    return guarded([&](auto&& wrapped) { return router_.run_read(slot, wrapped); }, op);
+  }
+
   /// As run, once on every master (SCAN-based operations).
   template <class Op>
   bool run_each_master(Op&& op) const noexcept {
@@ -748,18 +766,24 @@ class redis_tier {
   }
 
   /// One call: first the pending repairs, then op; counts what went wrong (the pools
-  /// count transport errors and connects). On a cluster the repairs go key by key to
-  /// their own slots' masters; otherwise they run on op's connection first.
+  /// count transport errors and connects). On a cluster (or reading from replicas) the
+  /// repairs go key by key to their masters; otherwise they run on op's connection first.
   template <class Dispatch, class Op>
   status run_pooled(Dispatch& dispatch, Op& op) const noexcept {
     status s = status::ok;
-    if (router_.clustered()) {
-      if (repairs_.flagged()) s = repair_cluster();
+    if (router_.clustered() || router_.replica_reads()) {
+      if (repairs_.flagged()) {
+        s = detail::redis_tier_repair_by_key(router_, repairs_, config_.key_prefix,
+                                             reply_limit(), repaired_);
+      }
       if (s == status::ok) s = dispatch(op);
     } else {
       s = dispatch([&](connection& c) {
         status r = status::ok;
-        if (repairs_.flagged()) r = repair(c);
+        if (repairs_.flagged()) {
+          r = detail::redis_tier_repair_on(router_, c, repairs_, config_.key_prefix,
+                                           config_.max_batch, reply_limit(), repaired_);
+        }
         return r == status::ok ? op(c) : r;
       });
     }
@@ -790,80 +814,6 @@ class redis_tier {
       if (encode_key(key, k)) repairs_.remember(std::move(k));
     } catch (...) {  // cannot remember it: TTLs remain the bound
     }
-  }
-
-  /// Deletes remembered keys (or clears the namespace) on c. Keys that were not deleted
-  /// stay remembered.
-  status repair(connection& c) const noexcept {
-    auto work = repairs_.take();
-    status s = status::ok;
-    try {
-      if (work.clear_all) {
-        s = clear_namespace(c);
-      } else {
-        auto& keys = work.keys;
-        std::vector<const char*> argv;
-        std::vector<std::size_t> lens;
-        std::size_t done = 0;
-        while (done < keys.size() && s == status::ok) {
-          const std::size_t end = std::min(keys.size(), done + config_.max_batch);
-          argv.assign(1, "UNLINK");
-          lens.assign(1, 6);
-          for (std::size_t i = done; i < end; ++i) {
-            argv.push_back(keys[i].data());
-            lens.push_back(keys[i].size());
-          }
-          redis_reply_holder r;
-          s = exec(c, static_cast<int>(argv.size()), argv.data(), lens.data(), r,
-                   reply_limit());
-          if (s != status::ok) {
-            if (s == status::too_large) s = status::transport;
-          } else if (r->type != REDIS_REPLY_INTEGER) {
-            s = status::server;
-          } else {
-            repaired_.add(end - done);
-            done = end;
-          }
-        }
-        keys.erase(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(done));
-      }
-    } catch (...) {
-      s = status::codec;
-    }
-    if (s != status::ok) repairs_.give_back(std::move(work));  // what is left
-    return s;
-  }
-
-  /// repair() on a cluster: each remembered key unlinked on its own slot's master, a
-  /// remembered clear on every master.
-  status repair_cluster() const noexcept {
-    auto work = repairs_.take();
-    status s = status::ok;
-    try {
-      if (work.clear_all) {
-        s = router_.run_each_master([&](connection& c) { return clear_namespace(c); });
-      } else {
-        auto& keys = work.keys;
-        std::size_t done = 0;
-        for (; done < keys.size() && s == status::ok; ++done) {
-          s = router_.run(router_.slot_of(keys[done]), [&](connection& c) {
-            const std::string_view args[] = {"UNLINK", keys[done]};
-            redis_reply_holder r;
-            if (const status e = exec(c, args, r, reply_limit()); e != status::ok) {
-              return e == status::too_large ? status::transport : e;
-            }
-            return r->type == REDIS_REPLY_INTEGER ? status::ok : status::server;
-          });
-          if (s == status::ok) repaired_.add();
-        }
-        if (s != status::ok) --done;  // the key that failed stays remembered
-        keys.erase(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(done));
-      }
-    } catch (...) {
-      s = status::codec;
-    }
-    if (s != status::ok) repairs_.give_back(std::move(work));
-    return s;
   }
 
   template <class F>

@@ -70,6 +70,51 @@
 // index, so destroy_all leaves none of that user's sessions; get also requires the
 // session to be in its user's index.
 //
+// L1 (optional, off by default): with l1_capacity = N, an instance keeps up to N
+// sessions it read in process memory and serves repeated gets from there (no round
+// trip), without ever serving a session changed or removed in Redis — by any client:
+//   outgrow::session_store<std::string> sessions(
+//       {.connection = {...}, .l1_capacity = 10'000, .l1_ttl = 1s});
+// - Invalidation by Redis itself (Redis >= 6, not with connection.cluster: tracking is
+//   per node): the store opens one more connection, with CLIENT TRACKING on REDIRECT
+//   <itself> BCAST PREFIX <key_prefix>, subscribed to __redis__:invalidate, so every
+//   write to a key under key_prefix (another instance's update / rotate / destroy /
+//   destroy_all or sliding get, redis-cli's DEL or HSET, an expiry) reports the key and
+//   its entry is dropped; FLUSHDB / FLUSHALL clears the L1. No thread: each get first
+//   reads, without blocking, what has arrived on that connection. Redis writes a key's
+//   notice before it answers the writer (7.0: BCAST notices go out ahead of the replies
+//   of the same event-loop turn), so a write that completed before a get began is
+//   missed only while its notice is still on the wire to this host (loopback: not seen
+//   in the tests; a flush's notice follows its answer by microseconds). This instance's own
+//   update / rotate / destroy / destroy_all drop its entries at once.
+// - Gaps: if that connection fails (reset, CLIENT KILL, Redis down) or stays silent (a
+//   PING after 100 ms without traffic unanswered within command_timeout), the L1 is
+//   cleared at once and bypassed (every get goes to Redis: a down Redis is unavailable,
+//   never a held copy) until a new connection tracks again; the reconnect is tried in a
+//   get (bounded by connect_timeout + one command timeout per handshake command:
+//   AUTH / SELECT if set, CLIENT ID, CLIENT TRACKING, SUBSCRIBE), then spaced by
+//   connection.reconnect_backoff. A get whose Redis read raced with a write the L1
+//   heard of meanwhile, or with a gap, does not store what it read.
+// - Lifetime: an entry is served for at most min(l1_ttl, the session's time left in
+//   Redis when it was read), so the L1 never outlives idle_timeout or
+//   absolute_lifetime. A hit returns the session as it was read (its `expires` too) and
+//   does not touch Redis; to keep sessions in use alive, a get that goes to Redis slides
+//   the expiry only when that moves it by l1_ttl or more (a slide is a write, which
+//   Redis reports to every L1, this one included: a get that slid does not fill the L1,
+//   the next one does). Trade-off: a session used without pause on L1 hits expires no
+//   sooner than idle_timeout - 2 x l1_ttl after its last get (the default 1 s against
+//   30 min), never later than idle_timeout after it; index-only changes by foreign
+//   clients (ZREM from a user's index) are seen after at most l1_ttl. Under Sentinel,
+//   a failover that leaves the tracking connection open on the demoted master is not
+//   seen by it: entries may then be stale for up to l1_ttl (not yet tested).
+// - Security: entries are keyed by the whole session key (only an id equal to one read
+//   from Redis can hit; forged and malformed ids never do); ids are never logged;
+//   corrupt values are never held. Costs: N copies of sessions in memory; one more
+//   connection per store; Redis sends this connection every write under key_prefix
+//   (BCAST), which each get reads (a busy fleet's slides included).
+// - Metrics: l1_hits (also counted in hits), l1_misses, l1_invalidations, l1_gaps,
+//   l1_bypassed, l1_connect_failures, l1_entries.
+//
 // Untrusted values: anything at a session key that this store did not write — another
 // type, missing or non-numeric fields, a user whose tag differs from the id's, a
 // session missing from its user's index, data the codec rejects or over max_value_size
@@ -96,16 +141,20 @@
 // Codec: Data is encoded by a `redis_codec` (redis/codec.hpp; redis_default_codec
 // stores strings, numbers and trivially copyable structs).
 //
-// Thread-safety: every member from any thread (each call borrows a pooled connection).
-// No hidden threads. The Clock policy times only the reconnect backoff.
-// Complexity: one round trip per call (the first call also loads the scripts: SCRIPT
-// LOAD, six round trips). In Redis: create O(log n + evicted + expired) for a user with n
-// sessions, get / update / rotate / destroy O(log n), destroy_all O(n).
+// Thread-safety: every member from any thread (each call borrows a pooled connection;
+// the L1 is one mutex around its map and tracking connection). No hidden threads. The
+// Clock policy times the reconnect backoff and the L1's entry lifetimes and heartbeat.
+// Complexity: one round trip per call, none for an L1 hit (the first call also loads
+// the scripts: SCRIPT LOAD, six round trips). In Redis: create O(log n + evicted +
+// expired) for a user with n sessions, get / update / rotate / destroy O(log n),
+// destroy_all O(n). L1: O(1) expected per get plus the notices read; destroy_all
+// O(entries).
 // Measured cost (an ad-hoc timing loop, not yet a benchmark: -O2, redis-server 7.0 on
 // loopback, 64-byte data, one thread, a 2-core machine busy with compiles, 2026-12-02):
 // create, get, update and rotate 50–60 us median each, beside 21 us for a plain GET on
 // the same machine — the script's work (TIME, TYPE, HMGET, ZSCORE, PEXPIREAT, ZADD) is
-// the difference.
+// the difference. L1: benchmarks/redis_topology_bench.cpp BM_session_get_l1_hit /
+// _l1_miss beside BM_session_get and BM_redis_get (not yet measured on a quiet machine).
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -113,6 +162,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <span>
@@ -130,6 +180,7 @@
 #include <outgrow/redis/connection.hpp>
 #include <outgrow/redis/detail/pool.hpp>
 #include <outgrow/redis/detail/session_keys.hpp>
+#include <outgrow/redis/detail/session_l1.hpp>
 #include <outgrow/redis/detail/session_link.hpp>
 #include <outgrow/redis/detail/session_scripts.hpp>
 
@@ -158,6 +209,12 @@ struct session_store_config {
   std::optional<std::chrono::nanoseconds> pool_timeout{};
   /// Largest encoded data written or read: 1 MiB. [1, 512 MiB]
   std::size_t max_value_size = std::size_t{1} << 20;
+  /// Sessions held in the in-process L1 (see "L1"); 0 = no L1 (the default). Not with
+  /// connection.cluster. [0, 1e7]
+  std::size_t l1_capacity = 0;
+  /// Longest an L1 entry is served without asking Redis: 1 s; also how far a get may
+  /// leave the expiry unslid. Only with l1_capacity > 0. [1 ms, idle_timeout / 4]
+  std::chrono::nanoseconds l1_ttl = std::chrono::seconds{1};
 };
 
 /// Outcome of a session_store call.
@@ -252,8 +309,15 @@ struct session_store_metrics {
   std::uint64_t pool_timeouts = 0;
   std::uint64_t connects = 0;
   std::uint64_t connect_failures = 0;
-  std::uint64_t redirects = 0;         ///< Cluster MOVED / ASK / TRYAGAIN followed
-  std::uint64_t open_connections = 0;  ///< now
+  std::uint64_t redirects = 0;            ///< Cluster MOVED / ASK / TRYAGAIN followed
+  std::uint64_t open_connections = 0;     ///< now
+  std::uint64_t l1_hits = 0;              ///< gets served by the L1 (also in hits)
+  std::uint64_t l1_misses = 0;            ///< gets the L1 could not serve while tracking
+  std::uint64_t l1_invalidations = 0;     ///< L1 entries dropped: the session changed
+  std::uint64_t l1_gaps = 0;              ///< L1 cleared: tracking connection lost, flush
+  std::uint64_t l1_bypassed = 0;          ///< gets that skipped the L1: not tracking
+  std::uint64_t l1_connect_failures = 0;  ///< tracking connection attempts that failed
+  std::uint64_t l1_entries = 0;           ///< now
 
   template <class F>
   void for_each_metric(F&& f) const {
@@ -277,6 +341,13 @@ struct session_store_metrics {
     f("connect_failures", connect_failures);
     f("redirects", redirects);
     f("open_connections", open_connections);
+    f("l1_hits", l1_hits);
+    f("l1_misses", l1_misses);
+    f("l1_invalidations", l1_invalidations);
+    f("l1_gaps", l1_gaps);
+    f("l1_bypassed", l1_bypassed);
+    f("l1_connect_failures", l1_connect_failures);
+    f("l1_entries", l1_entries);
   }
 };
 
@@ -304,6 +375,12 @@ class session_store {
         idle_ms_(std::to_string(to_ms(config_.idle_timeout))),
         absolute_ms_(std::to_string(to_ms(config_.absolute_lifetime))),
         max_per_user_(std::to_string(config_.max_sessions_per_user.value_or(0))),
+        min_slide_ms_(std::to_string(config_.l1_capacity > 0 ? to_ms(config_.l1_ttl) : 0)),
+        l1_(config_.l1_capacity > 0
+                ? std::make_unique<l1_type>(config_.connection, config_.key_prefix,
+                                            config_.l1_capacity, config_.l1_ttl,
+                                            resolve_seed(config_.connection.seed), clock)
+                : nullptr),
         link_(config_.connection, config_.pool_size,
               config_.pool_timeout.value_or(detail::command_timeout(config_.connection)),
               resolve_seed(config_.connection.seed), std::move(clock),
@@ -319,9 +396,10 @@ class session_store {
   }
 
   /// The session, its expiry slid to min(now + idle_timeout, created + absolute_lifetime);
-  /// or missing / corrupt / unavailable.
+  /// or missing / corrupt / unavailable. With the L1, possibly a copy held in this
+  /// process (see "L1": expiry as of the load, not slid).
   session_result<session_type> get(const session_id& id) noexcept {
-    auto r = finish(get_impl(id.reveal()));
+    auto r = finish(l1_ ? get_l1(id.reveal()) : get_impl(id.reveal(), nullptr));
     if (r.status == session_status::ok) {
       hits_.add();
     } else if (r.status == session_status::missing || r.status == session_status::corrupt) {
@@ -334,25 +412,35 @@ class session_store {
   /// the expiry slides): ok, conflict, missing, corrupt, unavailable or rejected.
   session_status update(const session_id& id, std::uint64_t expected_version,
                         const Data& data) noexcept {
-    return count(update_impl(id.reveal(), expected_version, data).status);
+    const session_status s = count(update_impl(id.reveal(), expected_version, data).status);
+    forget(id.reveal());
+    return s;
   }
 
   /// A new id for the same session (data, version, user, created); the old id is gone,
   /// in the same step: ok and the new id, or missing / corrupt / unavailable / rejected.
   session_result<session_id> rotate(const session_id& id) noexcept {
-    return finish(rotate_impl(id.reveal()));
+    auto r = finish(rotate_impl(id.reveal()));
+    forget(id.reveal());
+    return r;
   }
 
   /// Deletes the session: ok, missing, corrupt (a foreign value was there; deleted) or
   /// unavailable.
   session_status destroy(const session_id& id) noexcept {
-    return count(destroy_impl(id.reveal()).status);
+    const session_status s = count(destroy_impl(id.reveal()).status);
+    forget(id.reveal());
+    return s;
   }
 
   /// Deletes every session of `user`: ok and how many, or corrupt (the index was not
   /// one; deleted) / unavailable / rejected.
   session_result<std::size_t> destroy_all(std::string_view user) noexcept {
-    return finish(destroy_all_impl(user));
+    auto r = finish(destroy_all_impl(user));
+    if (l1_) {
+      l1_->erase_user(user, [](const session_type& s) { return std::string_view(s.user); });
+    }
+    return r;
   }
 
   /// The Redis keys of a session id (empty when malformed), e.g. for redis-cli in tests:
@@ -398,6 +486,16 @@ class session_store {
     m.connect_failures = router.connect_failures();
     m.redirects = router.redirects();
     m.open_connections = router.open_connections();
+    if (l1_) {
+      const detail::session_l1_counts c = l1_->counts();
+      m.l1_hits = c.hits;
+      m.l1_misses = c.misses;
+      m.l1_invalidations = c.invalidations;
+      m.l1_gaps = c.gaps;
+      m.l1_bypassed = c.bypassed;
+      m.l1_connect_failures = c.connect_failures;
+      m.l1_entries = c.entries;
+    }
     return m;
   }
 
@@ -559,7 +657,17 @@ class session_store {
   // ---- operations (defined in detail/session_ops.hpp) --------------------------------
 
   session_result<session_id> create_impl(std::string_view user, const Data& data) noexcept;
-  session_result<session_type> get_impl(std::string_view id) noexcept;
+  /// What a get's script adds for the L1: the server's time and whether it slid.
+  struct l1_fill {
+    std::int64_t now_ms = 0;
+    bool slid = true;
+  };
+  using l1_type = detail::session_l1<session_type, Clock>;
+
+  session_result<session_type> get_impl(std::string_view id, l1_fill* fill) noexcept;
+  session_result<session_type> get_l1(std::string_view id) noexcept;
+  /// Drops the L1 entry of `id` (this instance changed or removed it).
+  void forget(std::string_view id) noexcept;
   session_result<bool> update_impl(std::string_view id, std::uint64_t expected,
                                    const Data& data) noexcept;
   session_result<session_id> rotate_impl(std::string_view id) noexcept;
@@ -568,7 +676,8 @@ class session_store {
 
   const session_store_config config_;
   const Codec codec_;
-  const std::string idle_ms_, absolute_ms_, max_per_user_;
+  const std::string idle_ms_, absolute_ms_, max_per_user_, min_slide_ms_;
+  const std::unique_ptr<l1_type> l1_;  // null without an L1
   detail::session_link<Clock> link_;
   mutable counter created_, hits_, misses_, malformed_, decode_errors_, updates_,
       conflicts_, rotations_, destroyed_, evicted_, unavailable_, rejected_;

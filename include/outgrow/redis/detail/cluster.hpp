@@ -14,7 +14,11 @@
 //     most max_redirects times. A redirected command did not run, so running op again is
 //     safe; a transport failure is not retried (the command may have run) but re-reads
 //     the map so the next call finds a promoted replica;
-//   - run_each_master(op) runs op once on every master (SCAN-based operations).
+//   - run_each_master(op) runs op once on every master (SCAN-based operations);
+//   - run_read(slot, op): with sentinel.read_from_replicas (not clustered), op runs on a
+//     second pool whose connections go to Sentinel's replicas; when that fails (no
+//     replica, transport, backoff, an error reply such as -LOADING) op runs again on the
+//     master: only for reads, which may run twice. Otherwise run(slot, op).
 // The free functions redis_read_cluster_slots / redis_cluster_master_of (the slot map,
 // parsed defensively) and redis_parse_redirect are shared with the stream queue's link
 // (detail/stream_link.hpp), which pins one connection to the master of its queue's slot.
@@ -151,6 +155,43 @@ struct redis_slot_owner {
   return std::nullopt;
 }
 
+/// The masters serving slots now (sorted by host and port, each once), read with CLUSTER
+/// SLOTS from the first of connection.cluster.nodes, then of `also`, that answers; in
+/// `owner`, the index of the one serving `slot`. Empty when no node answered.
+/// Throws: std::bad_alloc if memory runs out.
+[[nodiscard]] inline std::vector<redis_endpoint> redis_cluster_masters(
+    const redis_connection_config& connection, const std::vector<redis_endpoint>& also,
+    std::uint16_t slot, std::size_t& owner) {
+  std::vector<redis_slot_owner> ranges;
+  bool read = false;
+  for (const auto* list : {&connection.cluster.nodes, &also}) {
+    for (const redis_endpoint& e : *list) {
+      read = redis_read_cluster_slots(connection, e, ranges);
+      if (read) break;
+    }
+    if (read) break;
+  }
+  std::vector<redis_endpoint> masters;
+  if (!read) return masters;
+  const auto less = [](const redis_endpoint& a, const redis_endpoint& b) {
+    return a.host != b.host ? a.host < b.host : a.port < b.port;
+  };
+  for (const redis_slot_owner& r : ranges) masters.push_back(r.master);
+  std::sort(masters.begin(), masters.end(), less);
+  masters.erase(std::unique(masters.begin(), masters.end(),
+                            [](const redis_endpoint& a, const redis_endpoint& b) {
+                              return a.host == b.host && a.port == b.port;
+                            }),
+                masters.end());
+  owner = 0;
+  for (const redis_slot_owner& r : ranges) {
+    if (slot < r.first || slot > r.last) continue;
+    owner = static_cast<std::size_t>(
+        std::lower_bound(masters.begin(), masters.end(), r.master, less) - masters.begin());
+  }
+  return masters;
+}
+
 /// True for an error reply a Redis Cluster node gives for a command it did not run
 /// (MOVED, ASK, TRYAGAIN, CLUSTERDOWN): the command may be sent again.
 [[nodiscard]] inline bool redis_is_redirect_error(const redisReply* r) noexcept {
@@ -193,6 +234,10 @@ class redis_router {
     for (auto& owner : owners_) owner.store(-1, std::memory_order_relaxed);
     if (!clustered_) {
       (void)add_node_locked(connection_);  // the one server (or Sentinel's master)
+      if (connection_.sentinel.read_from_replicas) {
+        replicas_ = std::make_unique<redis_pool<Clock>>(connection_, pool_size_, wait_,
+                                                        seed_ + 1, clock_, true);
+      }
     } else {
       std::lock_guard lock(nodes_mutex_);
       for (const redis_endpoint& e : connection_.cluster.nodes) {
@@ -269,6 +314,25 @@ class redis_router {
     return s;
   }
 
+  /// True when reads go to Sentinel's replicas first (run_read).
+  [[nodiscard]] bool replica_reads() const noexcept { return replicas_ != nullptr; }
+
+  /// A read: op on a replica's connection (replica_reads()), else or when that failed
+  /// on the master of `slot` as run(). op must be safe to run twice.
+  template <class Op>
+  redis_status run_read(std::uint16_t slot, Op&& op) noexcept {
+    if (replicas_) {
+      const redis_status s = replicas_->run(op);
+      if (s == redis_status::ok || s == redis_status::codec ||
+          s == redis_status::too_large) {
+        if (s == redis_status::ok) replica_reads_.add();
+        return s;  // served, or a failure the master would repeat
+      }
+      replica_fallbacks_.add();
+    }
+    return run(slot, op);
+  }
+
   /// Runs op once on every node that masters at least one slot (the one server when not
   /// clustered); stops at the first status that is not ok.
   template <class Op>
@@ -333,6 +397,12 @@ class redis_router {
     return sum(&redis_pool<Clock>::open_connections);
   }
   [[nodiscard]] std::uint64_t redirects() const noexcept { return redirects_.load(); }
+  [[nodiscard]] std::uint64_t replica_reads_served() const noexcept {
+    return replica_reads_.load();
+  }
+  [[nodiscard]] std::uint64_t replica_fallbacks() const noexcept {
+    return replica_fallbacks_.load();
+  }
   [[nodiscard]] std::uint64_t map_refreshes() const noexcept { return refreshes_.load(); }
   [[nodiscard]] std::size_t nodes() const noexcept {
     return node_count_.load(std::memory_order_acquire);
@@ -351,6 +421,7 @@ class redis_router {
     std::uint64_t total = 0;
     const std::size_t n = node_count_.load(std::memory_order_acquire);
     for (std::size_t i = 0; i < n; ++i) total += (node(i).pool.get()->*getter)();
+    if (replicas_) total += (replicas_.get()->*getter)();
     return total;
   }
 
@@ -439,9 +510,11 @@ class redis_router {
   std::atomic<std::size_t> node_count_{0};
   std::array<std::atomic<int>, redis_cluster_slot_count> owners_{};
 
+  std::unique_ptr<redis_pool<Clock>> replicas_;  // sentinel.read_from_replicas
+
   std::mutex refresh_mutex_;
   std::atomic<std::chrono::steady_clock::time_point> last_refresh_{};
-  counter redirects_, refreshes_;
+  counter redirects_, refreshes_, replica_reads_, replica_fallbacks_;
 };
 
 }  // namespace outgrow::detail

@@ -14,6 +14,8 @@
 // (detail/reconnect_gate.hpp) are built on these. redis_open also resolves the topology
 // for a single connection: Sentinel's master, or a Cluster's first reachable seed (for
 // commands that are not pinned to a slot); detail/cluster.hpp routes by slot.
+// redis_open_replica opens one of Sentinel's replicas instead (redis_tier's reads with
+// sentinel.read_from_replicas).
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -218,6 +220,87 @@ inline redis_context_ptr redis_open_node(const redis_connection_config& e,
     return false;
   }
   return true;
+}
+
+/// Asks e's sentinels, in order, for the replicas of e.sentinel.master_name (SENTINEL
+/// replicas); the first well-formed answer wins. A replica flagged down or disconnected,
+/// or whose master link is not ok, is left out; the answers are untrusted (fields read by
+/// name, addresses checked as for the master). Empty (and `error` set) when no sentinel
+/// answered or none is usable.
+/// Throws: std::bad_alloc if memory runs out.
+[[nodiscard]] inline std::vector<redis_endpoint> redis_sentinel_replicas(
+    const redis_connection_config& e, std::string& error) {
+  error.clear();
+  std::vector<redis_endpoint> out;
+  for (const redis_endpoint& s : e.sentinel.sentinels) {
+    std::string why;
+    redis_context_ptr c = redis_open_node(e, s.host, s.port, e.sentinel.password, 0, why);
+    if (c) {
+      const std::string_view args[] = {"SENTINEL", "replicas", e.sentinel.master_name};
+      const redis_reply_ptr r = redis_argv(c.get(), args);
+      if (!r || r->type != REDIS_REPLY_ARRAY) {
+        why = !r                             ? std::string(c->errstr)
+              : r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len)
+                                             : std::string("an unexpected reply");
+      } else {
+        for (std::size_t i = 0; i < r->elements; ++i) {
+          const redisReply* fields = r->element[i];
+          if (fields->type != REDIS_REPLY_ARRAY) continue;
+          std::string_view host, port, flags, link;
+          for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
+            const std::string_view name = redis_text(fields->element[f]);
+            const std::string_view value = redis_text(fields->element[f + 1]);
+            if (name == "ip") host = value;
+            if (name == "port") port = value;
+            if (name == "flags") flags = value;
+            if (name == "master-link-status") link = value;
+          }
+          const int p = redis_parse_port(port);
+          const bool printable = std::all_of(host.begin(), host.end(),
+                                             [](char ch) { return ch > ' ' && ch < 127; });
+          const bool down = flags.find("down") != std::string_view::npos ||
+                            flags.find("disconnected") != std::string_view::npos;
+          if (!host.empty() && host.size() <= 255 && printable && p != 0 && !down &&
+              link == "ok") {
+            out.push_back({std::string(host), p});
+          }
+        }
+        if (!out.empty()) return out;
+        why = "no usable replica";
+      }
+    }
+    if (!error.empty()) error += "; ";
+    error += "sentinel " + s.host + ":" + std::to_string(s.port) + ": " + why;
+  }
+  return out;
+}
+
+/// Opens a connection to one of the replicas the sentinels list for e's master, trying
+/// them in turn from the `pick`-th (so a pool's connections spread over them), checked
+/// with ROLE to be a replica whose link to its master is up; null and `error` set when
+/// none is usable (the caller falls back to the master).
+/// Throws: std::bad_alloc if memory runs out.
+inline redis_context_ptr redis_open_replica(const redis_connection_config& e,
+                                            std::uint64_t pick, std::string& error) {
+  const std::vector<redis_endpoint> replicas = redis_sentinel_replicas(e, error);
+  for (std::size_t k = 0; k < replicas.size(); ++k) {
+    const redis_endpoint& n = replicas[(pick + k) % replicas.size()];
+    std::string why;
+    redis_context_ptr c = redis_open_node(e, n.host, n.port, e.password, e.database, why);
+    if (c) {
+      const std::string_view args[] = {"ROLE"};
+      const redis_reply_ptr r = redis_argv(c.get(), args);
+      if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 4 &&
+          redis_text(r->element[0]) == "slave" &&
+          redis_text(r->element[3]) == "connected") {
+        return c;
+      }
+      why = r ? "not a replica connected to its master" : std::string(c->errstr);
+    }
+    if (!error.empty()) error += "; ";
+    error += "replica " + n.host + ":" + std::to_string(n.port) + ": " + why;
+  }
+  return nullptr;
 }
 
 /// Opens a blocking connection to the server `e` names — its host and port, under

@@ -6,7 +6,12 @@
 // (kept, re-sent in order, overflowing into one clear), the subscriber thread (connect,
 // instance-id claim, SUBSCRIBE — in tracking mode after CLIENT TRACKING — reading,
 // heartbeat, gaps), decoding and local delivery, and the counters. The message format
-// and the tracking helpers are in invalidation_wire.hpp.
+// and the tracking helpers are in invalidation_wire.hpp. On a cluster with
+// sharded_pubsub, both connections go to the master of the channel's hash slot (asked
+// with CLUSTER SLOTS) and use SPUBLISH / SSUBSCRIBE; a publish answered with an error
+// (MOVED after resharding or a failover) drops the connection, so the next one asks
+// again, and a server-sent "sunsubscribe" (the slot moved away) ends the subscription
+// like a lost connection: re-subscribed at the new owner, with a gap.
 #pragma once
 
 #include <fcntl.h>
@@ -33,6 +38,7 @@
 #include <system_error>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include <outgrow/cache/invalidation.hpp>
 #include <outgrow/core/backoff.hpp>
@@ -43,6 +49,7 @@
 #include <outgrow/core/seed.hpp>
 #include <outgrow/redis/codec.hpp>
 #include <outgrow/redis/connection.hpp>
+#include <outgrow/redis/detail/cluster.hpp>
 #include <outgrow/redis/detail/connection.hpp>
 #include <outgrow/redis/detail/invalidation_wire.hpp>
 #include <outgrow/redis/detail/reconnect_gate.hpp>
@@ -113,6 +120,7 @@ class redis_invalidation_engine {
     }
     wake_read_ = fds[0];
     wake_write_ = fds[1];
+    pollfds_.reserve(1 + 16);  // the wake-up pipe and the connections; grows if needed
     stopping_.store(false, std::memory_order_release);
     try {
       thread_ = std::thread([this] { subscriber_loop(); });
@@ -201,13 +209,11 @@ class redis_invalidation_engine {
             who, "tracking_prefix", "empty or ending with ':'",
             fmt::format("\"{}\"", c.tracking_prefix));
     if (c.mode == redis_invalidation_mode::tracking) {
-      require(c.connection.cluster.nodes.empty(), who, "mode",
-              "publish with connection.cluster (tracking is per node: use publish mode on "
-              "a cluster)",
-              "tracking");
       require(c.channel != detail::redis_tracking_channel, who, "channel",
               "not __redis__:invalidate in tracking mode", c.channel);
     }
+    require(c.sharded_pubsub || !c.connection.cluster.nodes.empty(), who, "sharded_pubsub",
+            "true without connection.cluster (one server has no shards)", false);
     require_in_range(who, "poll_interval", c.poll_interval, std::chrono::nanoseconds{1ms},
                      std::chrono::nanoseconds{1h});
     require_in_range(who, "max_pending", c.max_pending, std::size_t{0},
@@ -228,6 +234,26 @@ class redis_invalidation_engine {
 
   bool tracking() const noexcept {
     return config_.mode == redis_invalidation_mode::tracking;
+  }
+
+  /// Tracking mode on a cluster: one subscriber connection per master.
+  bool cluster_tracking() const noexcept {
+    return tracking() && !config_.connection.cluster.nodes.empty();
+  }
+
+  /// Sharded pub/sub on a cluster: SPUBLISH / SSUBSCRIBE at the channel's slot master.
+  bool sharded() const noexcept {
+    return !config_.connection.cluster.nodes.empty() && config_.sharded_pubsub;
+  }
+
+  /// A connection for publishing or subscribing: to the master of the channel's slot
+  /// when sharded(), else as redis_open (one server, Sentinel's master, a cluster seed).
+  detail::redis_context_ptr open(const redis_connection_config& e, std::string& error) {
+    if (!sharded()) return detail::redis_open(e, error);
+    const auto master =
+        detail::redis_cluster_master_of(e, redis_cluster_hash_slot(config_.channel), error);
+    if (!master) return nullptr;
+    return detail::redis_open_node(e, master->host, master->port, e.password, 0, error);
   }
 
   std::string header(char kind) {
@@ -311,7 +337,7 @@ class redis_invalidation_engine {
           left(), std::chrono::microseconds{1}, detail::command_timeout(e));
       std::string error;
       try {
-        publisher_ = detail::redis_open(e, error);
+        publisher_ = open(e, error);
       } catch (...) {
         publisher_.reset();
       }
@@ -331,10 +357,12 @@ class redis_invalidation_engine {
     (void)redisSetTimeout(publisher_.get(),
                           detail::redis_timeval(std::min<std::chrono::nanoseconds>(
                               budget, detail::command_timeout(config_.connection))));
-    const std::string_view args[] = {"PUBLISH", config_.channel, message};
+    const std::string_view args[] = {sharded() ? "SPUBLISH" : "PUBLISH", config_.channel,
+                                     message};
     auto r = detail::redis_argv(publisher_.get(), args);
     if (!r || r->type != REDIS_REPLY_INTEGER) {
-      if (!r) publisher_.reset();
+      // Sharded: an error is MOVED (the slot moved, a failover): ask for the owner again.
+      if (!r || sharded()) publisher_.reset();
       publish_failures_.add();
       return false;
     }
@@ -412,11 +440,13 @@ class redis_invalidation_engine {
     }
   }
 
-  /// Waits up to `d` for the wake-up pipe; true when stop() was requested.
-  bool idle(std::chrono::nanoseconds d, int fd = -1) {
-    pollfd fds[2] = {{wake_read_, POLLIN, 0}, {fd, POLLIN, 0}};
+  /// Waits up to `d` for the wake-up pipe or input on one of `cs`; true when stop() was
+  /// requested.
+  bool idle(std::chrono::nanoseconds d, std::span<const redis_context_ptr> cs = {}) {
+    pollfds_.assign(1, {wake_read_, POLLIN, 0});
+    for (const auto& c : cs) pollfds_.push_back({c->fd, POLLIN, 0});
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(d).count();
-    (void)::poll(fds, fd >= 0 ? 2 : 1,
+    (void)::poll(pollfds_.data(), pollfds_.size(),
                  static_cast<int>(std::clamp<std::int64_t>(ms, 0, 3'600'000)));
     char buf[64];
     while (::read(wake_read_, buf, sizeof buf) > 0) {
@@ -424,26 +454,69 @@ class redis_invalidation_engine {
     return stopping_.load(std::memory_order_acquire);
   }
 
-  detail::redis_context_ptr subscribe_connection() {
-    std::string error;
-    auto c = detail::redis_open(config_.connection, error);
-    if (!c) return nullptr;
-    claim_instance_id(c.get());
-    if (c->err != 0) return nullptr;
-    if (tracking() && !detail::redis_enable_tracking(c.get(), config_.tracking_prefix)) {
-      return nullptr;
+  /// On c: the instance-id claim, tracking (tracking mode: CLIENT TRACKING, SUBSCRIBE
+  /// __redis__:invalidate) and, when `with_channel`, (S)SUBSCRIBE `channel`.
+  bool subscribe_on(redisContext* c, bool with_channel) {
+    claim_instance_id(c);
+    if (c->err != 0) return false;
+    if (tracking() && !detail::redis_enable_tracking(c, config_.tracking_prefix)) {
+      return false;
     }
-    const std::string_view args[] = {"SUBSCRIBE", config_.channel,
-                                     detail::redis_tracking_channel};
-    auto r = detail::redis_argv(c.get(), std::span(args, tracking() ? 3 : 2));
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return nullptr;
-    if (tracking()) {  // one confirmation per channel
+    int confirmations = 0;
+    const auto append = [&](std::string_view command, std::string_view channel) {
+      const char* argv[] = {command.data(), channel.data()};
+      const std::size_t lens[] = {command.size(), channel.size()};
+      ++confirmations;
+      return redisAppendCommandArgv(c, 2, argv, lens) == REDIS_OK;
+    };
+    if (tracking() && !append("SUBSCRIBE", detail::redis_tracking_channel)) return false;
+    if (with_channel && !append(sharded() ? "SSUBSCRIBE" : "SUBSCRIBE", config_.channel)) {
+      return false;
+    }
+    for (int i = 0; i < confirmations; ++i) {  // one confirmation per channel
       void* raw = nullptr;
-      if (redisGetReply(c.get(), &raw) != REDIS_OK || raw == nullptr) return nullptr;
-      r.reset(static_cast<redisReply*>(raw));
-      if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return nullptr;
+      if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) return false;
+      const detail::redis_reply_ptr r(static_cast<redisReply*>(raw));
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return false;
     }
-    return c;
+    return true;
+  }
+
+  /// The subscriber's connections: one; in tracking mode on a cluster one per master
+  /// (each tracking the writes made there), `channel` on its slot's master's. Empty when
+  /// any of them failed.
+  std::vector<detail::redis_context_ptr> subscribe_connections() {
+    std::vector<detail::redis_context_ptr> out;
+    std::string error;
+    if (!cluster_tracking()) {
+      auto c = open(config_.connection, error);
+      if (c && subscribe_on(c.get(), true)) out.push_back(std::move(c));
+      return out;
+    }
+    std::size_t owner = 0;
+    auto masters = detail::redis_cluster_masters(
+        config_.connection, masters_, redis_cluster_hash_slot(config_.channel), owner);
+    for (std::size_t i = 0; i < masters.size(); ++i) {
+      auto c = detail::redis_open_node(config_.connection, masters[i].host, masters[i].port,
+                                       config_.connection.password, 0, error);
+      if (!c || !subscribe_on(c.get(), i == owner)) return {};
+      out.push_back(std::move(c));
+    }
+    masters_ = std::move(masters);
+    return out;
+  }
+
+  /// Tracking on a cluster: true when the masters differ from those tracked (a replica
+  /// promoted without its master's connection breaking, a master added).
+  bool masters_changed() {
+    std::size_t owner = 0;
+    const auto now = detail::redis_cluster_masters(
+        config_.connection, masters_, redis_cluster_hash_slot(config_.channel), owner);
+    return !now.empty() &&
+           !std::equal(now.begin(), now.end(), masters_.begin(), masters_.end(),
+                       [](const redis_endpoint& a, const redis_endpoint& b) {
+                         return a.host == b.host && a.port == b.port;
+                       });
   }
 
   void subscriber_loop() noexcept {
@@ -455,8 +528,8 @@ class redis_invalidation_engine {
           if (idle(std::min<std::chrono::nanoseconds>(wait, config_.poll_interval))) break;
           continue;
         }
-        detail::redis_context_ptr c = subscribe_connection();
-        if (!c) {
+        std::vector<detail::redis_context_ptr> c = subscribe_connections();
+        if (c.empty()) {
           connect_failures_.add();
           subscriber_gate_.failed();
           continue;
@@ -469,7 +542,7 @@ class redis_invalidation_engine {
         }
         ever_subscribed_ = true;
         set_subscribed(true);
-        read_messages(c.get());
+        read_messages(c);
         lost();
       } catch (...) {  // allocation failure: drop the connection, count a gap later
         lost();
@@ -479,44 +552,53 @@ class redis_invalidation_engine {
     set_subscribed(false);
   }
 
-  // Reads until the connection fails or stop() is requested; in tracking mode also
-  // until a heartbeat PING goes unanswered.
-  void read_messages(redisContext* c) {
+  // Reads until a connection fails or stop() is requested; in tracking mode also until
+  // a heartbeat PING goes unanswered, and on a cluster until the masters change.
+  void read_messages(std::span<const redis_context_ptr> cs) {
     using clock = std::chrono::steady_clock;
     const std::chrono::nanoseconds answer_within =
         detail::command_timeout(config_.connection);
-    clock::time_point heard = clock::now();   // last reply read
-    std::optional<clock::time_point> pinged;  // an unanswered PING's send time
+    std::vector<clock::time_point> heard(cs.size(), clock::now());    // last reply read
+    std::vector<std::optional<clock::time_point>> pinged(cs.size());  // unanswered PING
+    clock::time_point checked = clock::now();  // the cluster's masters, last compared
     for (;;) {
-      void* raw = nullptr;
-      if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return;
-      if (raw != nullptr) {
-        const detail::redis_reply_ptr r(static_cast<redisReply*>(raw));
-        heard = clock::now();
-        pinged.reset();
-        on_reply(*r);
-        continue;
-      }
       std::chrono::nanoseconds wait = config_.poll_interval;
-      if (tracking()) {
+      for (std::size_t i = 0; i < cs.size(); ++i) {
+        redisContext* c = cs[i].get();
+        for (;;) {
+          void* raw = nullptr;
+          if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return;
+          if (raw == nullptr) break;
+          const detail::redis_reply_ptr r(static_cast<redisReply*>(raw));
+          heard[i] = clock::now();
+          pinged[i].reset();
+          if (!on_reply(*r)) return;  // unsubscribed by the server: subscribe again
+        }
+        if (!tracking()) continue;
         const auto now = clock::now();
-        if (pinged && now - *pinged >= answer_within) {
+        if (pinged[i] && now - *pinged[i] >= answer_within) {
           heartbeat_timeouts_.add();
           return;
         }
-        if (!pinged && now - heard >= config_.poll_interval) {
+        if (!pinged[i] && now - heard[i] >= config_.poll_interval) {
           if (redisAppendCommand(c, "PING") != REDIS_OK ||
               !detail::redis_flush_until(c, now + answer_within)) {
             return;
           }
-          pinged = now;
+          pinged[i] = now;
         }
-        if (pinged) wait = std::min(wait, *pinged + answer_within - now);
+        if (pinged[i]) wait = std::min(wait, *pinged[i] + answer_within - now);
       }
-      if (idle(wait, c->fd)) return;
-      pollfd p{c->fd, POLLIN, 0};
-      if (::poll(&p, 1, 0) > 0) {
-        if (redisBufferRead(c) != REDIS_OK) return;  // EOF, reset: reconnect
+      if (cluster_tracking() && clock::now() - checked >= std::chrono::seconds{1}) {
+        if (masters_changed()) return;
+        checked = clock::now();
+      }
+      if (idle(wait, cs)) return;
+      for (const auto& c : cs) {
+        pollfd p{c->fd, POLLIN, 0};
+        if (::poll(&p, 1, 0) > 0 && redisBufferRead(c.get()) != REDIS_OK) {
+          return;  // EOF, reset: reconnect
+        }
       }
       bool retry = false;
       {
@@ -527,29 +609,33 @@ class redis_invalidation_engine {
     }
   }
 
-  void on_reply(const redisReply& r) {
-    if (r.type != REDIS_REPLY_ARRAY || r.elements != 3) return;
+  /// Handles one reply of the subscriber connection; false when the server ended the
+  /// subscription ("sunsubscribe": the channel's slot moved to another node).
+  bool on_reply(const redisReply& r) {
+    if (r.type != REDIS_REPLY_ARRAY || r.elements != 3) return true;
     const redisReply* kind = r.element[0];
     const redisReply* payload = r.element[2];
-    if (detail::redis_text(kind) != "message") return;  // confirmations, PING answers
+    const std::string_view what = detail::redis_text(kind);
+    if (what == "sunsubscribe") return false;
+    if (what != "message" && what != "smessage") return true;  // confirmations, PONGs
     if (tracking() && detail::redis_text(r.element[1]) == detail::redis_tracking_channel) {
       on_tracking(*payload);
-      return;
+      return true;
     }
-    if (payload->type != REDIS_REPLY_STRING) return;
+    if (payload->type != REDIS_REPLY_STRING) return true;
     const auto m = detail::redis_parse_invalidation<Key>(
         codec_, std::string_view(payload->str, payload->len));
     if (!m) {
       decode_errors_.add();
-      return;
+      return true;
     }
     if (m->from == instance_id()) {
       own_ignored_.add();
-      return;
+      return true;
     }
     if (m->has_seq && !seen_.first_time(m->from, m->seq)) {
       duplicates_.add();
-      return;
+      return true;
     }
     if (m->clear) {
       local_.publish_clear(0);
@@ -557,6 +643,7 @@ class redis_invalidation_engine {
       local_.publish(*m->key, 0);
     }
     received_.add();  // counted once delivered
+    return true;
   }
 
   /// A client-side caching invalidation: the written keys, or nil for a flush.
@@ -616,6 +703,8 @@ class redis_invalidation_engine {
   std::atomic<std::uint64_t> seq_{random_id()};
   int wake_read_ = -1;
   int wake_write_ = -1;
+  std::vector<pollfd> pollfds_;          // idle()'s, reused: subscriber thread only
+  std::vector<redis_endpoint> masters_;  // tracking on a cluster: those tracked
 
   mutable std::mutex state_mutex_;
   std::condition_variable state_cv_;

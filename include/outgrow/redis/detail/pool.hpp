@@ -6,7 +6,9 @@
 // the pool wait when all are busy), runs its commands within command_timeout (exec,
 // read_reply) and gives it back; a transport error or an oversized reply closes that
 // connection, so a late reply can never be read as the answer to the next command.
-// redis_tier is built on one; the Cluster topology of issue 18 keeps one per node.
+// redis_tier is built on one; the Cluster topology of issue 18 keeps one per node. A
+// replica pool (sentinel.read_from_replicas) opens each connection to one of Sentinel's
+// replicas in turn (redis_open_replica) instead of the master.
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -61,11 +63,14 @@ class redis_pool {
  public:
   using deadline_type = std::chrono::steady_clock::time_point;
 
-  /// `seed` seeds the reconnect jitter (resolve_seed(connection.seed)).
+  /// `seed` seeds the reconnect jitter (resolve_seed(connection.seed)); `replicas`: open
+  /// connections to Sentinel's replicas, not to the master.
   redis_pool(const redis_connection_config& connection, std::size_t size,
-             std::chrono::nanoseconds wait, std::uint64_t seed, Clock clock)
+             std::chrono::nanoseconds wait, std::uint64_t seed, Clock clock,
+             bool replicas = false)
       : connection_(connection),
         wait_(wait),
+        replicas_(replicas),
         gate_(connection.reconnect_backoff, seed, std::move(clock)),
         connections_(std::make_unique<redis_pooled_connection[]>(size)) {
     free_.reserve(size);
@@ -223,7 +228,8 @@ class redis_pool {
     std::string error;
     redis_context_ptr ctx;
     try {
-      ctx = redis_open(connection_, error);
+      ctx = replicas_ ? redis_open_replica(connection_, picks_++, error)
+                      : redis_open(connection_, error);
     } catch (...) {
       ctx.reset();
     }
@@ -241,6 +247,8 @@ class redis_pool {
 
   const redis_connection_config connection_;
   const std::chrono::nanoseconds wait_;
+  const bool replicas_;
+  std::atomic<std::uint64_t> picks_{0};  // which replica the next connection tries first
   reconnect_gate<Clock> gate_;
 
   std::mutex mutex_;

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -52,6 +53,19 @@ session_store_config session_store<Data, Codec, Clock>::validated(session_store_
   }
   require_in_range(who, "max_value_size", c.max_value_size, std::size_t{1},
                    std::size_t{512} << 20);
+  require_in_range(who, "l1_capacity", c.l1_capacity, std::size_t{0},
+                   std::size_t{10'000'000});
+  if (c.l1_capacity == 0) {
+    require(c.l1_ttl == session_store_config{}.l1_ttl, who, "l1_ttl",
+            "left at its default (1s) while l1_capacity is 0", c.l1_ttl);
+  } else {
+    require(std::is_copy_constructible_v<Data>, who, "l1_capacity",
+            "0 for a Data type that cannot be copied", c.l1_capacity);
+    require(c.connection.cluster.nodes.empty(), who, "l1_capacity",
+            "0 with connection.cluster (tracking is per node)", c.l1_capacity);
+    require_in_range(who, "l1_ttl", c.l1_ttl, std::chrono::nanoseconds{1ms},
+                     c.idle_timeout / 4);
+  }
   return c;
 }
 
@@ -91,10 +105,11 @@ session_result<session_id> session_store<Data, Codec, Clock>::create_impl(
 template <class Data, class Codec, clock_source Clock>
 requires redis_codec<Codec, Data>
 session_result<session<Data>> session_store<Data, Codec, Clock>::get_impl(
-    std::string_view id) noexcept {
+    std::string_view id, l1_fill* fill) noexcept {
   return on_id<session_type>(
       id, [&](std::string_view base, std::string_view key, std::string_view secret) {
-        const std::string_view args[] = {key, base, secret, idle_ms_, absolute_ms_};
+        const std::string_view args[] = {key,      base,         secret,
+                                         idle_ms_, absolute_ms_, min_slide_ms_};
         session_result<session_type> out;
         const status st = link_.eval(script::get, 1, args, [&](const redisReply& r) {
           const auto c = code_of(r);
@@ -107,6 +122,13 @@ session_result<session<Data>> session_store<Data, Codec, Clock>::get_impl(
           const auto expires = detail::session_int(r, 4);
           const auto bytes = detail::session_str(r, 5);
           if (!user || !version || !created || !expires || !bytes) return status::server;
+          if (fill != nullptr) {
+            const auto now = detail::session_int(r, 6);
+            const auto slid = detail::session_int(r, 7);
+            if (!now || !slid) return status::server;
+            fill->now_ms = *now;
+            fill->slid = *slid != 0;
+          }
           std::string tag;
           detail::session_append_tag(*user, tag);
           auto data =
@@ -125,6 +147,51 @@ session_result<session<Data>> session_store<Data, Codec, Clock>::get_impl(
         if (st != status::ok) return session_result<session_type>{failed(st)};
         return out;
       });
+}
+
+template <class Data, class Codec, clock_source Clock>
+requires redis_codec<Codec, Data>
+session_result<session<Data>> session_store<Data, Codec, Clock>::get_l1(
+    std::string_view id) noexcept {
+  if (!detail::session_id_well_formed(id)) return get_impl(id, nullptr);  // counted there
+  if constexpr (std::is_copy_constructible_v<Data>) {
+    try {
+      std::string base, key;
+      detail::session_keys::base(config_.key_prefix, detail::session_id_tag(id), base);
+      detail::session_keys::session(base, detail::session_id_secret(id), key);
+      detail::session_l1_ticket ticket;
+      if (auto hit = l1_->lookup(key, ticket)) {
+        return {session_status::ok, std::move(hit)};
+      }
+      l1_fill fill;
+      auto r = get_impl(id, &fill);
+      // A get that slid wrote the key: Redis reports that write to every L1, this one
+      // included, so its entry would be dropped at once; the next get (which does not
+      // slide again for l1_ttl) fills the L1.
+      if (r.status == session_status::ok && !fill.slid) {
+        l1_->insert(key, *r.value, r.value->expires - server_time(fill.now_ms), ticket);
+      }
+      return r;
+    } catch (...) {
+      return {session_status::unavailable};
+    }
+  } else {
+    return get_impl(id, nullptr);
+  }
+}
+
+template <class Data, class Codec, clock_source Clock>
+requires redis_codec<Codec, Data>
+void session_store<Data, Codec, Clock>::forget(std::string_view id) noexcept {
+  if (!l1_ || !detail::session_id_well_formed(id)) return;
+  try {
+    std::string base, key;
+    detail::session_keys::base(config_.key_prefix, detail::session_id_tag(id), base);
+    detail::session_keys::session(base, detail::session_id_secret(id), key);
+    l1_->erase(key);
+  } catch (...) {  // no memory for the key: drop everything rather than keep it
+    l1_->erase_all();
+  }
 }
 
 template <class Data, class Codec, clock_source Clock>

@@ -120,13 +120,23 @@ redis.call('PEXPIREAT', KEYS[2], now + absolute)
 return {1, now, exp, evicted}
 )lua";
 
-// get: KEYS session; ARGV base secret idle_ms absolute_ms
-// -> {1, user, version, created, expires, data} | {0} | {2} | {3}
+// get: KEYS session; ARGV base secret idle_ms absolute_ms min_slide_ms
+// -> {1, user, version, created, expires, data, now, slid} | {0} | {2} | {3}
+// min_slide_ms > 0 (session_store's L1): the expiry slides only when that moves it by at
+// least min_slide_ms (slid = 1); otherwise nothing is written (slid = 0, expires = the
+// current expiry), so that a get does not report its own write to every tracking L1.
 inline constexpr std::string_view session_get_lua = R"lua(
 local code, f, now, hard, idx = load_session(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[4]))
 if code ~= 1 then return {code} end
-local exp = slide(KEYS[1], idx, ARGV[2], now, tonumber(ARGV[3]), hard)
-return {1, f[1], f[2], f[3], exp, f[4]}
+local idle, min_slide = tonumber(ARGV[3]), tonumber(ARGV[5])
+if min_slide > 0 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl >= 0 and math.min(now + idle, hard) - (now + ttl) < min_slide then
+    return {1, f[1], f[2], f[3], math.min(now + ttl, hard), f[4], now, 0}
+  end
+end
+local exp = slide(KEYS[1], idx, ARGV[2], now, idle, hard)
+return {1, f[1], f[2], f[3], exp, f[4], now, 1}
 )lua";
 
 // update: KEYS session; ARGV base secret idle_ms absolute_ms expected_version data
