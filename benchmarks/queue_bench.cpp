@@ -11,15 +11,29 @@
 // (the benchmark thread) submits batches of 1000 no-op jobs (block policy) and waits
 // until the workers have completed them; items_per_second = jobs completed per second of
 // real time, everything included (submit, hand-off, handler call, metrics, wake-ups).
+// BM_work_queue_1us_jobs/<workers>: the same with a handler that busy-spins 1 us (the
+// case where a second worker should nearly double throughput).
+// BM_work_queue_baseline/<workers> and BM_work_queue_1us_baseline/<workers>: the same
+// hand-off with no work_queue — a bounded_queue<int> and plain std::threads popping with
+// bounded_queue::pop(stop_token) — so the difference is the cost of work_queue's
+// features (retries, idempotency, metrics, shedding checks, resizing, shutdown).
+// Handlers count completions in a per-thread counter (not one shared atomic, which would
+// measure itself); the producer sums them.
 #include <outgrow/queue/bounded_queue.hpp>
 #include <outgrow/queue/work_queue.hpp>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <stop_token>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 #include <concurrentqueue/concurrentqueue.h>
@@ -112,23 +126,117 @@ void BM_moodycamel_queue_payload(benchmark::State& s) {
   run<moodycamel_queue_payload, payload>(s, make_payload);
 }
 
-void BM_work_queue_noop_jobs(benchmark::State& state) {
-  const auto workers = static_cast<std::size_t>(state.range(0));
-  std::atomic<std::uint64_t> done{0};
-  outgrow::work_queue<int> q({.capacity = kCapacity, .workers = workers}, [&done](int&) {
-    done.fetch_add(1, std::memory_order_release);
-  });
-  constexpr std::uint64_t batch = 1000;
+/// Completions counted per thread (each on its own cache line); the producer sums them.
+class completions {
+ public:
+  void add() noexcept {
+    thread_local std::size_t mine = kSlots;
+    thread_local std::uint64_t owner = 0;
+    if (owner != id_) {  // a new benchmark run: take a fresh slot
+      owner = id_;
+      mine = next_.fetch_add(1, std::memory_order_relaxed) % kSlots;
+    }
+    auto& c = slots_[mine].n;
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+  std::uint64_t total() const noexcept {
+    std::uint64_t sum = 0;
+    const std::size_t used = std::min(next_.load(std::memory_order_acquire), kSlots);
+    for (std::size_t i = 0; i < used; ++i)
+      sum += slots_[i].n.load(std::memory_order_acquire);
+    return sum;
+  }
+
+ private:
+  static constexpr std::size_t kSlots = 64;
+  struct alignas(64) slot {
+    std::atomic<std::uint64_t> n{0};
+  };
+  static std::uint64_t new_id() noexcept {
+    static std::atomic<std::uint64_t> ids{0};
+    return ids.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+  std::array<slot, kSlots> slots_{};
+  std::atomic<std::size_t> next_{0};
+  const std::uint64_t id_ = new_id();
+};
+
+/// Busy-spins about `d` of real time (a handler doing work, not sleeping).
+void spin_for(std::chrono::nanoseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+constexpr std::uint64_t kJobsPerIteration = 1000;
+
+/// One producer submits kJobsPerIteration jobs per iteration and waits for them.
+template <class Submit>
+void produce(benchmark::State& state, const completions& done, Submit submit) {
   std::uint64_t sent = 0;
   for (auto _ : state) {
-    for (std::uint64_t i = 0; i < batch; ++i) {
-      if (!q.submit(static_cast<int>(i))) state.SkipWithError("submit refused");
+    for (std::uint64_t i = 0; i < kJobsPerIteration; ++i) {
+      if (!submit(static_cast<int>(i))) state.SkipWithError("submit refused");
     }
-    sent += batch;
-    while (done.load(std::memory_order_acquire) < sent) std::this_thread::yield();
+    sent += kJobsPerIteration;
+    while (done.total() < sent) std::this_thread::yield();
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(sent));
+}
+
+template <class Handler>
+void work_queue_run(benchmark::State& state, Handler work) {
+  const auto workers = static_cast<std::size_t>(state.range(0));
+  auto done = std::make_unique<completions>();
+  outgrow::work_queue<int> q({.capacity = kCapacity, .workers = workers},
+                             [&done, work](int& v) {
+                               work(v);
+                               done->add();
+                             });
+  produce(state, *done, [&q](int v) { return static_cast<bool>(q.submit(std::move(v))); });
   (void)q.stop(std::chrono::seconds{1});
+}
+
+/// The same hand-off without work_queue: bounded_queue + plain threads.
+template <class Handler>
+void baseline_run(benchmark::State& state, Handler work) {
+  const auto workers = static_cast<std::size_t>(state.range(0));
+  auto done = std::make_unique<completions>();
+  outgrow::bounded_queue<int> q({.capacity = kCapacity});
+  std::vector<std::jthread> threads;
+  for (std::size_t w = 0; w < workers; ++w) {
+    threads.emplace_back([&q, &done, work](std::stop_token stop) {
+      while (std::optional<int> v = q.pop(stop)) {
+        work(*v);
+        done->add();
+      }
+    });
+  }
+  produce(state, *done,
+          [&q](int v) { return q.push(std::move(v), std::chrono::seconds{1}); });
+  for (auto& t : threads) t.request_stop();
+  q.close();
+}
+
+void noop(int& v) {
+  benchmark::DoNotOptimize(v);
+}
+void one_us(int& v) {
+  benchmark::DoNotOptimize(v);
+  spin_for(std::chrono::microseconds{1});
+}
+
+void BM_work_queue_noop_jobs(benchmark::State& state) {
+  work_queue_run(state, noop);
+}
+void BM_work_queue_1us_jobs(benchmark::State& state) {
+  work_queue_run(state, one_us);
+}
+void BM_work_queue_baseline(benchmark::State& state) {
+  baseline_run(state, noop);
+}
+void BM_work_queue_1us_baseline(benchmark::State& state) {
+  baseline_run(state, one_us);
 }
 
 // threads:2 = 1P1C, threads:4 = 2P2C.
@@ -151,6 +259,10 @@ const int registered = [] {
   register_pair(BM_moodycamel_queue_payload, "BM_moodycamel_queue", "payload");
   return 0;
 }();
+// Workers 1, 2 (the ratios: 2 vs 1 worker in one run) and 4.
 BENCHMARK(BM_work_queue_noop_jobs)->Arg(1)->Arg(2)->Arg(4)->UseRealTime();
+BENCHMARK(BM_work_queue_baseline)->Arg(1)->Arg(2)->Arg(4)->UseRealTime();
+BENCHMARK(BM_work_queue_1us_jobs)->Arg(1)->Arg(2)->Arg(4)->UseRealTime();
+BENCHMARK(BM_work_queue_1us_baseline)->Arg(1)->Arg(2)->Arg(4)->UseRealTime();
 
 }  // namespace

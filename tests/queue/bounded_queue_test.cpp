@@ -187,3 +187,71 @@ TEST_CASE("4 producers and 4 consumers deliver every item once in producer order
   CHECK(missing == 0);
   CHECK(q.empty());
 }
+
+TEST_CASE("bounded_queue try_pop_batch takes up to max oldest first across the wrap",
+          "[bounded_queue]") {
+  bounded_queue<std::unique_ptr<int>> q({.capacity = 5});
+  std::vector<int> got;
+  auto sink = [&](std::unique_ptr<int>&& p) noexcept { got.push_back(*p); };
+  CHECK(q.try_pop_batch(4, sink) == 0);  // empty
+  int next = 0;
+  int expected = 0;
+  // Rounds of 4 pushes and batches of 3 then the rest: the ring wraps many times.
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < 4; ++i) REQUIRE(q.try_push(std::make_unique<int>(next++)));
+    CHECK(q.try_pop_batch(0, sink) == 0);
+    CHECK(q.try_pop_batch(3, sink) == 3);
+    CHECK(q.size() == 1);
+    CHECK(q.try_pop_batch(100, sink) == 1);  // at most what is there
+    CHECK(q.empty());
+    REQUIRE(got.size() == static_cast<std::size_t>(next));
+    for (; expected < next; ++expected)
+      CHECK(got[static_cast<std::size_t>(expected)] == expected);
+  }
+  // A full queue empties in one batch, and the room comes back.
+  for (int i = 0; i < 5; ++i) REQUIRE(q.try_push(std::make_unique<int>(next++)));
+  CHECK_FALSE(q.try_push(std::make_unique<int>(-1)));
+  CHECK(q.try_pop_batch(5, sink) == 5);
+  CHECK(q.try_push(std::make_unique<int>(next++)));
+  CHECK(q.try_pop_batch(5, sink) == 1);
+  for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == static_cast<int>(i));
+}
+
+TEST_CASE("bounded_queue try_pop_batch under concurrent producers and batch consumers",
+          "[bounded_queue]") {
+  constexpr int producers = 2;
+  constexpr int per_producer = 50'000;
+  bounded_queue<int> q({.capacity = 64});
+  std::vector<std::atomic<int>> seen(producers * per_producer);
+  std::atomic<int> taken{0};
+  std::atomic<bool> ordered{true};
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      for (int i = 0; i < per_producer; ++i) {
+        int v = p * per_producer + i;
+        while (!q.try_push(std::move(v))) std::this_thread::yield();
+      }
+    });
+  }
+  for (int c = 0; c < 2; ++c) {
+    threads.emplace_back([&] {
+      std::vector<int> last(producers, -1);  // FIFO per producer within one consumer
+      while (taken.load() < producers * per_producer) {
+        const std::size_t n = q.try_pop_batch(8, [&](int&& v) noexcept {
+          seen[static_cast<std::size_t>(v)].fetch_add(1);
+          const int p = v / per_producer;
+          if (v <= last[static_cast<std::size_t>(p)]) ordered.store(false);
+          last[static_cast<std::size_t>(p)] = v;
+        });
+        if (n == 0) std::this_thread::yield();
+        taken.fetch_add(static_cast<int>(n));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(ordered.load());
+  std::size_t not_once = 0;
+  for (auto& s : seen) not_once += s.load() != 1 ? 1U : 0U;
+  CHECK(not_once == 0);
+}

@@ -33,6 +33,7 @@
 //
 // Thread-safety: every member function from any thread.
 // Complexity: try_push/try_pop O(1) (one CAS each, retried under contention);
+// try_pop_batch O(n) for n items with one CAS;
 // memory: capacity × (sizeof(T) + 8) bytes, cache-line separated head and tail.
 #pragma once
 
@@ -104,6 +105,42 @@ class bounded_queue {
     std::optional<T> out = try_pop_impl();
     if (out) wake(push_sleepers_);
     return out;
+  }
+
+  /// Takes up to `max` of the oldest items with one claim on the head (one CAS for the
+  /// batch), passing each, oldest first, to `sink` (a noexcept callable taking T&&);
+  /// returns how many. Stops at the first item not yet published, so it may take fewer
+  /// than are queued. work_queue's workers take their batches this way.
+  template <class Sink>
+  std::size_t try_pop_batch(std::size_t max, Sink&& sink) noexcept {
+    static_assert(std::is_nothrow_invocable_v<Sink&, T&&>, "the sink must be noexcept");
+    if (max == 0) return 0;
+    std::size_t pos = head_.load(std::memory_order_relaxed);
+    std::size_t n = 0;
+    for (;;) {
+      n = 0;
+      while (n < max && n < capacity_) {
+        const std::size_t seq =
+            cells_[(pos + n) % capacity_].sequence.load(std::memory_order_acquire);
+        if (seq != pos + n + 1) break;
+        ++n;
+      }
+      if (n == 0) {
+        const std::size_t now = head_.load(std::memory_order_relaxed);
+        if (now == pos) return 0;  // empty (or the oldest item not yet published)
+        pos = now;
+        continue;
+      }
+      if (head_.compare_exchange_weak(pos, pos + n, std::memory_order_relaxed)) break;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      cell& c = cells_[(pos + i) % capacity_];
+      sink(std::move(*c.item()));
+      c.item()->~T();
+      c.sequence.store(pos + i + capacity_, std::memory_order_release);
+    }
+    wake(push_sleepers_);
+    return n;
   }
 
   // ---- blocking ---------------------------------------------------------------------

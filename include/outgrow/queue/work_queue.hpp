@@ -45,6 +45,20 @@
 // is woken at once), so no job submitted afterwards runs on it. Lanes above the target
 // leave before their next job (one already between that check and taking a job still
 // runs it; set_workers does not wait for lanes, as it may itself run on the executor).
+// Hand-off: a worker takes its share of the queue at a time — queued / workers, at most
+// 16 jobs, in one claim on the ring — when handlers are short (a sampled real handler
+// time under 4 us; otherwise one job at a time, as a batch would only make jobs wait
+// behind a long one), and one at a time while retries wait. A job held in a batch
+// counts as queued (depth), is handed back by stop() (in FIFO order, also from a worker
+// stuck in a handler) and, when its worker retires, goes back to the others ahead of
+// the queue.
+// An idle worker spins briefly (one at a time) then parks; submit() wakes a parked one
+// only when none is spinning and one is needed — no worker awake, long handlers, or
+// more than one job queued — and a worker that leaves jobs queued behind the ones it
+// took wakes the next. The price: with short handlers, a lone job submitted while every
+// awake worker is busy waits for one of them — or, if that handler is a rare long one,
+// up to 5 ms for a parked worker's next look. Counters are per worker (one writer
+// each), summed by metrics(): no write to a shared cache line per job.
 // Workers 0: a config_error,
 // unless `scale_from_zero` is set; then 0 means "accept and queue (up to capacity), run
 // nothing" until set_workers(n > 0) — the queue-backlog autoscaler's scale-from-zero
@@ -71,7 +85,9 @@
 // Queue-delay shedding (off by default): with `.queue_delay_shedding =
 // outgrow::queue_delay_shedding_config{.target = 10ms, .interval = 100ms}` (the
 // defaults), workers apply CoDel (Nichols & Jacobson, RFC 8289) to each job they take
-// from the queue: a job that waited at least `target`, taken when the queue's delay
+// from the queue, when they start it (a job's wait in a batch is part of its sojourn,
+// and the jobs behind it include the rest of the batch): a job that waited at least
+// `target`, taken when the queue's delay
 // has stayed above target for at least `interval`, is shed — not run late. It goes to
 // the dead-letter queue (attempts 0, error_type queue_delay_shed_error_type, a message
 // with its wait; its idempotency key freed) where it can be inspected or replayed, and
@@ -125,21 +141,30 @@
 // processed = attempts, succeeded, failed = failed attempts, retried, dead_lettered,
 // shed, rejected, duplicates, ran_in_caller, handed_back), shedding (in CoDel's
 // dropping state), the oldest queued job's age (approximate, like SQS's
-// ApproximateAgeOfOldestMessage: from the last job a worker took and the time the queue
-// was last seen empty; retry-waiting jobs not included),
+// ApproximateAgeOfOldestMessage: from the last job a worker started and the first job
+// submitted after a worker going idle saw the queue empty; retry-waiting jobs not
+// included),
 // processing latency p50/p90/p99/max (log-bucketed histograms, one per worker: at most
 // 12.5 % above the true value; recording never allocates), backlog per worker and per-
-// worker processed count and jobs/s. Counters are relaxed atomics: each exact, not one
+// worker processed count and jobs/s. Counters are relaxed atomics, one set per worker
+// (a plain store by its one writer; the caller-runs set is shared): each exact, not one
 // atomic cut while jobs are moving.
 //
 // Thread-safety: every member function from any thread, except that stop() and the
 // destructor must not run on a worker (inside a handler).
 // Complexity: submit/worker hand-off O(1) lock-free on the bounded_queue (a Vyukov
-// ring); no allocation per job in steady state except for idempotency keys (a set node)
-// and failures and sheds (error strings, a DLQ node). Retries O(log r) under a mutex;
-// a shedding decision O(1) under one. metrics() O(max_workers × 344 buckets).
-// Measured cost of shedding: not yet measured (BM_work_queue_noop_jobs in
-// benchmarks/queue_bench.cpp measures the queue without it).
+// ring; a batch is one CAS); a wake-up (mutex + condition variable) only when a parked
+// worker is needed; no allocation per job in steady state except for idempotency keys
+// (a set node) and failures and sheds (error strings, a DLQ node); a retiring worker's
+// batch goes to a deque. Retries O(log r) under a mutex; a shedding decision O(1) under
+// one. depth() O(workers); metrics() O(max_workers × 344 buckets).
+// Measured cost (benchmarks/queue_bench.cpp, one producer, 1000-job bursts; TO BE
+// RE-MEASURED on a quiet machine — these were taken on a shared 2-core box at load 7):
+// no-op handler (BM_work_queue_noop_jobs) 1.88M / 1.95M / 1.78M jobs/s with 1 / 2 / 4
+// workers (before issue 20: 1.2M / 0.74M / 1.07M on the same box at load 3), against
+// 2.24M / 1.82M / 1.41M for the bare hand-off (BM_work_queue_baseline: bounded_queue +
+// std::thread); 1 us handler (BM_work_queue_1us_jobs) 1 vs 2 workers not measurable
+// there (both workers shared one busy core). Shedding: not yet measured.
 #pragma once
 
 #include <chrono>

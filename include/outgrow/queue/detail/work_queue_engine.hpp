@@ -4,7 +4,10 @@
 //
 // work_queue (queue/work_queue.hpp) is a thin, documented facade over
 // detail::work_queue_engine, so that the public header reads as documentation and this
-// file holds the concurrency: the Vyukov-ring hand-off, the striped intake gate that
+// file holds the concurrency: the Vyukov-ring hand-off (workers take batches with one
+// CAS into their slot, from which stop() and retirement can take them back; idle pool
+// workers spin one at a time, then park on halt_cv_, woken one at a time with a token
+// only when needed — see "waking workers"), the striped intake gate that
 // stop() waits on, the per-worker slots (state machine stopped -> running -> retiring),
 // lanes posted to an Asio executor, the due-time heap of retries, the CoDel decision on
 // each job taken from the queue (detail::queue_delay_shedder, under one mutex, only when
@@ -109,7 +112,7 @@ class work_queue_engine {
         dlq_(config_.dead_letter, clock_),
         rng_(resolve_seed(config_.seed)),
         slots_(std::make_unique<std::atomic<worker_slot*>[]>(config_.max_workers)),
-        caller_slot_(config_.max_workers),
+        caller_slot_(config_.max_workers, true),
         executor_(config_.executor) {
     if (config_.queue_delay_shedding) {
       shedder_.emplace(config_.queue_delay_shedding->target,
@@ -185,11 +188,12 @@ class work_queue_engine {
       if (s == nullptr) break;
       std::lock_guard slot_lock(s->mutex);
       std::uint8_t running = slot_running;
-      if (s->state.compare_exchange_strong(running, slot_retiring,
-                                           std::memory_order_acq_rel)) {
-        s->wake.request_stop();  // ends its wait for a job at once
-      }
+      (void)s->state.compare_exchange_strong(running, slot_retiring,
+                                             std::memory_order_acq_rel);
     }
+    // Under halt_mutex_, so that a worker checking its state before parking cannot miss
+    // this: an idle retiring worker wakes at once.
+    { std::lock_guard park_lock(halt_mutex_); }
     halt_cv_.notify_all();
     // Return only once every retiring worker has left or is running its last job: from
     // here on, none of them takes another one (scale to zero means zero).
@@ -244,6 +248,19 @@ class work_queue_engine {
         s->thread.join();  // it has left (or is leaving): a short wait
       }
     }
+    // Queued jobs, oldest first: those retiring workers gave back, those taken in a batch
+    // but not started (a worker stuck in a handler keeps none), then the queue.
+    {
+      std::lock_guard spill_lock(spill_mutex_);
+      for (envelope& env : spill_) out.push_back(unfinished(env));
+      spill_.clear();
+      spilled_.store(0, std::memory_order_release);
+    }
+    for (std::size_t i = 0; i < config_.max_workers; ++i) {
+      worker_slot* s = slots_[i].load(std::memory_order_acquire);
+      if (s == nullptr) break;
+      steal_held(*s, [&](envelope& env) { out.push_back(unfinished(env)); });
+    }
     while (std::optional<envelope> env = queue_.try_pop()) out.push_back(unfinished(*env));
     {
       std::lock_guard retry_lock(retry_mutex_);
@@ -283,11 +300,21 @@ class work_queue_engine {
   [[nodiscard]] dead_letter_queue_type& dead_letters() noexcept { return dlq_; }
   [[nodiscard]] const dead_letter_queue_type& dead_letters() const noexcept { return dlq_; }
   [[nodiscard]] const work_queue_config& config() const noexcept { return config_; }
-  [[nodiscard]] std::size_t depth() const noexcept { return queue_.size(); }
+  /// Jobs queued: in the queue, taken in a worker's batch but not started, or given
+  /// back by a retiring worker.
+  [[nodiscard]] std::size_t depth() const noexcept {
+    std::size_t n = queue_.size() + spilled_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < config_.max_workers; ++i) {
+      const worker_slot* s = slots_[i].load(std::memory_order_acquire);
+      if (s == nullptr) break;
+      n += held(*s);
+    }
+    return n;
+  }
 
   [[nodiscard]] work_queue_metrics metrics() const {
     work_queue_metrics m;
-    m.depth = queue_.size();
+    m.depth = depth();
     m.capacity = config_.capacity;
     m.waiting_retry = retry_waiting_.load(std::memory_order_acquire);
     m.workers = target_.load(std::memory_order_acquire);
@@ -396,9 +423,20 @@ class work_queue_engine {
   static constexpr std::uint8_t slot_running = 1;
   static constexpr std::uint8_t slot_retiring = 2;
 
+  /// Jobs a worker takes from the queue at once, at most (see batch_share()).
+  static constexpr std::size_t batch_max = 16;
+  /// batch_next after steal_held(): past any batch, so the owner finds it empty.
+  static constexpr std::uint32_t stolen_mark = std::uint32_t{1} << 30;
+
   struct alignas(64) worker_slot {
-    explicit worker_slot(std::size_t i) : index(i) {}
+    explicit worker_slot(std::size_t i, bool is_shared = false)
+        : index(i), shared(is_shared) {}
     const std::size_t index;
+    /// The caller-runs slot, written by any submitting thread: its counters need atomic
+    /// read-modify-writes. A worker's slot has one writer at a time (its thread, or the
+    /// lane step holding it), so its counters are a plain load and store: no locked
+    /// instruction, and no cache line shared with another writer, per job.
+    const bool shared;
     std::atomic<std::uint8_t> state{slot_stopped};
     std::atomic<std::uint32_t> busy{0};
     std::atomic<std::uint64_t> processed{0};
@@ -412,15 +450,32 @@ class work_queue_engine {
     std::atomic<std::int64_t> last_taken{std::numeric_limits<std::int64_t>::min()};
     log_histogram latency;
     std::thread thread;                              // pool mode; control_mutex_
-    std::mutex mutex;                                // pool mode: state changes + wake
-    std::stop_source wake;                           // pool mode: retiring wakes the wait
+    std::mutex mutex;                                // pool mode: state changes
     std::optional<boost::asio::steady_timer> timer;  // executor mode; its lane only
+    // The batch: jobs taken from the queue, not started. Its owner takes batch[next]
+    // with a fetch_add on batch_next (no lock) and refills it, once empty, under
+    // batch_mutex; steal_held() (stop(), a retiring worker) takes the rest under
+    // batch_mutex by moving batch_next past batch_end.
+    std::mutex batch_mutex;
+    std::atomic<std::uint32_t> batch_next{0};
+    std::atomic<std::uint32_t> batch_end{0};
+    std::array<std::optional<envelope>, batch_max> batch{};
+    // The owner's sample of real handler time (every 16th job): short_jobs_.
+    std::uint32_t samples = 0;
+    std::int64_t service_ns = 0;
   };
 
   static constexpr std::chrono::milliseconds idle_poll{5};
   /// How long stop() waits past its deadline for workers not in a handler to leave.
   static constexpr std::chrono::milliseconds quit_grace{50};
   static constexpr std::size_t lane_batch = 64;
+  /// Handlers shorter than this (an average of sampled real times) count as short: a
+  /// busy worker is back at the queue before a parked one could wake up, so submit()
+  /// does not wake one for a single queued job (short_jobs_).
+  static constexpr std::int64_t short_job_ns = 4'000;
+  /// How many times an idle worker (one at a time: the spinner) looks at the queue
+  /// before it parks; with a pause between looks, roughly 10-30 us.
+  static constexpr int spin_rounds = 512;
   static constexpr std::size_t stripe_count = 16;
 
   // ---- setup --------------------------------------------------------------------
@@ -529,6 +584,7 @@ class work_queue_engine {
           queue_was_empty_.exchange(false, std::memory_order_relaxed)) {
         raise(empty_mark_, ns_since_epoch(now));
       }
+      wake_for_submit();
       kick();
       return {submit_status::accepted};
     }
@@ -585,33 +641,64 @@ class work_queue_engine {
     }
   }
 
+  /// Adds `delta` to one of s's counters: an atomic add on the shared caller slot, a
+  /// plain load and store on a worker's (one writer).
+  template <class T>
+  static void bump(std::atomic<T>& c, const worker_slot& s,
+                   std::memory_order order = std::memory_order_relaxed,
+                   T delta = T{1}) noexcept {
+    if (s.shared) {
+      c.fetch_add(delta, order);
+    } else {
+      c.store(static_cast<T>(c.load(std::memory_order_relaxed) + delta),
+              order == std::memory_order_relaxed ? order : std::memory_order_release);
+    }
+  }
+
   void process(envelope&& env, worker_slot& s) {
-    s.busy.fetch_add(1, std::memory_order_relaxed);
+    bump(s.busy, s);
+    // Every 16th job of a worker, its real duration feeds short_jobs_ (whatever the
+    // Clock: a manual_clock does not move during a handler).
+    const bool sample = !s.shared && (++s.samples & 15U) == 0;
+    const auto real_start =
+        sample ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     const time_point start = clock_.now();
     job_result result = invoke(env.job);
     const time_point end = clock_.now();
+    if (sample) note_service(s, std::chrono::steady_clock::now() - real_start);
     s.latency.record(to_unsigned_ns(end - start));
     ++env.attempts;
-    s.processed.fetch_add(1, std::memory_order_relaxed);
+    bump(s.processed, s);
     if (result.ok()) {
       if (env.key) key_succeeded(*env.key);
-      s.succeeded.fetch_add(1, std::memory_order_release);  // last: the job is done
+      bump(s.succeeded, s, std::memory_order_release);  // last: the job is done
     } else {
-      s.failed.fetch_add(1, std::memory_order_relaxed);
+      bump(s.failed, s);
       if (env.attempts == 1) env.first_failure = end;
       // Count the retry before it is scheduled: another worker may run it to success
       // at once, and a caller waiting for idle must then see the retry counted.
       const bool retry = result.retryable() && env.attempts < config_.max_attempts;
-      if (retry) s.retried.fetch_add(1, std::memory_order_release);
+      if (retry) bump(s.retried, s, std::memory_order_release);
       if (!retry || !schedule_retry(env, end)) {
         // Out of attempts, permanent, or stop() has taken the retries already.
-        if (retry) s.retried.fetch_sub(1, std::memory_order_relaxed);
+        if (retry) bump(s.retried, s, std::memory_order_relaxed, ~std::uint64_t{0});
         dead_letter(std::move(env), std::move(result), end);
-        s.dead_lettered.fetch_add(1, std::memory_order_release);  // after the DLQ has it
+        bump(s.dead_lettered, s, std::memory_order_release);  // after the DLQ has it
       }
     }
-    s.busy.fetch_sub(1, std::memory_order_relaxed);
+    bump(s.busy, s, std::memory_order_relaxed, ~std::uint32_t{0});
     if (idle_waiters_.load(std::memory_order_relaxed) != 0) idle_cv_.notify_all();
+  }
+
+  /// A sampled real handler time: a moving average per worker, and short_jobs_ (written
+  /// only when it changes).
+  void note_service(worker_slot& s, std::chrono::steady_clock::duration d) noexcept {
+    const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+    s.service_ns += (ns - s.service_ns) / 4;
+    const bool is_short = s.service_ns < short_job_ns;
+    if (short_jobs_.load(std::memory_order_relaxed) != is_short) {
+      short_jobs_.store(is_short, std::memory_order_relaxed);
+    }
   }
 
   void dead_letter(envelope&& env, job_result&& result, time_point now) {
@@ -672,41 +759,232 @@ class work_queue_engine {
   }
 
   [[nodiscard]] bool has_work() const noexcept {
-    return !queue_.empty() || retry_waiting_.load(std::memory_order_acquire) != 0;
+    return !queue_.empty() || spilled_.load(std::memory_order_acquire) != 0 ||
+           retry_waiting_.load(std::memory_order_acquire) != 0;
   }
 
-  /// Runs one due retry or one queued job; false if there was none to take.
+  /// Runs one due retry or one queued job (from s's batch, from what retiring workers
+  /// gave back, or from the queue: a new batch); false if there was none to take.
   bool run_one(worker_slot& s) {
     if (retry_waiting_.load(std::memory_order_acquire) != 0) {
       if (std::optional<envelope> env = take_due_retry()) {
         process(std::move(*env), s);
         return true;
       }
-      if (retry_full()) return false;
+      if (retry_full()) return false;  // s's batch waits too: retry_capacity holds
     }
-    if (std::optional<envelope> env = queue_.try_pop()) {
+    if (std::optional<envelope> env = take_held(s)) {
       run_queued(std::move(*env), s);
       return true;
     }
-    queue_was_empty_.store(true, std::memory_order_relaxed);
-    return false;
+    if (std::optional<envelope> env = take_spilled()) {
+      run_queued(std::move(*env), s);
+      return true;
+    }
+    const std::size_t want = batch_share();
+    std::optional<envelope> env =
+        want > 1 && refill(s, want) != 0 ? take_held(s) : queue_.try_pop();
+    if (!env) return false;
+    wake_for_backlog();
+    run_queued(std::move(*env), s);
+    return true;
   }
 
-  /// A job taken from the queue (not a retry): shed for queue delay, or run.
+  // ---- batches --------------------------------------------------------------------
+  /// How many jobs a worker takes from the queue at once: its share of what is queued
+  /// (queued / workers, rounded up) and at most batch_max, so that a batch never holds
+  /// jobs another idle worker could run; 1 when handlers are not short (a batch saves
+  /// a hand-off, worth it only beside a short job, and behind a long one its jobs would
+  /// wait and the queue's room free in bursts) and while retries wait (retry_capacity
+  /// then bounds them as without batches). With one worker, batch_max without reading the
+  /// queue's size (try_pop_batch takes what is there).
+  [[nodiscard]] std::size_t batch_share() const noexcept {
+    if (!short_jobs_.load(std::memory_order_relaxed) ||
+        retry_waiting_.load(std::memory_order_relaxed) != 0) {
+      return 1;
+    }
+    const std::size_t workers =
+        std::max<std::size_t>(target_.load(std::memory_order_relaxed), 1);
+    if (workers == 1) return batch_max;
+    return std::clamp<std::size_t>((queue_.size() + workers - 1) / workers, 1, batch_max);
+  }
+
+  /// Jobs in s's batch not started (exact for its owner, an estimate for others).
+  [[nodiscard]] static std::size_t held(const worker_slot& s) noexcept {
+    const std::uint32_t end = s.batch_end.load(std::memory_order_acquire);
+    const std::uint32_t next = s.batch_next.load(std::memory_order_acquire);
+    return next < end ? end - next : 0;
+  }
+
+  /// The next job of s's batch (its owner only).
+  std::optional<envelope> take_held(worker_slot& s) noexcept {
+    const std::uint32_t end = s.batch_end.load(std::memory_order_relaxed);
+    if (s.batch_next.load(std::memory_order_relaxed) >= end) return std::nullopt;
+    const std::uint32_t i = s.batch_next.fetch_add(1, std::memory_order_acq_rel);
+    if (i >= end) return std::nullopt;  // steal_held() took the rest meanwhile
+    std::optional<envelope> out(std::move(*s.batch[i]));
+    s.batch[i].reset();
+    return out;
+  }
+
+  /// Fills s's empty batch with up to `want` jobs from the queue (its owner only);
+  /// returns how many.
+  std::size_t refill(worker_slot& s, std::size_t want) noexcept {
+    std::lock_guard lock(s.batch_mutex);
+    std::uint32_t n = 0;
+    queue_.try_pop_batch(
+        want, [&](envelope&& env) noexcept { s.batch[n++].emplace(std::move(env)); });
+    s.batch_end.store(n, std::memory_order_relaxed);
+    s.batch_next.store(0, std::memory_order_release);
+    return n;
+  }
+
+  /// Takes every job of s's batch not started, oldest first, into sink(envelope&): for
+  /// stop() (also from a worker stuck in a handler) and a retiring worker. The owner's
+  /// fetch_add and this exchange split the batch: each job goes one way only.
+  template <class Sink>
+  void steal_held(worker_slot& s, Sink&& sink) {
+    std::lock_guard lock(s.batch_mutex);
+    const std::uint32_t end = s.batch_end.load(std::memory_order_relaxed);
+    const std::uint32_t from =
+        s.batch_next.exchange(stolen_mark, std::memory_order_acq_rel);
+    for (std::uint32_t i = from; i < end; ++i) {
+      sink(*s.batch[i]);
+      s.batch[i].reset();
+    }
+  }
+
+  /// A leaving worker (retired pool thread, lane above the target) gives its batch
+  /// back: the others take it before the queue. Rare; allocates.
+  void spill_held(worker_slot& s) {
+    if (held(s) == 0) return;
+    {
+      std::lock_guard lock(spill_mutex_);
+      steal_held(s, [&](envelope& env) {
+        spill_.push_back(std::move(env));
+        spilled_.fetch_add(1, std::memory_order_release);
+      });
+    }
+    // A parked pool worker takes them now (lanes: the caller kicks).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_relaxed) != 0 &&
+        spinning_.load(std::memory_order_relaxed) == 0) {
+      wake_one();
+    }
+  }
+
+  std::optional<envelope> take_spilled() {
+    if (spilled_.load(std::memory_order_acquire) == 0) return std::nullopt;
+    std::lock_guard lock(spill_mutex_);
+    if (spill_.empty()) return std::nullopt;
+    std::optional<envelope> out(std::move(spill_.front()));
+    spill_.pop_front();
+    spilled_.fetch_sub(1, std::memory_order_release);
+    return out;
+  }
+
+  /// A job taken from the queue (not a retry): shed for queue delay, or run. Judged
+  /// when it starts, so that its sojourn includes its wait in a batch.
   void run_queued(envelope&& env, worker_slot& s) {
     took(s, env);
     if (shedder_ && shed_for_delay(env, s)) return;
     process(std::move(env), s);
   }
 
+  // ---- waking workers (pool threads) ---------------------------------------------
+  // A worker that finds nothing spins (one at a time: spinning_) and then parks on
+  // halt_cv_ (sleepers_). submit() wakes one only when none is spinning and a parked
+  // one is needed: no worker is awake, the handlers are long (short_jobs_ false), or
+  // more than one job is queued. A worker that takes a job and leaves more queued wakes
+  // the next one. Each wake hands a token and counts the woken worker as spinning, so
+  // one wake is in flight at a time. The fences pair: either a parking worker sees the
+  // new job, or submit() sees it parked. A parked worker still looks every idle_poll.
+
+  /// After a push: wake a parked worker if needed.
+  void wake_for_submit() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const std::uint32_t parked = sleepers_.load(std::memory_order_relaxed);
+    if (parked == 0 || spinning_.load(std::memory_order_relaxed) != 0) return;
+    if (short_jobs_.load(std::memory_order_relaxed) &&
+        parked < target_.load(std::memory_order_relaxed) && queue_.size() < 2) {
+      return;  // an awake worker is back before a parked one could wake
+    }
+    wake_one();
+  }
+
+  /// After taking a job: if more are queued, a parked worker helps.
+  void wake_for_backlog() {
+    if (sleepers_.load(std::memory_order_relaxed) == 0) return;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (spinning_.load(std::memory_order_relaxed) == 0 && !queue_.empty()) wake_one();
+  }
+
+  void wake_one() {
+    spinning_.fetch_add(1, std::memory_order_seq_cst);  // the woken one spins first
+    {
+      std::lock_guard lock(halt_mutex_);
+      ++wake_tokens_;
+    }
+    halt_cv_.notify_one();
+  }
+
+  static void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+
+  /// The spinner's look for work: true when some is there.
+  bool spin_for_work(const worker_slot& s) noexcept {
+    for (int i = 0; i < spin_rounds; ++i) {
+      if (!queue_.empty() || spilled_.load(std::memory_order_relaxed) != 0) return true;
+      if (halt_.load(std::memory_order_relaxed) ||
+          s.state.load(std::memory_order_relaxed) != slot_running) {
+        return false;
+      }
+      cpu_relax();
+      if ((i & 63) == 63) std::this_thread::yield();
+    }
+    return false;
+  }
+
+  /// Parks s until woken with a token (true: s now holds a spinning unit), its state
+  /// changes, halt, or `wait`. `spinning`: s holds a unit, given up here.
+  bool park(worker_slot& s, std::chrono::nanoseconds wait, bool spinning) {
+    std::unique_lock lock(halt_mutex_);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    if (spinning) spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    auto may_run = [&] {
+      return !halt_.load(std::memory_order_acquire) &&
+             s.state.load(std::memory_order_acquire) == slot_running;
+    };
+    // Not has_work(): waiting retries are covered by `wait` (until the first is due).
+    if (queue_.empty() && spilled_.load(std::memory_order_acquire) == 0) {
+      if (!queue_was_empty_.load(std::memory_order_relaxed)) {
+        queue_was_empty_.store(true, std::memory_order_relaxed);
+      }
+      halt_cv_.wait_for(lock, wait, [&] { return wake_tokens_ > 0 || !may_run(); });
+    }
+    sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+    if (wake_tokens_ == 0 || !may_run()) return false;
+    --wake_tokens_;
+    return true;
+  }
+
   /// Asks CoDel about `env` (under shed_mutex_, with the time read there so decisions
   /// see time in order); a shed job goes to the DLQ as a failure that never ran.
   bool shed_for_delay(envelope& env, worker_slot& s) {
     time_point now{};
+    // Jobs behind it: the queue, s's batch, and what retiring workers gave back.
+    const std::size_t behind =
+        queue_.size() + held(s) + spilled_.load(std::memory_order_acquire);
     {
       std::lock_guard lock(shed_mutex_);
       now = clock_.now();
-      const bool drop = shedder_->should_drop(now, env.enqueued_at, queue_.size());
+      const bool drop = shedder_->should_drop(now, env.enqueued_at, behind);
       shedding_.store(shedder_->dropping(), std::memory_order_relaxed);
       if (!drop) return false;
     }
@@ -719,13 +997,19 @@ class work_queue_engine {
         std::string(queue_delay_shed_error_type));
     env.first_failure = now;
     dead_letter(std::move(env), std::move(why), now);
-    s.shed.fetch_add(1, std::memory_order_release);  // after the DLQ has it
+    bump(s.shed, s, std::memory_order_release);  // after the DLQ has it
     if (idle_waiters_.load(std::memory_order_relaxed) != 0) idle_cv_.notify_all();
     return true;
   }
 
-  void took(worker_slot& s, const envelope& env) noexcept {
+  /// s starts `env` (taken from the queue): the age of the oldest queued job is then
+  /// at most its own. (The queue is marked as seen empty by a worker going idle, not
+  /// here: no shared write per job.)
+  static void took(worker_slot& s, const envelope& env) noexcept {
     s.last_taken.store(ns_since_epoch(env.enqueued_at), std::memory_order_relaxed);
+  }
+
+  void mark_seen_empty() noexcept {
     if (queue_.empty() && !queue_was_empty_.load(std::memory_order_relaxed)) {
       queue_was_empty_.store(true, std::memory_order_relaxed);
     }
@@ -751,14 +1035,12 @@ class work_queue_engine {
       if (state == slot_running) return;
       if (state == slot_retiring &&
           s.state.compare_exchange_strong(state, slot_running, std::memory_order_acq_rel)) {
-        s.wake = std::stop_source();  // it had not left yet: it stays, with a fresh wake
-        return;
+        return;  // it had not left yet: it stays
       }
     }
     if (s.thread.joinable()) s.thread.join();  // it has left (state == stopped)
     {
       std::lock_guard slot_lock(s.mutex);
-      s.wake = std::stop_source();
       s.state.store(slot_running, std::memory_order_release);
     }
     try {
@@ -774,6 +1056,7 @@ class work_queue_engine {
       if (halt_.load(std::memory_order_acquire)) break;
       std::uint8_t state = s.state.load(std::memory_order_acquire);
       if (state == slot_retiring) {
+        spill_held(s);  // its batch is for the workers that stay
         if (s.state.compare_exchange_strong(state, slot_stopped,
                                             std::memory_order_acq_rel)) {
           if (idle_waiters_.load(std::memory_order_relaxed) != 0) idle_cv_.notify_all();
@@ -787,21 +1070,23 @@ class work_queue_engine {
     s.state.store(slot_stopped, std::memory_order_release);
   }
 
+  /// Nothing to run: spin (if no other worker does), then park until woken, retired,
+  /// halted or the next retry may be due.
   void idle_wait(worker_slot& s) {
     const std::chrono::nanoseconds wait = idle_wait_time();
     if (!queue_.closed() && !retry_full()) {
-      std::stop_token retired;
-      {
-        std::lock_guard slot_lock(s.mutex);
-        if (s.state.load(std::memory_order_acquire) != slot_running) return;
-        retired = s.wake.get_token();
+      std::uint32_t none = 0;
+      bool spinning = spinning_.compare_exchange_strong(none, 1, std::memory_order_seq_cst);
+      for (;;) {
+        if (spinning && spin_for_work(s)) {
+          spinning_.fetch_sub(1, std::memory_order_seq_cst);
+          return;
+        }
+        if (!park(s, spinning ? idle_wait_time() : wait, spinning)) return;
+        spinning = true;  // woken with a token: look for the job that came
       }
-      if (std::optional<envelope> env = queue_.pop_until(
-              saturating_add(std::chrono::steady_clock::now(), wait), std::move(retired))) {
-        run_queued(std::move(*env), s);
-      }
-      return;
     }
+    mark_seen_empty();
     std::unique_lock lock(halt_mutex_);
     halt_cv_.wait_for(lock, wait, [&] {
       return halt_.load(std::memory_order_acquire) ||
@@ -851,6 +1136,7 @@ class work_queue_engine {
     for (std::size_t n = 0; n < lane_batch; ++n) {
       if (halt_.load(std::memory_order_acquire) ||
           s.index >= target_.load(std::memory_order_acquire)) {
+        spill_held(s);  // its batch is for the lanes that stay (or stop())
         release_lane(s);
         if (has_work()) kick();  // a lane below the target may be idle
         repost = false;
@@ -866,6 +1152,7 @@ class work_queue_engine {
         repost = false;
         break;
       }
+      mark_seen_empty();
       release_lane(s);
       std::atomic_thread_fence(std::memory_order_seq_cst);
       if (!halt_.load(std::memory_order_seq_cst) &&
@@ -1002,6 +1289,11 @@ class work_queue_engine {
   std::optional<queue_delay_shedder<time_point>> shedder_;  // shed_mutex_
   std::atomic<bool> shedding_{false};
 
+  // batches given back by retiring workers (taken before the queue)
+  std::mutex spill_mutex_;
+  std::deque<envelope> spill_;
+  std::atomic<std::size_t> spilled_{0};
+
   // idempotency keys
   std::mutex keys_mutex_;
   std::unordered_set<std::string> pending_keys_;
@@ -1022,8 +1314,12 @@ class work_queue_engine {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> halt_{false};
   std::atomic<bool> stopped_{false};
-  std::mutex halt_mutex_;
+  std::mutex halt_mutex_;  // also where idle pool workers park
   std::condition_variable halt_cv_;
+  std::size_t wake_tokens_ = 0;  // halt_mutex_: wakes not yet taken by a parked worker
+  alignas(64) std::atomic<std::uint32_t> sleepers_{0};  // pool workers parking or parked
+  std::atomic<std::uint32_t> spinning_{0};  // workers spinning for work (or woken to)
+  std::atomic<bool> short_jobs_{false};     // sampled handler time < short_job_ns
   alignas(64) std::atomic<bool> queue_was_empty_{true};
   std::atomic<std::int64_t> empty_mark_{std::numeric_limits<std::int64_t>::min()};
   counter rejected_;
