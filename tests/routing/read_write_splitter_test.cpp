@@ -231,6 +231,34 @@ TEST_CASE("read your writes waits for the session's position", "[read_write_spli
   CHECK(read_once(db, s).second == route_reason::replica);
 }
 
+TEST_CASE("a session carried by its position alone reads its writes in another process",
+          "[read_write_splitter]") {
+  manual_clock clock;
+  splitter db("p", {{"r1"}, {"r2"}}, {}, clock);
+  // The process that wrote sent position 100 in a cookie; this one never saw the write.
+  session_token s = session_token::from_position(100);
+  CHECK(s.has_written());
+  CHECK_FALSE(session_token{}.has_written());
+  CHECK(db.max_applied_position() == 0);
+  CHECK(read_once(db, s) ==
+        std::pair<std::string, route_reason>{"p", route_reason::session_ahead});
+  db.report_applied("r1", 99);
+  CHECK(db.max_applied_position() == 99);
+  CHECK(read_once(db, s).second == route_reason::session_ahead);
+  db.report_applied("r2", 100);
+  CHECK(db.max_applied_position() == 100);
+  for (int i = 0; i < 4; ++i) CHECK(read_once(db, s).first == "r2");
+  // No time on this splitter's clock: time_window has nothing to wait for.
+  CHECK(read_once(db, s, {.mode = consistency::time_window}).second ==
+        route_reason::replica);
+  // The session merged with a later local write keeps the stricter of both.
+  session_token local;
+  db.write(local).success(120);
+  s.merge(local);
+  CHECK(s.last_write_position == 120);
+  CHECK(read_once(db, s).second == route_reason::session_ahead);
+}
+
 TEST_CASE("time_window mode reads from the primary for two seconds after a write",
           "[read_write_splitter]") {
   manual_clock clock;

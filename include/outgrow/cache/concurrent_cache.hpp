@@ -27,12 +27,13 @@
 //   - A hit writes no cache line that another thread reads or writes. It sets the
 //     entry's visited bit only if the bit is clear (so a hot entry is written once per
 //     pass of the SIEVE hand, not once per hit); SIEVE never reorders its queue on a
-//     hit, unlike LRU, whose every hit relinks a list under a lock. Hits and misses are
-//     counted in per-thread counters, 128 bytes apart (two cache lines: the adjacent-line
-//     prefetcher pairs them), incremented with a plain load + store: not per shard (two
-//     threads hitting one shard would bounce its counter line between cores) and not with
-//     an atomic add (a locked instruction costs ~15 ns here, mostly because it stops the
-//     CPU from overlapping the cache misses of consecutive lookups). Each thread owns one
+//     hit, unlike LRU, whose every hit relinks a list under a lock. Hits and misses
+//     (puts, evictions and expirations too) are counted in per-thread counters, 128
+//     bytes apart (two cache lines: the adjacent-line prefetcher pairs them),
+//     incremented with a plain load + store: not per shard (two threads hitting one
+//     shard would bounce its counter line between cores) and not with an atomic add (a
+//     locked instruction costs ~15 ns here, mostly because it stops the CPU from
+//     overlapping the cache misses of consecutive lookups). Each thread owns one
 //     counter slot while it lives (slots are recycled when threads exit); threads beyond 4
 //     x hardware threads (at least 64) share a few extra slots updated with atomic adds.
 //   - Reads of trivially copyable keys and values (integers, ids, POD structs; see
@@ -50,7 +51,17 @@
 //     the optimistic path). For hot string values prefer a trivially copyable handle
 //     (an id, an index into an immutable table) or accept the shared-lock cost.
 //   - Writers (put, erase, clear, expiry) lock one shard; writers of different shards
-//     never contend, and a write only makes readers of its own shard retry.
+//     never contend, and a write only makes readers of its own shard retry. Everything a
+//     write changes in the shard's header (sequence number, writer lock, size, SIEVE
+//     head / tail / hand, free list) is one cache line, with what lookups read: with two
+//     threads writing all shards, a put finds that line on the other core about half the
+//     time, and moves one line instead of four (std::mutex alone is 40 bytes; per-shard
+//     counters were another line). The lock (detail::cc_spin_mutex) is 4 bytes and is
+//     released with a plain store, not a locked instruction that would wait for the
+//     put's outstanding cache misses; a put also prefetches its index slot before it
+//     locks. The price: a writer that finds the lock taken spins, then yields, then naps
+//     50 us at a time (nobody wakes it), which matters only when a shard's lock is held
+//     long: erase_if's predicate, clear().
 //   - TTL: an expired entry is a miss; the reader that finds it removes it (one
 //     expiration, however many readers saw it). Each insert also checks
 //     `cleanup_per_write` entries of its shard in turn (default 2), and the SIEVE hand
@@ -225,7 +236,7 @@ class concurrent_cache
     const write_section section(s);
     const bool expired = s.is_expired(s.at(id), clock_);
     s.remove(id);
-    if (expired) s.bump(s.expirations);
+    if (expired) add(&stripe::expirations);
     return !expired;
   }
 
@@ -258,8 +269,7 @@ class concurrent_cache
       if (doomed.empty()) continue;
       const write_section section(s);
       for (const std::uint32_t id : doomed) s.remove(id);
-      s.expirations.store(s.expirations.load(std::memory_order_relaxed) + expired,
-                          std::memory_order_relaxed);
+      add(&stripe::expirations, expired);
       erased += doomed.size() - expired;
     }
     return erased;
@@ -279,7 +289,7 @@ class concurrent_cache
   [[nodiscard]] std::size_t size() const noexcept {
     std::size_t n = 0;
     for (std::size_t i = 0; i < shard_count_; ++i) {
-      n += shards_[i].size.load(std::memory_order_relaxed);
+      n += std::size_t{shards_[i].size.load(std::memory_order_relaxed)};
     }
     return n;
   }
@@ -289,14 +299,12 @@ class concurrent_cache
   [[nodiscard]] cache_metrics metrics() const noexcept {
     cache_metrics out;
     for (std::size_t i = 0; i < owned_stripes_ + shared_stripes_; ++i) {
-      out.hits += stripes_[i].hits.load(std::memory_order_relaxed);
-      out.misses += stripes_[i].misses.load(std::memory_order_relaxed);
-    }
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      const shard& s = shards_[i];
-      out.puts += s.puts.load(std::memory_order_relaxed);
-      out.evictions += s.evictions.load(std::memory_order_relaxed);
-      out.expirations += s.expirations.load(std::memory_order_relaxed);
+      const stripe& st = stripes_[i];
+      out.hits += st.hits.load(std::memory_order_relaxed);
+      out.misses += st.misses.load(std::memory_order_relaxed);
+      out.puts += st.puts.load(std::memory_order_relaxed);
+      out.evictions += st.evictions.load(std::memory_order_relaxed);
+      out.expirations += st.expirations.load(std::memory_order_relaxed);
     }
     return out;
   }
@@ -321,10 +329,13 @@ class concurrent_cache
   static constexpr std::size_t chunk_size = shard::chunk_size;
   static constexpr int optimistic_attempts = 32;
 
-  // Hit/miss counters of one thread slot (or a few, for the shared stripes).
+  // The counters of one thread slot (or a few, for the shared stripes).
   struct alignas(detail::cc_no_false_sharing) stripe {
     std::atomic<std::uint64_t> hits{0};
     std::atomic<std::uint64_t> misses{0};
+    std::atomic<std::uint64_t> puts{0};
+    std::atomic<std::uint64_t> evictions{0};
+    std::atomic<std::uint64_t> expirations{0};
   };
 
   static concurrent_cache_config validated(concurrent_cache_config c) {
@@ -363,16 +374,19 @@ class concurrent_cache
     return now + d;
   }
 
-  void count(bool hit) const noexcept {
+  // Adds n to one counter of this thread's stripe.
+  void add(std::atomic<std::uint64_t> stripe::*counter,
+           std::uint64_t n = 1) const noexcept {
     const std::size_t slot = detail::cc_thread_slot();
     if (slot < owned_stripes_) [[likely]] {
-      std::atomic<std::uint64_t>& c = hit ? stripes_[slot].hits : stripes_[slot].misses;
-      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      std::atomic<std::uint64_t>& c = stripes_[slot].*counter;
+      c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     } else {
       stripe& st = stripes_[owned_stripes_ + (slot & (shared_stripes_ - 1))];
-      (hit ? st.hits : st.misses).fetch_add(1, std::memory_order_relaxed);
+      (st.*counter).fetch_add(n, std::memory_order_relaxed);
     }
   }
+  void count(bool hit) const noexcept { add(hit ? &stripe::hits : &stripe::misses); }
 
   static void mark_visited(entry& e) noexcept {
     // Write only when the bit changes: a hot entry's line stays shared between cores.
@@ -528,13 +542,15 @@ class concurrent_cache
     if (id == npos || !s.is_expired(s.at(id), clock_)) return;  // another thread did it
     const write_section section(s);
     s.remove(id);
-    s.bump(s.expirations);
+    add(&stripe::expirations);
   }
 
   bool store_entry(const Key& key, Value&& value,
                    std::optional<std::chrono::nanoseconds> ttl) {
     const std::uint64_t h = hash_of(key);
     shard& s = shard_for(h);
+    // Start the index miss before the lock, which waits for every older load.
+    detail::cc_prefetch(&s.index[s.home_of(h)]);
     const time_point now = clock_.now();
     const time_point expires = ttl ? expiry_after(now, *ttl) : time_point::max();
     const bool has_ttl = expires != time_point::max();
@@ -550,8 +566,12 @@ class concurrent_cache
       s.info(id).written.store(now);
       mark_visited(e);  // a write is an access, as a request for a cached object
     } else {
-      s.cleanup(now, config_.cleanup_per_write);
-      if (s.size.load(std::memory_order_relaxed) >= s.capacity) s.evict_one(now);
+      if (const std::size_t n = s.cleanup(now, config_.cleanup_per_write); n != 0) {
+        add(&stripe::expirations, n);
+      }
+      if (s.size.load(std::memory_order_relaxed) >= s.capacity) {
+        add(s.evict_one(now) ? &stripe::expirations : &stripe::evictions);
+      }
       id = s.allocate();
       entry& e = s.at(id);
       try {
@@ -574,7 +594,7 @@ class concurrent_cache
       s.link_head(id);
       s.size.store(s.size.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
-    s.bump(s.puts);
+    add(&stripe::puts);
     return true;
   }
 

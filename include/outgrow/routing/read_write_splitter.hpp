@@ -164,7 +164,16 @@ struct session_token {
   std::int64_t last_write_ns = never;     ///< Clock time of the last write routed
   bool position_pending = false;          ///< last write's position not recorded yet
 
-  [[nodiscard]] bool has_written() const noexcept { return last_write_ns != never; }
+  /// A session known only by its last write's position, e.g. carried in a cookie to
+  /// another process (whose Clock means nothing here): read_your_writes holds it.
+  [[nodiscard]] static session_token from_position(std::uint64_t position) noexcept {
+    session_token t;
+    t.last_write_position = position;
+    return t;
+  }
+  [[nodiscard]] bool has_written() const noexcept {
+    return last_write_ns != never || last_write_position != 0;
+  }
   /// Combines the tokens of two requests of one session (the stricter of both).
   void merge(const session_token& o) noexcept {
     last_write_position = std::max(last_write_position, o.last_write_position);
@@ -398,7 +407,8 @@ class read_write_splitter {
     std::uint64_t needed = 0;
     if (session.has_written() && mode != consistency::eventual) {
       const bool windowed = mode == consistency::time_window || session.position_pending;
-      if (windowed && now_ns() - session.last_write_ns < config_.time_window.count()) {
+      if (windowed && session.last_write_ns != session_token::never &&
+          now_ns() - session.last_write_ns < config_.time_window.count()) {
         return to_primary(route_reason::recent_write, session, false);
       }
       if (mode == consistency::read_your_writes) needed = session.last_write_position;
@@ -656,6 +666,17 @@ class read_write_splitter {
     }
     out.insert(out.begin(), std::move(p));
     return out;
+  }
+
+  /// The highest position any replica has applied (0 = none reported): a session whose
+  /// last write is beyond it reads on the primary (session_ahead) until a report or
+  /// poll_replication() moves it. Locks; O(replicas).
+  [[nodiscard]] std::uint64_t max_applied_position() const {
+    std::lock_guard lock(mutex_);
+    std::uint64_t best = 0;
+    for (const auto& r : replicas_)
+      best = std::max(best, r->applied.load(std::memory_order_acquire));
+    return best;
   }
 
   [[nodiscard]] const read_write_splitter_config& config() const noexcept {
