@@ -134,7 +134,7 @@
 // with the same key). WAIT does not make Redis strongly consistent (a replica that got
 // the write may still not be the one promoted, and it is in memory only unless AOF), but
 // with n = 1 and one replica per master a single master failure loses none (shown by
-// tests/integration/redis_stream_queue_cluster_test.cpp). A master left without replicas
+// tests/integration/redis_cluster_test.cpp). A master left without replicas
 // after a failover makes durable enqueues not_durable until a replica is back. Worker
 // writes need no WAIT: a lost completion reverts the entry to pending (it runs again: at
 // least once), a lost dead-lettering or replay reverts as a whole (the scripts' effects
