@@ -165,6 +165,25 @@ inline std::string_view query_param(std::string_view target, std::string_view na
   return {};
 }
 
+/// The value of cookie `name` in a Cookie header ("a=1; shop_lsn=42"), or "".
+inline std::string_view cookie_value(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    const auto semi = header.find(';');
+    std::string_view pair = header.substr(0, semi);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    const auto eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
+      return pair.substr(eq + 1);
+    }
+    if (semi == std::string_view::npos) break;
+    header.remove_prefix(semi + 1);
+  }
+  return {};
+}
+
+/// The cookie that carries a user's session id (session_store, app.cpp).
+inline constexpr std::string_view session_cookie = "shop_session";
+
 /// Writes `port` to `path` atomically (a temporary file renamed), for the parent
 /// process that started this one with --port 0.
 inline void write_port_file(const std::string& path, unsigned short port) {

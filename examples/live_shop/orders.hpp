@@ -33,6 +33,11 @@
 // commit record when COMMIT returns, so the LSN read afterwards covers it; a server run
 // with synchronous_commit off needs pg_current_wal_insert_lsn() instead.
 //
+// The HTTP side (handle_orders) takes the user from the app's session (session_store),
+// never from the request, and calls the app's after_commit hook (payment, fulfilment
+// job) once the order is committed. The fulfilment columns (paid, fulfilled_at) are
+// written by the workers (worker.cpp).
+//
 // Connections: libpq connections are not thread-safe; each endpoint has a small pool
 // (pg_pool) that the HTTP threads borrow from. Thread-safety: every member from any
 // thread. Needs libpq (libpq-dev); the app builds without this file when it is absent.
@@ -46,6 +51,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -194,6 +200,25 @@ class pg_pool {
   std::vector<conn_ptr> idle_;
 };
 
+/// Creates the orders table (and its fulfilment columns) on the primary if needed.
+/// Throws: pg_error.
+inline void ensure_orders_schema(pg_pool& primary) {
+  // Several app instances may start at once: CREATE TABLE IF NOT EXISTS is not safe
+  // against itself; a transaction-scoped advisory lock serializes it (the statements
+  // of one PQexec call run as one transaction).
+  primary.exec_script(
+      "SELECT pg_advisory_xact_lock(21); "
+      "CREATE TABLE IF NOT EXISTS orders (id bigserial PRIMARY KEY, "
+      "user_name text NOT NULL, item text NOT NULL, "
+      "created_at timestamptz NOT NULL DEFAULT now()); "
+      "CREATE INDEX IF NOT EXISTS orders_user ON orders (user_name, id); "
+      // Fulfilment (worker.cpp): paid once the payment service charged it,
+      // fulfilled_at once a worker shipped it.
+      "ALTER TABLE orders ADD COLUMN IF NOT EXISTS paid boolean NOT NULL "
+      "DEFAULT false; "
+      "ALTER TABLE orders ADD COLUMN IF NOT EXISTS fulfilled_at timestamptz");
+}
+
 struct orders_config {
   address primary;
   std::vector<address> replicas{};
@@ -255,16 +280,7 @@ class orders_service {
     for (const address& r : config_.replicas) {
       pools_.emplace(r.str(), std::make_unique<pg_pool>(conninfo(r)));
     }
-    // Several app instances may start at once: CREATE TABLE IF NOT EXISTS is not safe
-    // against itself; a transaction-scoped advisory lock serializes it (the statements
-    // of one PQexec call run as one transaction).
-    pool(config_.primary.str())
-        .exec_script(
-            "SELECT pg_advisory_xact_lock(21); "
-            "CREATE TABLE IF NOT EXISTS orders (id bigserial PRIMARY KEY, "
-            "user_name text NOT NULL, item text NOT NULL, "
-            "created_at timestamptz NOT NULL DEFAULT now()); "
-            "CREATE INDEX IF NOT EXISTS orders_user ON orders (user_name, id)");
+    ensure_orders_schema(pool(config_.primary.str()));
     poll_once();
     splitter_.start_polling(io_.get_executor(),
                             [this](const std::string& endpoint) { return poll(endpoint); });
@@ -457,33 +473,26 @@ class orders_service {
   std::thread poller_thread_;
 };
 
-/// The value of cookie `name` in a Cookie header ("a=1; shop_lsn=42"), or "".
-inline std::string_view cookie_value(std::string_view header, std::string_view name) {
-  while (!header.empty()) {
-    const auto semi = header.find(';');
-    std::string_view pair = header.substr(0, semi);
-    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
-    const auto eq = pair.find('=');
-    if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
-      return pair.substr(eq + 1);
-    }
-    if (semi == std::string_view::npos) break;
-    header.remove_prefix(semi + 1);
-  }
-  return {};
-}
-
 /// The cookie that carries a user's last write position (decimal LSN).
 inline constexpr std::string_view lsn_cookie = "shop_lsn";
 
-/// HTTP for "my orders":
-///   POST /orders?user=U&item=I  201 {"id":..,"lsn":"0/3000148"} + Set-Cookie: shop_lsn
-///   GET  /orders?user=U         200 {"user":..,"served_by":"replica"|"primary",
-///                               "reason":..,"orders":[{"id":..,"item":..},...]}
-///                               (newest first) + X-Served-By; the shop_lsn cookie
-///                               decides whether a replica may serve it
-/// Names (user, item) are 1-64 characters of [A-Za-z0-9_-]; 503 when PostgreSQL fails.
-inline response handle_orders(orders_service& orders, const request& req) {
+/// What the app does once an order is committed (payment, the fulfilment job): called
+/// with the order's id, it returns extra JSON members for the 201 body
+/// (`"payment":"charged"`), or "" for none. It must not throw.
+using after_commit_fn = std::function<std::string(std::int64_t order_id)>;
+
+/// HTTP for "my orders" of `user` (the logged-in user: the app takes it from the session,
+/// never from the request):
+///   POST /orders?item=I  201 {"id":..,"lsn":"0/3000148",<after_commit>} + Set-Cookie:
+///                        shop_lsn
+///   GET  /orders         200 {"user":..,"served_by":"replica"|"primary",
+///                        "reason":..,"orders":[{"id":..,"item":..},...]}
+///                        (newest first) + X-Served-By; the shop_lsn cookie
+///                        decides whether a replica may serve it
+/// Items are 1-64 characters of [A-Za-z0-9_-]; 503 when PostgreSQL fails.
+inline response handle_orders(orders_service& orders, const request& req,
+                              const std::string& user,
+                              const after_commit_fn& after_commit = {}) {
   const std::string_view target = target_of(req);
   const auto valid = [](std::string_view s) {
     return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
@@ -491,8 +500,7 @@ inline response handle_orders(orders_service& orders, const request& req) {
              c == '_' || c == '-';
     });
   };
-  const std::string user(query_param(target, "user"));
-  if (!valid(user)) return reply(req, http::status::bad_request, "bad or missing user\n");
+  if (!valid(user)) return reply(req, http::status::bad_request, "bad user\n");
   std::uint64_t lsn = 0;
   {
     const std::string_view v = cookie_value(to_std(req[http::field::cookie]), lsn_cookie);
@@ -505,11 +513,13 @@ inline response handle_orders(orders_service& orders, const request& req) {
       if (!valid(item))
         return reply(req, http::status::bad_request, "bad or missing item\n");
       const auto placed = orders.place(session, user, item);
-      response res = reply(req, http::status::created,
-                           fmt::format(R"({{"id":{},"lsn":"{}"}})"
-                                       "\n",
-                                       placed.id, format_lsn(placed.lsn)),
-                           "application/json");
+      const std::string extra = after_commit ? after_commit(placed.id) : std::string();
+      response res = reply(
+          req, http::status::created,
+          fmt::format(R"({{"id":{},"lsn":"{}"{}{}}})"
+                      "\n",
+                      placed.id, format_lsn(placed.lsn), extra.empty() ? "" : ",", extra),
+          "application/json");
       res.set(http::field::set_cookie, fmt::format("{}={}; Path=/; HttpOnly", lsn_cookie,
                                                    session.last_write_position));
       return res;

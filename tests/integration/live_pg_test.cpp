@@ -6,6 +6,7 @@
 // the read after it usually land on different app instances: the write position travels
 // in the cookie, not in an instance.
 //
+// Orders need a session (POST /login, the shop_session cookie: session_store in Redis).
 // Must hold: 200 orders written and read back immediately (POST /orders, then GET
 // /orders with the shop_lsn cookie the POST set) never miss the order just placed
 // (stale reads 0, counted), and reads do reach the replica once it has replayed the
@@ -138,17 +139,30 @@ unsigned short wait_for_port_file(const fs::path& file) {
 struct shopper {
   live_shop::client_connection conn;
   std::string user;
-  std::string cookie;  // "shop_lsn=<n>" once an order was placed
+  std::string cookie;   // "shop_lsn=<n>" once an order was placed
+  std::string session;  // "shop_session=<id>" once logged in
 
   std::optional<live_shop::response> send(live_shop::http::verb verb,
                                           const std::string& target) {
     live_shop::request req{verb, live_shop::to_beast(target), 11};
     req.keep_alive(true);
-    if (!cookie.empty()) req.set(live_shop::http::field::cookie, cookie);
+    const std::string cookies = session.empty()  ? cookie
+                                : cookie.empty() ? session
+                                                 : session + "; " + cookie;
+    if (!cookies.empty()) req.set(live_shop::http::field::cookie, cookies);
     live_shop::response res;
     bool reused = false;
     if (conn.exchange(req, res, reused)) return std::nullopt;
     return res;
+  }
+
+  /// POST /login (orders need a session); false on error. Keeps the session cookie.
+  bool login() {
+    const auto res = send(live_shop::http::verb::post, "/login?user=" + user);
+    if (!res || res->result_int() != 200) return false;
+    const std::string set(live_shop::to_std((*res)[live_shop::http::field::set_cookie]));
+    session = set.substr(0, set.find(';'));
+    return !session.empty();
   }
 
   /// POST an order; its id (-1 on error). Keeps the Set-Cookie.
@@ -297,7 +311,8 @@ TEST_CASE("live pg: my orders read your writes through the splitter") {
   for (int s = 0; s < shoppers; ++s) {
     threads.emplace_back([&, s] {
       shopper me{
-          live_shop::client_connection(front_at, 5s), fmt::format("shopper-{}", s), {}};
+          live_shop::client_connection(front_at, 5s), fmt::format("shopper-{}", s), {}, {}};
+      if (!me.login()) errors.fetch_add(1);
       for (int i = 0; i < per_shopper; ++i) {
         const long id = me.place(i);
         if (id <= 0) {
@@ -322,7 +337,8 @@ TEST_CASE("live pg: my orders read your writes through the splitter") {
 
   // ---- a session with no write reads from the replica; one far ahead from the primary -
   {
-    shopper fresh{live_shop::client_connection(front_at, 5s), "shopper-0", {}};
+    shopper fresh{live_shop::client_connection(front_at, 5s), "shopper-0", {}, {}};
+    REQUIRE(fresh.login());
     const auto r = fresh.read(0);
     REQUIRE(r.ok);
     CHECK(r.served_by == "replica");
@@ -339,7 +355,8 @@ TEST_CASE("live pg: my orders read your writes through the splitter") {
   int paused_stale = 0;
   int paused_from_replica = 0;
   {
-    shopper me{live_shop::client_connection(front_at, 5s), "paused", {}};
+    shopper me{live_shop::client_connection(front_at, 5s), "paused", {}, {}};
+    REQUIRE(me.login());
     for (int i = 0; i < 20; ++i) {
       const long id = me.place(i);
       REQUIRE(id > 0);
@@ -359,7 +376,8 @@ TEST_CASE("live pg: my orders read your writes through the splitter") {
   REQUIRE(run_sql(replica, "SELECT pg_wal_replay_resume()"));
   bool back_on_replica = false;
   {
-    shopper me{live_shop::client_connection(front_at, 5s), "resumed", {}};
+    shopper me{live_shop::client_connection(front_at, 5s), "resumed", {}, {}};
+    REQUIRE(me.login());
     const long id = me.place(0);
     REQUIRE(id > 0);
     const auto deadline = std::chrono::steady_clock::now() + 20s;
