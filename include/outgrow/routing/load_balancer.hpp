@@ -37,15 +37,17 @@
 //                         weight (Finagle/Linkerd "p2c + EWMA"); endpoints without a
 //                         recent sample score 0 so they get probed
 //   power_of_two_choices  two distinct random endpoints, the one with fewer in-flight
-//                         leases per weight (Envoy's default "least request")
+//                         leases per weight (Envoy's default "least request"), on
+//                         approximate loads across threads (see "Per-thread stripes")
 //   random_choice, weighted_random   uniform / weight-proportional random
 // Per-thread stripes (issue 20: picks that scale with cores): no pick writes a cache
 // line another thread's picks write. Each picking thread has a stripe of its own (up to
 // the hardware threads rounded up to a power of two, 2 to 8; more threads share them):
 // its own round-robin cursor, random stream and pick counters, and per endpoint its own
 // lease counters (detail/balancer_endpoint.hpp). A pick plus its lease's release is two
-// atomic adds on the thread's own lines; metrics() and the load-aware policies sum the
-// stripes. What that means for each policy:
+// atomic adds on the thread's own lines; metrics() and least_connections sum the
+// stripes, p2c and LRT read the other threads' stripes only every 256 picks. What that
+// means for each policy:
 //   round_robin, WRR  each thread goes round (or through nginx's sequence) on its own
 //                     cursor; the first thread to pick starts at endpoint 0 and gets the
 //                     exact single-threaded sequence, the thread on stripe k starts k
@@ -55,13 +57,32 @@
 //   random draws      config.seed seeds the first thread's stream (single-threaded runs
 //                     with a seed are reproducible, as before); each further stripe
 //                     draws its own stream derived from the seed.
-//   in-flight counts  exact sums of the stripes, read with relaxed loads, as exact as
-//                     before (reads never were a snapshot across endpoints):
-//                     least_connections, p2c, LRT and pick_if's fallback read every
-//                     thread's leases, never only the caller's. Reading another core's
-//                     stripe still costs a cache miss when that core has just picked the
-//                     same endpoint, so the load-aware policies gain less than round
-//                     robin from a second core.
+//   in-flight counts  least_connections, in_flight() and metrics(): exact sums of the
+//                     stripes (relaxed loads; never a snapshot across endpoints).
+//                     p2c and LRT (policies declaring approximate_load): approximate —
+//                     the picking thread's own leases exactly, other threads' as its
+//                     stripe last read them, re-read when that copy is 256 of its picks
+//                     old (detail::lb_load_refresh_picks; a first read is always fresh):
+//                     other threads' leases are seen at most 255 of this thread's picks
+//                     late. With one picking thread every read is exact (the other
+//                     stripes are zero), so single-threaded picks are unchanged; with
+//                     more, each thread balances its own leases exactly, so their sum
+//                     stays balanced, and the copies correct for imbalance between
+//                     threads (one holding long leases, or pinning with pick_if). Why:
+//                     reading the stripe another core has just written costs a cache
+//                     miss, which made exact p2c on two threads slower than on one, and
+//                     two random choices degrade gracefully on old loads (Mitzenmacher,
+//                     "How useful is old information?", 2000); pick_if's fallback under
+//                     p2c/LRT reads the same view. Caveat: the staleness is counted in
+//                     the reader's picks, not in time: a thread that picks once a second
+//                     may act on other threads' leases minutes old.
+//                     least_connections stays exact: taking the minimum over all on old
+//                     loads herds the threads' picks onto the endpoint that looked least
+//                     loaded at the last refresh (the same paper), and it is the policy
+//                     for few long leases (HAProxy leastconn for SQL/LDAP sessions, the
+//                     replicas of read_write_splitter) where one lease more decides the
+//                     pick. So it scales less from a second core; p2c is the
+//                     least-request policy that scales (issue 20's 2-thread goal).
 // Unset seed = a random seed per balancer.
 //
 // Writing a policy: a Policy is any default-constructible type with a `name` and a
@@ -88,10 +109,12 @@
 // the configuration checks and the engine: draws_random (reads config.seed),
 // ramps_weights (slow start applies), measures_latency (every lease's latency is
 // measured; reads latency_stale_after), load_aware (pick_if's fallback takes the least
-// loaded accepted endpoint, not the next one), keyed (pick(key) exists, endpoints are
-// hashed with the Hasher, reads ring_vnodes; a static table_cost(weight, others,
-// config, owner) may bound the table). Calls are static: no virtual call on the pick
-// path. The built-in policies (detail/balancer_policies.hpp) are written the same way.
+// loaded accepted endpoint, not the next one), approximate_load (the view's in-flight
+// counts may be approximate: see "Per-thread stripes"), keyed (pick(key) exists,
+// endpoints are hashed with the Hasher, reads ring_vnodes; a static table_cost(weight,
+// others, config, owner) may bound the table). Calls are static: no virtual call on
+// the pick path. The built-in policies (detail/balancer_policies.hpp) are written the
+// same way.
 //
 // Smooth WRR (weighted_round_robin) reproduces nginx's ngx_http_upstream_get_peer: each
 // pick adds every weight to its current weight, takes the largest current weight (the

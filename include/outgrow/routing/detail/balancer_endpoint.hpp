@@ -10,8 +10,17 @@
 // them, with atomic increments either way). Starting a lease is one atomic add to the
 // stripe's `acquired`, ending it one to its `released` (on the stripe that started it,
 // carried by the lease); the in-flight count of an endpoint is the sum over its
-// stripes of acquired − released, read by the load-aware policies (p2c,
-// least_connections, LRT) and metrics() with relaxed loads.
+// stripes of acquired − released, read by least_connections, metrics() and the
+// balancer's in_flight() with relaxed loads.
+//
+// Approximate loads (issue 20): reading another core's stripe costs a cache miss when
+// that core has just written it, which made p2c on two threads slower than on one. A
+// policy declaring approximate_load (p2c, LRT) reads in_flight_seen(): the picking
+// stripe's own count exactly, plus the other stripes' sum as this stripe last read it,
+// cached on the stripe's own line and re-read when it is lb_load_refresh_picks or more
+// of the stripe's picks old (the stripe's pick `epoch`). So other threads' leases are
+// seen at most lb_load_refresh_picks − 1 of this thread's picks late; with one picking
+// thread the other stripes are zero and the view is exact.
 //
 // Lifetime: an endpoint's state lives as long as a membership snapshot lists it or a
 // lease holds it. While listed, no lease count is kept in one word: the last snapshot
@@ -79,6 +88,14 @@ inline constexpr std::size_t lb_max_stripes = 8;
 /// Two cache lines: x86 cores prefetch the adjacent line of a pair.
 inline constexpr std::size_t lb_stripe_align = 128;
 
+/// Approximate loads: a stripe re-reads the other stripes' in-flight sum of an
+/// endpoint when its cached copy is this many of the stripe's picks old (see the file
+/// comment). A re-read costs about one cache miss on each side (the reader's, and the
+/// writer's next write to the line it shared); p2c over E endpoints makes at most E of
+/// them per 256 picks, where exact reads made two per pick: at an estimated 100 ns a
+/// re-read, about 3 ns a pick at 8 endpoints (balancer_bench: p2c vs p2c_exact).
+inline constexpr std::uint64_t lb_load_refresh_picks = 256;
+
 /// One stripe of an endpoint's lease counters (see the file comment).
 struct alignas(lb_stripe_align) lb_endpoint_stripe {
   static constexpr std::uint64_t closed = std::uint64_t{1} << 63;
@@ -86,6 +103,10 @@ struct alignas(lb_stripe_align) lb_endpoint_stripe {
   std::atomic<std::uint64_t> released{0};  // leases ended; bit 63: closed (unlisted)
   std::atomic<std::uint64_t> failures{0};
   std::atomic<std::uint64_t> abandoned{0};
+  // Approximate loads (written by this stripe's picking threads only): the other
+  // stripes' in-flight sum and the stripe pick epoch it was read at (0: never).
+  std::atomic<std::int64_t> others{0};
+  std::atomic<std::uint64_t> others_epoch{0};
 };
 
 /// One endpoint's lease counters summed over its stripes.
@@ -130,6 +151,29 @@ class balancer_endpoint_core {
       default:
         return in_flight_of<lb_max_stripes>(stripes_);
     }
+  }
+  /// Approximate loads (see the file comment): stripe k's leases in flight exactly plus
+  /// the other stripes' as cached on stripe k, re-read first when the cache is
+  /// lb_load_refresh_picks or more picks older than `epoch` (stripe k's pick count,
+  /// which starts at lb_load_refresh_picks so a first read is always fresh). Called
+  /// only by stripe k's picking threads.
+  [[nodiscard]] std::uint64_t in_flight_seen(std::size_t k,
+                                             std::uint64_t epoch) const noexcept {
+    lb_endpoint_stripe& own = stripes_[k];
+    std::int64_t others = 0;
+    if (epoch - own.others_epoch.load(std::memory_order_relaxed) >= lb_load_refresh_picks)
+        [[unlikely]] {
+      others = others_in_flight(k);
+      own.others.store(others, std::memory_order_relaxed);
+      own.others_epoch.store(epoch, std::memory_order_relaxed);
+    } else {
+      others = own.others.load(std::memory_order_relaxed);
+    }
+    const std::uint64_t released = unclosed(own.released.load(std::memory_order_relaxed));
+    const std::int64_t sum =
+        static_cast<std::int64_t>(own.acquired.load(std::memory_order_relaxed) - released) +
+        others;
+    return sum > 0 ? static_cast<std::uint64_t>(sum) : 0;
   }
   /// All counters, read in an order (outcomes, releases, picks) that keeps the derived
   /// successes (picks − failures − abandoned − in flight) from going negative.
@@ -184,8 +228,20 @@ class balancer_endpoint_core {
     return static_cast<std::int64_t>(sum) > 0 ? sum : 0;
   }
 
+  /// The in-flight sum of every stripe but k (may be negative while a lease moves).
+  [[nodiscard]] std::int64_t others_in_flight(std::size_t k) const noexcept {
+    std::uint64_t sum = 0;
+    for (std::size_t j = 0; j < stripe_count_; ++j) {
+      if (j == k) continue;
+      const std::uint64_t released = stripes_[j].released.load(std::memory_order_relaxed);
+      sum += stripes_[j].acquired.load(std::memory_order_relaxed) - unclosed(released);
+    }
+    return static_cast<std::int64_t>(sum);
+  }
+
   const std::size_t stripe_count_;
-  lb_endpoint_stripe stripes_[lb_max_stripes];  // the first stripe_count_ used
+  // Mutable: in_flight_seen() caches other stripes' counts on the reader's own stripe.
+  mutable lb_endpoint_stripe stripes_[lb_max_stripes];  // the first stripe_count_ used
   // Leases outstanding after the unlisting (see the file comment); 0 while listed.
   std::atomic<std::int64_t> refs_{0};
 };

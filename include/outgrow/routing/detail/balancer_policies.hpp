@@ -42,20 +42,40 @@ struct load_balancer_config;
 /// exactly (num == 0: no exact form), value as a double. 1/1 outside a ramp.
 using weight_share = detail::lb_weight_share;
 
+namespace detail {
+/// How a balancer_view reads in-flight counts: exact (every stripe summed) or, for a
+/// policy declaring approximate_load, as picking stripe `stripe` sees them at its pick
+/// `epoch` (its own leases exactly, other threads' at most lb_load_refresh_picks − 1
+/// picks late: see "Per-thread stripes" in load_balancer.hpp).
+struct lb_load_view {
+  bool approximate = false;
+  std::uint32_t stripe = 0;
+  std::uint64_t epoch = 0;
+};
+}  // namespace detail
+
 /// Read-only view of one membership snapshot's routable endpoints, as a policy sees
 /// them: indices 0 .. size() - 1 in insertion order; size() >= 1 whenever pick() is
 /// called. Valid for the duration of one pick() or build() call. Reads are lock-free
 /// (relaxed atomics for the live counters).
 class balancer_view {
  public:
-  /// Made by the balancer per pick; public so a policy can be unit-tested on a pool.
+  /// Made by the balancer per pick; public so a policy can be unit-tested on a pool
+  /// (`loads`: exact unless the balancer passes a picking stripe's approximate view).
   balancer_view(const detail::balancer_pool& pool, std::int64_t now_ns,
-                std::int64_t latency_stale_after_ns) noexcept
-      : pool_(&pool), now_ns_(now_ns), stale_after_ns_(latency_stale_after_ns) {}
+                std::int64_t latency_stale_after_ns,
+                detail::lb_load_view loads = {}) noexcept
+      : pool_(&pool),
+        now_ns_(now_ns),
+        stale_after_ns_(latency_stale_after_ns),
+        loads_(loads) {}
 
   [[nodiscard]] std::size_t size() const noexcept { return pool_->routable.size(); }
-  /// Leases of endpoint i in flight now.
+  /// Leases of endpoint i in flight now: exact, or under a policy declaring
+  /// approximate_load this thread's exactly plus other threads' as last refreshed.
   [[nodiscard]] std::uint64_t in_flight(std::size_t i) const noexcept {
+    if (loads_.approximate)
+      return pool_->routable[i]->in_flight_seen(loads_.stripe, loads_.epoch);
     return pool_->routable[i]->in_flight();
   }
   /// The configured weight of endpoint i.
@@ -111,6 +131,7 @@ class balancer_view {
   const detail::balancer_pool* pool_;
   std::int64_t now_ns_;
   std::int64_t stale_after_ns_;
+  detail::lb_load_view loads_;
 };
 
 /// What a pick may draw on besides the view: the picking thread's cursor and seeded
@@ -208,6 +229,10 @@ struct lb_policy_traits {
     if constexpr (requires { P::keyed; }) return bool{P::keyed};
     return false;
   }();
+  static constexpr bool approximate_load = [] {
+    if constexpr (requires { P::approximate_load; }) return bool{P::approximate_load};
+    return false;
+  }();
   static constexpr bool has_table = lb_tabled_policy<P>;
 };
 
@@ -290,7 +315,8 @@ struct weighted_round_robin {
   }
 };
 
-/// Fewest in-flight leases per unit of weight (O(N) scan from the cursor: ties rotate).
+/// Fewest in-flight leases per unit of weight (O(N) scan from the cursor: ties rotate),
+/// on exact counts (see "Per-thread stripes" in load_balancer.hpp for why).
 struct least_connections {
   static constexpr std::string_view name = "least_connections";
   static constexpr bool ramps_weights = true;
@@ -378,6 +404,7 @@ struct least_response_time {
   static constexpr bool draws_random = true;
   static constexpr bool measures_latency = true;
   static constexpr bool load_aware = true;
+  static constexpr bool approximate_load = true;
   [[nodiscard]] std::size_t pick(const balancer_view& v, pick_context& c) const noexcept {
     if (v.size() == 1) return 0;
     const auto [a, b] = detail::lb_two_choices(c.random(), v.size());
@@ -390,12 +417,14 @@ struct least_response_time {
 };
 
 /// Two distinct random endpoints, the one with fewer in-flight leases per weight
-/// (Envoy's default "least request").
+/// (Envoy's default "least request"), on approximate loads (other threads' leases seen
+/// at most lb_load_refresh_picks − 1 of this thread's picks late).
 struct power_of_two_choices {
   static constexpr std::string_view name = "power_of_two_choices";
   static constexpr bool ramps_weights = true;
   static constexpr bool draws_random = true;
   static constexpr bool load_aware = true;
+  static constexpr bool approximate_load = true;
   [[nodiscard]] std::size_t pick(const balancer_view& v, pick_context& c) const noexcept {
     if (v.size() == 1) return 0;
     const auto [a, b] = detail::lb_two_choices(c.random(), v.size());
