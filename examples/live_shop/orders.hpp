@@ -298,16 +298,10 @@ class orders_service {
   }
 
   /// The session of a request that carries `lsn` (its user's last write position; 0 =
-  /// none). A session_token rebuilt in another process only has the position: its
-  /// last-write time is set to "long ago" so read_your_writes routes on the position.
+  /// none): a session_token known by its position alone, which read_your_writes honours
+  /// in any process.
   [[nodiscard]] static outgrow::session_token session_from(std::uint64_t lsn) noexcept {
-    outgrow::session_token s;
-    if (lsn != 0) {
-      s.last_write_position = lsn;
-      s.last_write_ns = 0;
-      s.position_pending = false;
-    }
-    return s;
+    return outgrow::session_token::from_position(lsn);
   }
 
   /// Inserts an order on the primary; `session` then requires its LSN.
@@ -437,11 +431,7 @@ class orders_service {
   }
 
   [[nodiscard]] std::uint64_t known_replica_position() const {
-    std::uint64_t best = 0;
-    for (const auto& e : splitter_.endpoints()) {
-      if (!e.primary) best = std::max(best, e.applied_position);
-    }
-    return best;
+    return splitter_.max_applied_position();
   }
 
   void refresh_replicas() {
