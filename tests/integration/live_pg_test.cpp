@@ -43,6 +43,7 @@
 #include "../../examples/live_shop/http.hpp"
 #include "../../examples/live_shop/postgres_process.hpp"
 #include "catch.hpp"
+#include "child_process.hpp"
 #include "redis_server.hpp"
 #ifdef OUTGROW_LIVE_SHOP_WITH_PG
 #include <libpq-fe.h>
@@ -64,51 +65,7 @@ std::string pg_test_bin_dir() {
 #endif
 }
 
-/// A child process (fork/exec), output in `log`; SIGTERM then SIGKILL and reaped by the
-/// destructor; dies with the test process (PDEATHSIG).
-class app_process {
- public:
-  app_process(std::vector<std::string> args, const fs::path& log) : log_(log) {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    REQUIRE(log_fd >= 0);
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ == 0) {  // only async-signal-safe calls until exec
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      ::dup2(log_fd, STDOUT_FILENO);
-      ::dup2(log_fd, STDERR_FILENO);
-      ::close_range(3, ~0U, 0);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(log_fd);
-    REQUIRE(pid_ > 0);
-  }
-  app_process(const app_process&) = delete;
-  app_process& operator=(const app_process&) = delete;
-  ~app_process() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 400; ++i) {  // 2 s
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-      std::this_thread::sleep_for(5ms);
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  [[nodiscard]] std::string log() const {
-    std::ifstream in(log_);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  }
-
- private:
-  fs::path log_;
-  pid_t pid_ = -1;
-};
+using app_process = outgrow_test::child_process;
 
 struct scratch_dir {
   scratch_dir() {
