@@ -18,11 +18,14 @@
 //                                                   in-flight requests ended, then
 //                                                   removes it: the caller may stop it
 //      GET  /admin/upstreams                        members and their status
+//    It may start with no --upstream at all (the scaler, scaler.cpp, adds the instances
+//    it starts): until one is added, every proxied request gets 503 "no upstream".
 //  - GET /metrics: Prometheus text from the balancer's, the retry budget's and the
 //    front's own metrics snapshots (outgrow::prometheus_writer); GET /health: "ok".
 //
 // Run (after starting a few app instances):
 //   live_shop_front --port 8080 --upstream 127.0.0.1:8081 --upstream 127.0.0.1:8082
+//   (or `live_shop_front --port 8080` and let live_shop_scaler add the instances)
 //   curl 127.0.0.1:8080/whoami          # repeat: different instance ids
 //   curl 127.0.0.1:8080/metrics
 // Options: --port 0 picks a free port, written to --port-file FILE; --timeout-ms N
@@ -112,7 +115,7 @@ struct options {
 options parse(int argc, char** argv) {
   const live_shop::command_line cli(
       "live_shop_front",
-      "--upstream HOST:PORT... [--port N] [--port-file FILE] [--timeout-ms N] "
+      "[--upstream HOST:PORT]... [--port N] [--port-file FILE] [--timeout-ms N] "
       "[--health-interval-ms N] [--slow-start-ms N]");
   options o;
   cli.parse(argc, argv, [&](std::string_view name, const std::string& value) {
@@ -133,12 +136,20 @@ options parse(int argc, char** argv) {
     }
     return true;
   });
-  if (o.upstreams.empty()) cli.fail("give at least one --upstream");
-  return o;
+  return o;  // no --upstream: 503 until POST /admin/upstreams?add= brings one
 }
 
 using balancer = outgrow::load_balancer<std::string, outgrow::power_of_two_choices>;
 constexpr int max_attempts = 3;  // the first try and two retries
+
+// load_balancer wants a non-empty list at construction, while a front started with no
+// --upstream begins empty: it is built on this placeholder, removed before any request
+// or health check can see it (nothing ever picks or checks it).
+constexpr std::string_view no_upstream_placeholder = "(no upstream yet)";
+std::vector<std::string> initial_members(const std::vector<std::string>& upstreams) {
+  if (upstreams.empty()) return {std::string(no_upstream_placeholder)};
+  return upstreams;
+}
 
 // Keep-alive connections of the calling thread, one per upstream.
 live_shop::client_connection& connection_to(const std::string& upstream,
@@ -176,13 +187,14 @@ class front {
  public:
   front(const options& opt, boost::asio::any_io_executor health_executor)
       : opt_(opt),
-        lb_(opt.upstreams, {.consecutive_failures = 3,
-                            .base_ejection_time = 10s,
-                            .health_check_interval = opt.health_interval,
-                            .healthy_threshold = 2,
-                            .unhealthy_threshold = 2,
-                            .slow_start_window = opt.slow_start,
-                            .measure_latency = true}) {
+        lb_(initial_members(opt.upstreams), {.consecutive_failures = 3,
+                                             .base_ejection_time = 10s,
+                                             .health_check_interval = opt.health_interval,
+                                             .healthy_threshold = 2,
+                                             .unhealthy_threshold = 2,
+                                             .slow_start_window = opt.slow_start,
+                                             .measure_latency = true}) {
+    if (opt.upstreams.empty()) lb_.remove(std::string(no_upstream_placeholder));
     const auto timeout = std::min(opt.timeout, std::chrono::milliseconds(500));
     lb_.start_health_checks(std::move(health_executor), [timeout](const std::string& e) {
       // Its own connection per check: a check must not reuse a half-dead socket.
@@ -215,8 +227,9 @@ class front {
       });
       if (!lease && tried.empty()) {
         counters_.no_upstream.add();
-        return live_shop::reply(req, http::status::service_unavailable,
-                                "no upstream available\n");
+        return live_shop::reply(
+            req, http::status::service_unavailable,
+            lb_.size() == 0 ? "no upstream\n" : "no upstream available\n");
       }
       if (attempt > 0) {  // a retry: another instance, and a token from the budget
         if (!lease || !budget_.try_acquire_retry()) {
@@ -328,7 +341,8 @@ int main(int argc, char** argv) try {
   front f(opt, health.io.get_executor());
   live_shop::write_port_file(opt.port_file, server.port());
   fmt::print("live_shop_front listening on 127.0.0.1:{}, upstreams: {}\n", server.port(),
-             fmt::join(opt.upstreams, " "));
+             opt.upstreams.empty() ? std::string("none yet (POST /admin/upstreams?add=)")
+                                   : fmt::format("{}", fmt::join(opt.upstreams, " ")));
   std::fflush(stdout);
   server.serve([&f](const live_shop::request& req) { return f.handle(req); });
 } catch (const std::exception& e) {  // a port in use, a bad configuration

@@ -215,7 +215,9 @@ class postgres_cluster {
     }
     const fs::path bin = options_.bin_dir;
 
-    server p{.where = {}, .data = dir_ / "primary", .log = dir_ / "primary.log"};
+    server p;  // (assigned, not designated-initialized: GCC 12 -O2 warns falsely)
+    p.data = dir_ / "primary";
+    p.log = dir_ / "primary.log";
     run_to_end({(bin / "initdb").string(), "-D", p.data.string(), "-U", user,
                 "--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C"},
                dir_ / "initdb.log");
@@ -223,9 +225,9 @@ class postgres_cluster {
     start(servers_.back());
 
     for (int i = 1; i <= options_.replicas; ++i) {
-      server r{.where = {},
-               .data = dir_ / fmt::format("replica{}", i),
-               .log = dir_ / fmt::format("replica{}.log", i)};
+      server r;
+      r.data = dir_ / fmt::format("replica{}", i);
+      r.log = dir_ / fmt::format("replica{}.log", i);
       const address& from = servers_.front().where;
       run_to_end({(bin / "pg_basebackup").string(), "-h", from.host, "-p",
                   std::to_string(from.port), "-U", user, "-D", r.data.string(), "-R", "-X",
