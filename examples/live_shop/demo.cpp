@@ -43,6 +43,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -72,6 +73,13 @@ using steady = std::chrono::steady_clock;
 namespace {
 
 constexpr int exit_skipped = 77;
+
+// Ctrl-C or SIGTERM: every wait below checks this and throws, so the destructors stop
+// every process and remove the directory (a signal's default action would not).
+volatile std::sig_atomic_t interrupted = 0;
+void check_interrupted() {
+  if (interrupted != 0) throw std::runtime_error("interrupted");
+}
 
 // ---- processes ------------------------------------------------------------------------
 
@@ -161,6 +169,7 @@ std::optional<long> wait_for_number(const fs::path& file,
                                     std::chrono::seconds limit = 30s) {
   const auto deadline = steady::now() + limit;
   while (steady::now() < deadline) {
+    check_interrupted();
     std::ifstream in(file);
     long n = 0;
     if (in >> n) return n;
@@ -173,6 +182,7 @@ std::optional<long> wait_for_number(const fs::path& file,
 bool wait_for_port(int port, std::chrono::seconds limit = 20s) {
   const auto deadline = steady::now() + limit;
   while (steady::now() < deadline) {
+    check_interrupted();
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -587,6 +597,7 @@ int run(const options& opt) {
                  "--ready-file", (dir / (name + ".ready")).string()});
     const auto deadline = steady::now() + 30s;
     while (!fs::exists(dir / (name + ".ready")) && steady::now() < deadline) {
+      check_interrupted();
       std::this_thread::sleep_for(20ms);
     }
     if (!fs::exists(dir / (name + ".ready"))) {
@@ -643,6 +654,7 @@ int run(const options& opt) {
   const auto at = [&](std::chrono::seconds t) { return steady::now() >= load_start + t; };
   while (load->running()) {
     std::this_thread::sleep_until(last_at + 1s);
+    check_interrupted();
     take_sample();
     if (!payment_failed && at(p.payment_fails_at)) {
       payment_failed = true;
@@ -683,6 +695,7 @@ int run(const options& opt) {
   while ((timeline.empty() || timeline.back().instances != 2) &&
          steady::now() < back_deadline) {
     std::this_thread::sleep_until(last_at + 1s);
+    check_interrupted();
     take_sample();
   }
   const int final_instances = timeline.empty() ? -1 : timeline.back().instances;
@@ -723,6 +736,7 @@ int run(const options& opt) {
     dead = dead_ids();
     unsettled = count_missing(fulfilled, dead);
     if (unsettled == 0 || steady::now() > deadline) break;
+    check_interrupted();
     std::this_thread::sleep_for(100ms);
   }
   const std::size_t fulfilled_first = fulfilled.size();
@@ -734,6 +748,7 @@ int run(const options& opt) {
     unfulfilled = count_missing(fulfilled, {});
     const auto m = queue.metrics();
     if ((unfulfilled == 0 && m && m->length == 0) || steady::now() > deadline) break;
+    check_interrupted();
     std::this_thread::sleep_for(100ms);
   }
   const long orders_in_db = sql_number(pg->primary(), "SELECT count(*) FROM orders");
@@ -840,6 +855,9 @@ int run(const options& opt) {
 
 int main(int argc, char** argv) try {
   ::signal(SIGPIPE, SIG_IGN);
+  const auto on_signal = [](int) { interrupted = 1; };
+  ::signal(SIGINT, on_signal);
+  ::signal(SIGTERM, on_signal);
   return run(parse(argc, argv));
 } catch (const std::exception& e) {
   fmt::print(stderr, "live_shop_demo: {}\n", e.what());
