@@ -29,13 +29,10 @@
 // --svg FILE (default: $TMPDIR/outgrow_live_shop.svg); --shoppers N (16);
 // --target-rps N (requests/s per app instance the scaler aims at; 400).
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <outgrow/autoscale/simulator.hpp>  // outgrow::sparkline
@@ -65,6 +62,7 @@
 #include "fulfilment.hpp"
 #include "http.hpp"
 #include "postgres_process.hpp"
+#include "process.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -83,85 +81,16 @@ void check_interrupted() {
 
 // ---- processes ------------------------------------------------------------------------
 
-/// A program this demo starts: fork/exec, output to `log`, dies with the demo
-/// (PDEATHSIG); stop() sends SIGTERM, then SIGKILL after 3 s, and reaps it.
-class process {
+/// A program this demo starts, with a name for messages (process.hpp: dies with the
+/// demo, stop() sends SIGTERM then SIGKILL after 3 s and reaps it).
+class process : public live_shop::child_process {
  public:
   process(std::string name, std::vector<std::string> args, const fs::path& log)
-      : name_(std::move(name)), log_(log) {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error("cannot write " + log.string());
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ == 0) {  // only async-signal-safe calls until exec
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-      ::close_range(3, ~0U, 0);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(fd);
-    if (pid_ < 0) throw std::runtime_error("fork failed for " + name_);
-  }
-  process(const process&) = delete;
-  process& operator=(const process&) = delete;
-  ~process() { stop(); }
-
+      : child_process(std::move(args), log), name_(std::move(name)) {}
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
-  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
-  [[nodiscard]] const fs::path& log() const noexcept { return log_; }
-
-  /// Whether it still runs (a process that ended is reaped and forgotten).
-  bool running() {
-    if (pid_ <= 0) return false;
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      return false;
-    }
-    return true;
-  }
-  /// Waits until it ends; its exit status (128 + signal when killed).
-  int wait() {
-    if (pid_ > 0) {
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    return exit_status_;
-  }
-  void kill_now() noexcept {  // SIGKILL: a crash
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  void stop() noexcept {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    const auto deadline = steady::now() + 3s;
-    while (steady::now() < deadline) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    kill_now();
-  }
 
  private:
   std::string name_;
-  fs::path log_;
-  pid_t pid_ = -1;
-  int exit_status_ = -1;
 };
 
 /// Waits (at most `limit`) for `file` to hold a number; that number, or nullopt.
@@ -517,8 +446,7 @@ int run(const options& opt) {
     ~log_dump() {
       if (passed) return;
       for (const auto& proc : procs) {
-        std::ifstream in(proc->log());
-        std::string text((std::istreambuf_iterator<char>(in)), {});
+        std::string text = proc->log();
         if (text.size() > 4000) text = "...\n" + text.substr(text.size() - 4000);
         std::fprintf(stderr, "--- %s (last lines) ---\n%s\n", proc->name().c_str(),
                      text.c_str());

@@ -91,6 +91,7 @@
 #include <fmt/format.h>
 
 #include "http.hpp"
+#include "process.hpp"
 
 using namespace std::chrono_literals;
 namespace http = live_shop::http;
@@ -211,40 +212,6 @@ std::string describe_exit(int status) {
   }
   if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
   return "stopped";
-}
-
-// fork/exec of `args` with stdout and stderr appended to `log_path`; -1 on failure. In
-// the child only async-signal-safe calls until exec: it dies with the thread that
-// forked it (PR_SET_PDEATHSIG), gets its own process group, and the default signal mask
-// and dispositions back (the scaler blocks SIGTERM/SIGINT for sigwait and ignores
-// SIGPIPE; a mask and ignored signals survive exec).
-pid_t spawn(std::vector<std::string> args, const fs::path& log_path) {
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const int log_fd =
-      ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) return -1;
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);  // the scaler died before the prctl
-    ::setpgid(0, 0);
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    ::sigaction(SIGPIPE, &dfl, nullptr);
-    ::dup2(log_fd, STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
-    ::close_range(3, ~0U, 0);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  return pid;
 }
 
 // The exit status once `pid` has ended (reaped), nullopt while it runs.
@@ -549,7 +516,10 @@ class scaler {
     std::vector<std::string> args{
         opt_.app_bin, "--id", a->id, "--port", "0", "--port-file", port_file.string()};
     args.insert(args.end(), opt_.app_args.begin(), opt_.app_args.end());
-    const pid_t pid = spawn(std::move(args), log_file);
+    // Appended: a log survives its app; its own process group: a Ctrl-C reaches the
+    // scaler only, which stops the apps in order.
+    const pid_t pid = live_shop::spawn(std::move(args), log_file,
+                                       {.append_log = true, .own_process_group = true});
     if (pid < 0) {
       say("{} could not be started: {}", a->id, std::strerror(errno));
       finish(a, /*crashed=*/true, /*was_ready=*/false);

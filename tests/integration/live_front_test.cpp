@@ -40,6 +40,7 @@
 #include "../../examples/live_shop/http.hpp"  // the same client the front uses
 #include "catch.hpp"
 #include "child_process.hpp"
+#include "live_shop_support.hpp"
 #include "redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -47,43 +48,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string bin_dir() {
-  if (const char* env = std::getenv("OUTGROW_LIVE_SHOP_BIN_DIR"); env != nullptr)
-    return env;
-#ifdef OUTGROW_LIVE_SHOP_BIN_DIR
-  return OUTGROW_LIVE_SHOP_BIN_DIR;
-#else
-  return {};
-#endif
-}
-
 using outgrow_test::child_process;
-
-/// A fresh temporary directory, removed with its content.
-struct temp_dir {
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "outgrow-live-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path path;
-};
-
-unsigned short wait_for_port(const fs::path& file) {
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream in(file);
-    unsigned port = 0;
-    if (in >> port && port > 0) return static_cast<unsigned short>(port);
-    std::this_thread::sleep_for(10ms);
-  }
-  FAIL("no port file " << file << " within 20 s");
-  return 0;
-}
+using outgrow_test::scratch_dir;
+using outgrow_test::wait_for_port_file;
 
 std::optional<live_shop::response> send(live_shop::client_connection& c,
                                         live_shop::http::verb verb,
@@ -146,7 +113,7 @@ bool well_formed(const std::string& text) {
 }  // namespace
 
 TEST_CASE("live front: GETs survive a SIGKILLed app and membership changes") {
-  const fs::path dir_bin = bin_dir();
+  const fs::path dir_bin = outgrow_test::live_shop_bin_dir();
   const fs::path front_bin = dir_bin / "live_shop_front";
   const fs::path app_bin = dir_bin / "live_shop_app";
   if (dir_bin.empty() || !fs::exists(front_bin) || !fs::exists(app_bin)) {
@@ -158,7 +125,7 @@ TEST_CASE("live front: GETs survive a SIGKILLed app and membership changes") {
   }
 
   outgrow_test::redis_server redis;
-  temp_dir tmp;
+  scratch_dir tmp;
   std::vector<std::unique_ptr<child_process>> apps;
   std::vector<std::string> upstreams;
   for (int i = 1; i <= 3; ++i) {
@@ -171,7 +138,7 @@ TEST_CASE("live front: GETs survive a SIGKILLed app and membership changes") {
   }
   for (int i = 1; i <= 3; ++i) {
     upstreams.push_back(fmt::format(
-        "127.0.0.1:{}", wait_for_port(tmp.path / fmt::format("app-{}.port", i))));
+        "127.0.0.1:{}", wait_for_port_file(tmp.path / fmt::format("app-{}.port", i))));
   }
   std::vector<std::string> front_args{front_bin.string(),
                                       "--port",
@@ -189,7 +156,8 @@ TEST_CASE("live front: GETs survive a SIGKILLed app and membership changes") {
     front_args.push_back(u);
   }
   child_process front(front_args, tmp.path / "front.log");
-  const live_shop::address front_at{"127.0.0.1", wait_for_port(tmp.path / "front.port")};
+  const live_shop::address front_at{"127.0.0.1",
+                                    wait_for_port_file(tmp.path / "front.port")};
 
   bool passed = false;
   struct log_dump {  // the children's output, printed when the test fails

@@ -44,6 +44,7 @@
 #include "../../examples/live_shop/postgres_process.hpp"
 #include "catch.hpp"
 #include "child_process.hpp"
+#include "live_shop_support.hpp"
 #include "redis_server.hpp"
 #ifdef OUTGROW_LIVE_SHOP_WITH_PG
 #include <libpq-fe.h>
@@ -55,42 +56,10 @@ namespace fs = std::filesystem;
 #ifdef OUTGROW_LIVE_SHOP_WITH_PG
 namespace {
 
-std::string pg_test_bin_dir() {
-  if (const char* env = std::getenv("OUTGROW_LIVE_SHOP_BIN_DIR"); env != nullptr)
-    return env;
-#ifdef OUTGROW_LIVE_SHOP_BIN_DIR
-  return OUTGROW_LIVE_SHOP_BIN_DIR;
-#else
-  return {};
-#endif
-}
-
 using app_process = outgrow_test::child_process;
-
-struct scratch_dir {
-  scratch_dir() {
-    std::string pattern = (fs::temp_directory_path() / "outgrow-live-pg-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path path;
-};
-
-unsigned short wait_for_port_file(const fs::path& file) {
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream in(file);
-    unsigned port = 0;
-    if (in >> port && port > 0) return static_cast<unsigned short>(port);
-    std::this_thread::sleep_for(10ms);
-  }
-  FAIL("no port file " << file << " within 20 s");
-  return 0;
-}
+using outgrow_test::scratch_dir;
+using outgrow_test::sql_number;
+using outgrow_test::wait_for_port_file;
 
 /// One user's browser: a keep-alive connection and the shop_lsn cookie.
 struct shopper {
@@ -166,21 +135,6 @@ bool run_sql(const live_shop::address& where, const char* sql) {
   return ok;
 }
 
-/// The single value `sql` returns on `where` as a number (-1 on any error).
-long sql_number(const live_shop::address& where, const char* sql) {
-  PGconn* c = PQconnectdb(live_shop::postgres_cluster::conninfo(where).c_str());
-  long out = -1;
-  if (PQstatus(c) == CONNECTION_OK) {
-    PGresult* r = PQexec(c, sql);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-      out = std::strtol(PQgetvalue(r, 0, 0), nullptr, 10);
-    }
-    PQclear(r);
-  }
-  PQfinish(c);
-  return out;
-}
-
 }  // namespace
 #endif
 
@@ -190,13 +144,14 @@ TEST_CASE("live pg: my orders read your writes through the splitter") {
       "OUTGROW-SKIPPED: the live shop was built without libpq (install libpq-dev)\n");
   return;
 #else
-  const fs::path app_bin = fs::path(pg_test_bin_dir()) / "live_shop_app";
-  const fs::path front_bin = fs::path(pg_test_bin_dir()) / "live_shop_front";
-  if (pg_test_bin_dir().empty() || !fs::exists(app_bin) || !fs::exists(front_bin)) {
+  const fs::path app_bin = outgrow_test::live_shop_bin_dir() / "live_shop_app";
+  const fs::path front_bin = outgrow_test::live_shop_bin_dir() / "live_shop_front";
+  if (outgrow_test::live_shop_bin_dir().empty() || !fs::exists(app_bin) ||
+      !fs::exists(front_bin)) {
     fmt::print(
         "OUTGROW-SKIPPED: live_shop_app / live_shop_front not found in '{}' (set "
         "OUTGROW_LIVE_SHOP_BIN_DIR)\n",
-        pg_test_bin_dir());
+        outgrow_test::live_shop_bin_dir().string());
     return;
   }
   if (const std::string why = live_shop::postgres_cluster::unavailable(); !why.empty()) {

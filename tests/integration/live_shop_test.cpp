@@ -52,6 +52,7 @@
 #include "../../examples/live_shop/postgres_process.hpp"
 #include "catch.hpp"
 #include "child_process.hpp"
+#include "live_shop_support.hpp"
 #include "redis_server.hpp"
 #ifdef OUTGROW_LIVE_SHOP_WITH_PG
 #include <libpq-fe.h>
@@ -67,16 +68,6 @@ namespace fs = std::filesystem;
 #ifdef OUTGROW_LIVE_SHOP_WITH_PG
 namespace {
 
-std::string shop_bin_dir() {
-  if (const char* env = std::getenv("OUTGROW_LIVE_SHOP_BIN_DIR"); env != nullptr)
-    return env;
-#ifdef OUTGROW_LIVE_SHOP_BIN_DIR
-  return OUTGROW_LIVE_SHOP_BIN_DIR;
-#else
-  return {};
-#endif
-}
-
 /// A shop process with a name for messages (see child_process.hpp).
 class shop_process : public outgrow_test::child_process {
  public:
@@ -87,35 +78,6 @@ class shop_process : public outgrow_test::child_process {
  private:
   std::string name_;
 };
-
-struct shop_scratch_dir {
-  shop_scratch_dir() {
-    std::string pattern = (fs::temp_directory_path() / "outgrow-live-shop-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~shop_scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path path;
-};
-
-/// Waits (20 s at most) for `file` to exist; its first number (0 if none).
-unsigned shop_wait_for_file(const fs::path& file) {
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream in(file);
-    if (in) {
-      unsigned n = 0;
-      in >> n;
-      return n;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  FAIL("no file " << file << " within 20 s");
-  return 0;
-}
 
 /// One user's browser: a keep-alive connection to the front and its cookies.
 struct browser {
@@ -142,21 +104,6 @@ struct browser {
     return set.substr(0, set.find(';'));
   }
 };
-
-/// The single value `sql` returns on `where` (-1 on any error).
-long shop_sql_number(const live_shop::address& where, const std::string& sql) {
-  PGconn* c = PQconnectdb(live_shop::postgres_cluster::conninfo(where).c_str());
-  long out = -1;
-  if (PQstatus(c) == CONNECTION_OK) {
-    PGresult* r = PQexec(c, sql.c_str());
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-      out = std::strtol(PQgetvalue(r, 0, 0), nullptr, 10);
-    }
-    PQclear(r);
-  }
-  PQfinish(c);
-  return out;
-}
 
 /// Ids of the orders fulfilled on the primary (empty on error).
 std::set<long> shop_fulfilled(const live_shop::address& primary) {
@@ -194,7 +141,7 @@ TEST_CASE("live shop: sessions payments fulfilment through crashes") {
       "OUTGROW-SKIPPED: the live shop was built without libpq (install libpq-dev)\n");
   return;
 #else
-  const fs::path bin = shop_bin_dir();
+  const fs::path bin = outgrow_test::live_shop_bin_dir();
   for (const char* part :
        {"live_shop_app", "live_shop_front", "live_shop_payment", "live_shop_worker"}) {
     if (bin.empty() || !fs::exists(bin / part)) {
@@ -212,7 +159,7 @@ TEST_CASE("live shop: sessions payments fulfilment through crashes") {
   live_shop::postgres_cluster pg({.replicas = 1});
   outgrow_test::redis_server redis;
   const std::string redis_addr = fmt::format("127.0.0.1:{}", redis.port());
-  shop_scratch_dir tmp;
+  outgrow_test::scratch_dir tmp;
   std::vector<std::unique_ptr<shop_process>> procs;  // stopped in reverse order
   bool passed = false;
   struct log_dump {  // the children's output, printed when the test fails
@@ -239,8 +186,7 @@ TEST_CASE("live shop: sessions payments fulfilment through crashes") {
 
   spawn("payment", {(bin / "live_shop_payment").string(), "--port", "0", "--port-file",
                     port_file("payment")});
-  const live_shop::address payment_at{
-      "127.0.0.1", static_cast<unsigned short>(shop_wait_for_file(port_file("payment")))};
+  const live_shop::address payment_at{outgrow_test::wait_for_address(port_file("payment"))};
   std::vector<shop_process*> apps;
   std::vector<live_shop::address> app_at;
   for (int i = 1; i <= 2; ++i) {
@@ -252,15 +198,14 @@ TEST_CASE("live shop: sessions payments fulfilment through crashes") {
                "--payment-timeout-ms", "300", "--breaker-open-ms", "500"}));
   }
   for (int i = 1; i <= 2; ++i) {
-    app_at.push_back({"127.0.0.1", static_cast<unsigned short>(shop_wait_for_file(
-                                       port_file(fmt::format("app-{}", i))))});
+    app_at.push_back(outgrow_test::wait_for_address(port_file(fmt::format("app-{}", i))));
   }
   spawn("front", {(bin / "live_shop_front").string(), "--port", "0", "--port-file",
                   port_file("front"), "--health-interval-ms", "100", "--timeout-ms", "5000",
                   "--slow-start-ms", "0", "--upstream", app_at[0].str(), "--upstream",
                   app_at[1].str()});
-  const live_shop::address front_at{
-      "127.0.0.1", static_cast<unsigned short>(shop_wait_for_file(port_file("front")))};
+  const live_shop::address front_at{"127.0.0.1",
+                                    outgrow_test::wait_for_port_file(port_file("front"))};
   std::vector<shop_process*> workers;
   for (int i = 1; i <= 2; ++i) {
     const std::string name = fmt::format("worker-{}", i);
@@ -270,7 +215,7 @@ TEST_CASE("live shop: sessions payments fulfilment through crashes") {
                      redis_addr, "--pg-primary", pg.primary().str(), "--payment",
                      payment_at.str(), "--visibility-ms", "2000", "--retry-ms", "300",
                      "--max-attempts", "3", "--ready-file", ready}));
-    (void)shop_wait_for_file(ready);
+    outgrow_test::wait_for_file(ready);
   }
   for (const live_shop::address& at : {app_at[0], app_at[1], front_at, payment_at}) {
     live_shop::client_connection probe(at, 5s);
@@ -493,8 +438,9 @@ TEST_CASE("live shop: sessions payments fulfilment through crashes") {
     }
   }
   const auto replay_done = std::chrono::steady_clock::now();
-  const long orders_in_db = shop_sql_number(pg.primary(), "SELECT count(*) FROM orders");
-  const long unfulfilled_in_db = shop_sql_number(
+  const long orders_in_db =
+      outgrow_test::sql_number(pg.primary(), "SELECT count(*) FROM orders");
+  const long unfulfilled_in_db = outgrow_test::sql_number(
       pg.primary(), "SELECT count(*) FROM orders WHERE fulfilled_at IS NULL");
   long charges = -1;
   {
