@@ -14,6 +14,7 @@
 #include <outgrow/cache/tiered_cache.hpp>
 #include <outgrow/cache/write_policy.hpp>
 #include <outgrow/core/error.hpp>
+#include <outgrow/core/prometheus.hpp>
 #include <outgrow/redis/detail/invalidation_wire.hpp>
 #include <outgrow/redis/detail/key_namespace.hpp>
 #include <outgrow/redis/redis_invalidation.hpp>
@@ -276,6 +277,14 @@ TEST_CASE_METHOD(two_instances, "a write by redis-cli invalidates the L1 of two 
   CHECK(s.gaps == 0);
   CHECK(s.flushes == 0);
   fmt::print("tracking bus: {}\n", s);
+  {  // tracked / tracked_foreign count events: Prometheus counters, not gauges
+    outgrow::prometheus_writer w;
+    w.add("bus", s);
+    const std::string text = w.str();
+    CHECK(text.find("# TYPE bus_tracked counter\n") != std::string::npos);
+    CHECK(text.find("# TYPE bus_tracked_foreign counter\n") != std::string::npos);
+    CHECK(text.find("# TYPE bus_subscribed gauge\n") != std::string::npos);
+  }
 
   // publish_clear still travels over the channel.
   const auto received = b.bus.metrics().received;

@@ -124,13 +124,11 @@ inline constexpr std::string_view prometheus_default_gauges[] = {
     "shards",
     "size",
     "subscribers",
-    "tracked",
     "unhealthy",
     "waiting",
     "waiting_retry",
     "workers",
     "hot_shards",
-    "tracked_foreign",
     "lag"};
 
 /// Non-integer fields of outgrow's snapshots that only grow (durations summed).
