@@ -28,7 +28,11 @@
 // somebody sleeps (an atomic count of sleepers), so the non-blocking path stays lock-
 // free and fence-free. The price: a wake-up racing with a thread going to sleep can be
 // missed, so sleepers wake at least every millisecond to look again (a bounded extra
-// latency in that rare race, never a hang). close() makes every push fail and wakes
+// latency in that rare race, never a hang). A producer sleeping on a full queue is woken
+// once half the capacity is free (at least one item), not on every pop: under
+// sustained backpressure it then refills in bursts and sleeps, instead of the consumers
+// paying a futex wake per item; the price is that room freed by fewer pops than that
+// is seen at the producer's next look (within 1 ms). close() makes every push fail and wakes
 // everyone; pops still drain what is in the queue and fail only once it is empty.
 //
 // Thread-safety: every member function from any thread.
@@ -37,6 +41,7 @@
 // memory: capacity × (sizeof(T) + 8) bytes, cache-line separated head and tail.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -103,7 +108,7 @@ class bounded_queue {
   /// Takes the oldest item, if any.
   [[nodiscard]] std::optional<T> try_pop() noexcept {
     std::optional<T> out = try_pop_impl();
-    if (out) wake(push_sleepers_);
+    if (out) wake_pushers();
     return out;
   }
 
@@ -139,7 +144,7 @@ class bounded_queue {
       c.item()->~T();
       c.sequence.store(pos + i + capacity_, std::memory_order_release);
     }
-    wake(push_sleepers_);
+    wake_pushers();
     return n;
   }
 
@@ -313,9 +318,22 @@ class bounded_queue {
     }
   }
 
+  /// After a pop: wakes sleeping pushers only once half the queue is free
+  /// (push_room_), so that a producer blocked on a full queue is woken once per
+  /// capacity/2 pops, not once per pop (a futex wake for every item would cost the
+  /// consumers more than the items). A pusher still looks every max_sleep.
+  void wake_pushers() noexcept {
+    if (push_sleepers_.load(std::memory_order_relaxed) != 0 &&
+        capacity_ - std::min(size(), capacity_) >= push_room_) {
+      wakeups_.fetch_add(1, std::memory_order_relaxed);
+      cv_.notify_all();
+    }
+  }
+
   static constexpr std::chrono::milliseconds max_sleep{1};
 
   const std::size_t capacity_;
+  const std::size_t push_room_ = std::max<std::size_t>(capacity_ / 2, 1);
   std::unique_ptr<cell[]> cells_;
   alignas(64) std::atomic<std::size_t> tail_{0};
   alignas(64) std::atomic<std::size_t> head_{0};

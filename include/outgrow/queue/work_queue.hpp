@@ -45,27 +45,34 @@
 // is woken at once), so no job submitted afterwards runs on it. Lanes above the target
 // leave before their next job (one already between that check and taking a job still
 // runs it; set_workers does not wait for lanes, as it may itself run on the executor).
-// Hand-off: a worker takes its share of the queue at a time — queued / workers, at most
-// 16 jobs, in one claim on the ring — when handlers are short (a sampled real handler
+// Hand-off: a worker takes its share of the queue at a time — queued / awake workers
+// (lanes: / workers), at most 16 jobs, in one claim on the ring — when handlers are short (a sampled real handler
 // time under 4 us; otherwise one job at a time, as a batch would only make jobs wait
 // behind a long one), and one at a time while retries wait. A job held in a batch
 // counts as queued (depth), is handed back by stop() (in FIFO order, also from a worker
 // stuck in a handler) and, when its worker retires, goes back to the others ahead of
 // the queue.
-// An idle worker spins briefly (one at a time) then parks; submit() wakes a parked one
-// only when none is spinning and one is needed — no worker awake, long handlers, or
-// more than one job queued — and a worker that leaves jobs queued behind the ones it
-// took wakes the next. The price: with short handlers, a lone job submitted while every
-// awake worker is busy waits for one of them — or, if that handler is a rare long one,
-// up to 5 ms for a parked worker's next look. Counters are per worker (one writer
-// each), summed by metrics(): no write to a shared cache line per job.
+// An idle worker spins briefly (one at a time) then parks. With short handlers, a
+// worker stays awake only while there is work for it: submit() wakes a parked one only
+// when none is spinning (or woken and not yet back at the queue) and the awake workers
+// do not keep up — none awake, long handlers, or more than 32 jobs (two batches)
+// queued — and a worker that finds no more than that queued while another worker is
+// awake leaves it to that one and parks, instead of taking jobs (and the producers'
+// core) a few at a time. So adding workers costs nothing while one keeps up, and they
+// join in as soon as the backlog grows. The price: with short handlers, up to 32 jobs
+// queued while every awake worker is busy wait for one of them — or, if that handler
+// is a rare long one, up to 5 ms for a parked worker's next look (which then takes a
+// batch). Counters are per worker (one writer each), summed by metrics(): no write to a
+// shared cache line per job; intake is two atomic adds on the producer's stripe (a
+// third when a job is refused).
 // Workers 0: a config_error,
 // unless `scale_from_zero` is set; then 0 means "accept and queue (up to capacity), run
 // nothing" until set_workers(n > 0) — the queue-backlog autoscaler's scale-from-zero
 // (KEDA's minReplicaCount 0).
 //
 // Overflow (queue full) — submit(): `block` (default) waits up to block_timeout (1 s)
-// for room, then returns timed_out; `reject` returns rejected_full at once; `caller_runs`
+// for room (asleep, woken once half the capacity is free — bounded_queue — or
+// at its next look within 1 ms), then returns timed_out; `reject` returns rejected_full at once; `caller_runs`
 // runs the job's first attempt on the calling thread (ran_in_caller), which slows the
 // producer to the workers' pace (java.util.concurrent's CallerRunsPolicy). try_submit()
 // never blocks nor runs the job. submit() takes the job either way (pass it with
@@ -158,13 +165,18 @@
 // (a set node) and failures and sheds (error strings, a DLQ node); a retiring worker's
 // batch goes to a deque. Retries O(log r) under a mutex; a shedding decision O(1) under
 // one. depth() O(workers); metrics() O(max_workers × 344 buckets).
-// Measured cost (benchmarks/queue_bench.cpp, one producer, 1000-job bursts; TO BE
-// RE-MEASURED on a quiet machine — these were taken on a shared 2-core box at load 7):
-// no-op handler (BM_work_queue_noop_jobs) 1.88M / 1.95M / 1.78M jobs/s with 1 / 2 / 4
-// workers (before issue 20: 1.2M / 0.74M / 1.07M on the same box at load 3), against
-// 2.24M / 1.82M / 1.41M for the bare hand-off (BM_work_queue_baseline: bounded_queue +
-// std::thread); 1 us handler (BM_work_queue_1us_jobs) 1 vs 2 workers not measurable
-// there (both workers shared one busy core). Shedding: not yet measured.
+// Measured cost (benchmarks/queue_bench.cpp: one producer submitting continuously,
+// throttled by the block policy, capacity 1024; Release, 2 cores, machine idle before
+// and after the run but shared — noisy, means of 3 repetitions of 0.5 s, one run of one
+// binary, 2026-12-03 08:22 UTC; to be re-measured by the lead): no-op handler
+// (BM_work_queue_noop_jobs) 6.05M / 5.74M / 6.11M jobs/s with 1 / 2 / 4 workers (2/1 =
+// 0.95; the one producer is the bottleneck, so extra workers stay parked), against
+// 13.3M / 3.84M / 2.59M for the bare hand-off (BM_work_queue_baseline: bounded_queue +
+// std::threads, same harness): about 165 ns per job end to end against 75 ns — two
+// clock reads per attempt for the latency histogram, one per submit, the intake gate
+// and the per-worker counters. 1 us handler (BM_work_queue_1us_jobs) 772k / 1.28M /
+// 1.21M jobs/s (2/1 = 1.66) against 633k / 1.27M / 765k bare. Shedding: not yet
+// measured.
 #pragma once
 
 #include <chrono>

@@ -6,8 +6,9 @@
 // detail::work_queue_engine, so that the public header reads as documentation and this
 // file holds the concurrency: the Vyukov-ring hand-off (workers take batches with one
 // CAS into their slot, from which stop() and retirement can take them back; idle pool
-// workers spin one at a time, then park on halt_cv_, woken one at a time with a token
-// only when needed — see "waking workers"), the striped intake gate that
+// workers spin one at a time, then park, woken one at a time with a token only when
+// needed — the batch and the parking are in queue/detail/work_queue_handoff.hpp, the
+// policy in "waking workers" here), the striped intake gate that
 // stop() waits on, the per-worker slots (state machine stopped -> running -> retiring),
 // lanes posted to an Asio executor, the due-time heap of retries, the CoDel decision on
 // each job taken from the queue (detail::queue_delay_shedder, under one mutex, only when
@@ -65,6 +66,7 @@
 #include <outgrow/queue/bounded_queue.hpp>
 #include <outgrow/queue/dead_letter_queue.hpp>
 #include <outgrow/queue/detail/queue_delay_shedder.hpp>
+#include <outgrow/queue/detail/work_queue_handoff.hpp>
 #include <outgrow/queue/work_queue_types.hpp>
 
 namespace outgrow::detail {
@@ -87,11 +89,27 @@ inline std::size_t thread_stripe() noexcept {
   return mine;
 }
 
-/// Submissions in progress and accepted, per stripe of producer threads, so producers
-/// do not all write one cache line.
+/// Submissions begun, finished and refused, per stripe of producer threads, so
+/// producers do not all write one cache line. Two atomic adds per submission (begun,
+/// finished), a third only when the job is refused: a submission counts as accepted
+/// from the moment it begins (before its job can be pushed and completed) until it is
+/// refused. All three only grow, so reading the one that trails first gives a count
+/// that was true at some moment (never below it).
 struct alignas(64) submit_stripe {
-  std::atomic<std::int64_t> in_progress{0};
-  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<std::uint64_t> entered{0};
+  std::atomic<std::uint64_t> left{0};
+  std::atomic<std::uint64_t> refused{0};
+
+  /// Submissions in progress: 0 means none was at the moment `left` was read.
+  [[nodiscard]] std::int64_t in_progress() const noexcept {
+    const std::uint64_t l = left.load(std::memory_order_seq_cst);
+    return static_cast<std::int64_t>(entered.load(std::memory_order_seq_cst) - l);
+  }
+  /// Submissions accepted or still deciding (at least those accepted when called).
+  [[nodiscard]] std::uint64_t accepted() const noexcept {
+    const std::uint64_t r = refused.load(std::memory_order_acquire);
+    return entered.load(std::memory_order_acquire) - r;
+  }
 };
 
 /// The whole of work_queue<Job, Clock, Backoff>: its public members are the ones
@@ -191,10 +209,9 @@ class work_queue_engine {
       (void)s->state.compare_exchange_strong(running, slot_retiring,
                                              std::memory_order_acq_rel);
     }
-    // Under halt_mutex_, so that a worker checking its state before parking cannot miss
-    // this: an idle retiring worker wakes at once.
-    { std::lock_guard park_lock(halt_mutex_); }
-    halt_cv_.notify_all();
+    // Under the parking mutex, so that a worker checking its state before parking cannot
+    // miss this: an idle retiring worker wakes at once.
+    parking_.notify_all_after([] {});
     // Return only once every retiring worker has left or is running its last job: from
     // here on, none of them takes another one (scale to zero means zero).
     for (std::size_t i = n; i < config_.max_workers; ++i) {
@@ -222,11 +239,7 @@ class work_queue_engine {
     if (target_.load(std::memory_order_acquire) > 0) {
       wait_for([this] { return idle_now(); }, deadline);
     }
-    {
-      std::lock_guard halt_lock(halt_mutex_);
-      halt_.store(true, std::memory_order_seq_cst);
-    }
-    halt_cv_.notify_all();
+    parking_.notify_all_after([this] { halt_.store(true, std::memory_order_seq_cst); });
     // Submitters that passed the intake check finish (blocked pushes fail on close();
     // a caller-runs attempt completes), then the workers leave: until the deadline, plus
     // quit_grace for handlers finishing just then. After that, wait (at most quit_grace
@@ -259,7 +272,7 @@ class work_queue_engine {
     for (std::size_t i = 0; i < config_.max_workers; ++i) {
       worker_slot* s = slots_[i].load(std::memory_order_acquire);
       if (s == nullptr) break;
-      steal_held(*s, [&](envelope& env) { out.push_back(unfinished(env)); });
+      s->batch.steal([&](envelope& env) { out.push_back(unfinished(env)); });
     }
     while (std::optional<envelope> env = queue_.try_pop()) out.push_back(unfinished(*env));
     {
@@ -307,7 +320,7 @@ class work_queue_engine {
     for (std::size_t i = 0; i < config_.max_workers; ++i) {
       const worker_slot* s = slots_[i].load(std::memory_order_acquire);
       if (s == nullptr) break;
-      n += held(*s);
+      n += s->batch.held();
     }
     return n;
   }
@@ -354,7 +367,7 @@ class work_queue_engine {
       m.per_worker.push_back(w);
     }
     for (const submit_stripe& stripe : stripes_) {
-      m.accepted += stripe.accepted.load(std::memory_order_relaxed);
+      m.accepted += stripe.accepted();
     }
     m.shedding = shedding_.load(std::memory_order_relaxed);
     m.rejected = rejected_.load();
@@ -425,8 +438,6 @@ class work_queue_engine {
 
   /// Jobs a worker takes from the queue at once, at most (see batch_share()).
   static constexpr std::size_t batch_max = 16;
-  /// batch_next after steal_held(): past any batch, so the owner finds it empty.
-  static constexpr std::uint32_t stolen_mark = std::uint32_t{1} << 30;
 
   struct alignas(64) worker_slot {
     explicit worker_slot(std::size_t i, bool is_shared = false)
@@ -452,17 +463,15 @@ class work_queue_engine {
     std::thread thread;                              // pool mode; control_mutex_
     std::mutex mutex;                                // pool mode: state changes
     std::optional<boost::asio::steady_timer> timer;  // executor mode; its lane only
-    // The batch: jobs taken from the queue, not started. Its owner takes batch[next]
-    // with a fetch_add on batch_next (no lock) and refills it, once empty, under
-    // batch_mutex; steal_held() (stop(), a retiring worker) takes the rest under
-    // batch_mutex by moving batch_next past batch_end.
-    std::mutex batch_mutex;
-    std::atomic<std::uint32_t> batch_next{0};
-    std::atomic<std::uint32_t> batch_end{0};
-    std::array<std::optional<envelope>, batch_max> batch{};
+    // The batch: jobs taken from the queue, not started (queue/detail/
+    // work_queue_handoff.hpp); its owner takes them, stop() and retirement steal them.
+    worker_batch<envelope, batch_max> batch;
     // The owner's sample of real handler time (every 16th job): short_jobs_.
     std::uint32_t samples = 0;
     std::int64_t service_ns = 0;
+    // Pool thread: it waited out a whole idle_poll parked (no wake): its next look
+    // takes a batch even if the other awake workers could (see run_one).
+    bool eager = false;
   };
 
   static constexpr std::chrono::milliseconds idle_poll{5};
@@ -477,6 +486,11 @@ class work_queue_engine {
   /// before it parks; with a pause between looks, roughly 10-30 us.
   static constexpr int spin_rounds = 512;
   static constexpr std::size_t stripe_count = 16;
+  /// With short handlers, a parked worker is woken only when more jobs than this are
+  /// queued (two full batches) while a worker is awake: below it, the awake worker keeps
+  /// up, and waking another (a futex wake, a context switch, a core taken from the
+  /// producer) would cost more than it saves.
+  static constexpr std::size_t wake_backlog = 2 * batch_max;
 
   // ---- setup --------------------------------------------------------------------
   static work_queue_config validated(work_queue_config c) {
@@ -542,25 +556,26 @@ class work_queue_engine {
   // ---- intake -------------------------------------------------------------------
   submit_result submit_impl(Job& job, std::optional<std::string> key, intake mode) {
     submit_stripe& stripe = stripes_[thread_stripe() % stripe_count];
-    stripe.in_progress.fetch_add(1, std::memory_order_seq_cst);
+    // Counted accepted from here (before the push, so that a worker can never complete
+    // a job not yet counted: idle_now() relies on it) until refused.
+    stripe.entered.fetch_add(1, std::memory_order_seq_cst);
     struct leave_gate {
       submit_stripe& s;
-      ~leave_gate() { s.in_progress.fetch_sub(1, std::memory_order_release); }
+      ~leave_gate() { s.left.fetch_add(1, std::memory_order_release); }
     } gate{stripe};
     if (stopping_.load(std::memory_order_seq_cst)) {
+      stripe.refused.fetch_add(1, std::memory_order_release);
       rejected_.add();
       return {submit_status::stopped};
     }
     if (key && !reserve_key(*key)) {
+      stripe.refused.fetch_add(1, std::memory_order_release);
       duplicates_.add();
       return {submit_status::duplicate};
     }
     const time_point now = clock_.now();
     envelope env{
         std::move(job), std::move(key), now, time_point{}, std::chrono::nanoseconds{0}, 0};
-    // Counted before the push, so that a worker can never complete a job not yet
-    // counted as accepted (idle_now() relies on it); undone below if refused.
-    stripe.accepted.fetch_add(1, std::memory_order_relaxed);
     bool pushed = queue_.try_push(std::move(env));
     if (!pushed && mode == intake::normal) {
       switch (config_.overflow) {
@@ -588,7 +603,7 @@ class work_queue_engine {
       kick();
       return {submit_status::accepted};
     }
-    stripe.accepted.fetch_sub(1, std::memory_order_relaxed);
+    stripe.refused.fetch_add(1, std::memory_order_release);
     job = std::move(env.job);
     if (env.key) release_key(*env.key);
     rejected_.add();
@@ -765,7 +780,10 @@ class work_queue_engine {
 
   /// Runs one due retry or one queued job (from s's batch, from what retiring workers
   /// gave back, or from the queue: a new batch); false if there was none to take.
-  bool run_one(worker_slot& s) {
+  /// `may_defer` (pool threads): false also when the queue holds no more than the other
+  /// awake workers keep up with (backlog_for_another), so that s goes idle and parks
+  /// instead of taking their jobs — and their producers' core — a job at a time.
+  bool run_one(worker_slot& s, bool may_defer = false) {
     if (retry_waiting_.load(std::memory_order_acquire) != 0) {
       if (std::optional<envelope> env = take_due_retry()) {
         process(std::move(*env), s);
@@ -773,7 +791,7 @@ class work_queue_engine {
       }
       if (retry_full()) return false;  // s's batch waits too: retry_capacity holds
     }
-    if (std::optional<envelope> env = take_held(s)) {
+    if (std::optional<envelope> env = s.batch.take()) {
       run_queued(std::move(*env), s);
       return true;
     }
@@ -781,9 +799,10 @@ class work_queue_engine {
       run_queued(std::move(*env), s);
       return true;
     }
+    if (may_defer && !backlog_for_another(others_awake())) return false;
     const std::size_t want = batch_share();
     std::optional<envelope> env =
-        want > 1 && refill(s, want) != 0 ? take_held(s) : queue_.try_pop();
+        want > 1 && s.batch.refill(queue_, want) != 0 ? s.batch.take() : queue_.try_pop();
     if (!env) return false;
     wake_for_backlog();
     run_queued(std::move(*env), s);
@@ -796,81 +815,35 @@ class work_queue_engine {
   /// jobs another idle worker could run; 1 when handlers are not short (a batch saves
   /// a hand-off, worth it only beside a short job, and behind a long one its jobs would
   /// wait and the queue's room free in bursts) and while retries wait (retry_capacity
-  /// then bounds them as without batches). With one worker, batch_max without reading the
-  /// queue's size (try_pop_batch takes what is there).
+  /// then bounds them as without batches). Workers = those awake (not parked: a parked
+  /// one is woken only for a backlog above wake_backlog). With one, batch_max without
+  /// reading the queue's size (try_pop_batch takes what is there).
   [[nodiscard]] std::size_t batch_share() const noexcept {
     if (!short_jobs_.load(std::memory_order_relaxed) ||
         retry_waiting_.load(std::memory_order_relaxed) != 0) {
       return 1;
     }
     const std::size_t workers =
-        std::max<std::size_t>(target_.load(std::memory_order_relaxed), 1);
+        executor_ ? std::max<std::size_t>(target_.load(std::memory_order_relaxed), 1)
+                  : others_awake() + 1;
     if (workers == 1) return batch_max;
     return std::clamp<std::size_t>((queue_.size() + workers - 1) / workers, 1, batch_max);
-  }
-
-  /// Jobs in s's batch not started (exact for its owner, an estimate for others).
-  [[nodiscard]] static std::size_t held(const worker_slot& s) noexcept {
-    const std::uint32_t end = s.batch_end.load(std::memory_order_acquire);
-    const std::uint32_t next = s.batch_next.load(std::memory_order_acquire);
-    return next < end ? end - next : 0;
-  }
-
-  /// The next job of s's batch (its owner only).
-  std::optional<envelope> take_held(worker_slot& s) noexcept {
-    const std::uint32_t end = s.batch_end.load(std::memory_order_relaxed);
-    if (s.batch_next.load(std::memory_order_relaxed) >= end) return std::nullopt;
-    const std::uint32_t i = s.batch_next.fetch_add(1, std::memory_order_acq_rel);
-    if (i >= end) return std::nullopt;  // steal_held() took the rest meanwhile
-    std::optional<envelope> out(std::move(*s.batch[i]));
-    s.batch[i].reset();
-    return out;
-  }
-
-  /// Fills s's empty batch with up to `want` jobs from the queue (its owner only);
-  /// returns how many.
-  std::size_t refill(worker_slot& s, std::size_t want) noexcept {
-    std::lock_guard lock(s.batch_mutex);
-    std::uint32_t n = 0;
-    queue_.try_pop_batch(
-        want, [&](envelope&& env) noexcept { s.batch[n++].emplace(std::move(env)); });
-    s.batch_end.store(n, std::memory_order_relaxed);
-    s.batch_next.store(0, std::memory_order_release);
-    return n;
-  }
-
-  /// Takes every job of s's batch not started, oldest first, into sink(envelope&): for
-  /// stop() (also from a worker stuck in a handler) and a retiring worker. The owner's
-  /// fetch_add and this exchange split the batch: each job goes one way only.
-  template <class Sink>
-  void steal_held(worker_slot& s, Sink&& sink) {
-    std::lock_guard lock(s.batch_mutex);
-    const std::uint32_t end = s.batch_end.load(std::memory_order_relaxed);
-    const std::uint32_t from =
-        s.batch_next.exchange(stolen_mark, std::memory_order_acq_rel);
-    for (std::uint32_t i = from; i < end; ++i) {
-      sink(*s.batch[i]);
-      s.batch[i].reset();
-    }
   }
 
   /// A leaving worker (retired pool thread, lane above the target) gives its batch
   /// back: the others take it before the queue. Rare; allocates.
   void spill_held(worker_slot& s) {
-    if (held(s) == 0) return;
+    if (s.batch.held() == 0) return;
     {
       std::lock_guard lock(spill_mutex_);
-      steal_held(s, [&](envelope& env) {
+      s.batch.steal([&](envelope& env) {
         spill_.push_back(std::move(env));
         spilled_.fetch_add(1, std::memory_order_release);
       });
     }
     // A parked pool worker takes them now (lanes: the caller kicks).
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_relaxed) != 0 &&
-        spinning_.load(std::memory_order_relaxed) == 0) {
-      wake_one();
-    }
+    if (parking_.parked() != 0 && parking_.spinning() == 0) parking_.wake_one();
   }
 
   std::optional<envelope> take_spilled() {
@@ -892,86 +865,95 @@ class work_queue_engine {
   }
 
   // ---- waking workers (pool threads) ---------------------------------------------
-  // A worker that finds nothing spins (one at a time: spinning_) and then parks on
-  // halt_cv_ (sleepers_). submit() wakes one only when none is spinning and a parked
-  // one is needed: no worker is awake, the handlers are long (short_jobs_ false), or
-  // more than one job is queued. A worker that takes a job and leaves more queued wakes
-  // the next one. Each wake hands a token and counts the woken worker as spinning, so
-  // one wake is in flight at a time. The fences pair: either a parking worker sees the
-  // new job, or submit() sees it parked. A parked worker still looks every idle_poll.
+  // The mechanism (spin one at a time, park, wake with a token, the fences that pair)
+  // is detail::worker_parking (queue/detail/work_queue_handoff.hpp); the policy is
+  // here, one test for both sides (backlog_for_another): is there work for one more
+  // worker than those awake? Any job if none is awake or handlers are long; with short
+  // handlers, more than wake_backlog queued. submit() wakes a parked worker on it (when
+  // none is spinning or woken and not yet back); a worker that takes a batch and leaves
+  // such a backlog wakes the next; a worker looking for work (run_one with may_defer,
+  // the spinner, a parking worker after announcing itself) takes it only if it passes
+  // for it, else goes idle and parks. A parked worker still looks every idle_poll, and
+  // that look takes a batch whatever the test says (s.eager): an awake worker stuck in
+  // a long handler delays the jobs it was counted on for at most that long.
+
+  /// Pool workers awake (the target less those parked), a worker that asks included
+  /// unless it has announced itself parked.
+  [[nodiscard]] std::size_t awake_workers() const noexcept {
+    const std::size_t parked = parking_.parked();
+    const std::size_t target = target_.load(std::memory_order_relaxed);
+    return target > parked ? target - parked : 0;
+  }
+  /// Awake workers other than the (awake) caller.
+  [[nodiscard]] std::size_t others_awake() const noexcept {
+    const std::size_t awake = awake_workers();
+    return awake == 0 ? 0 : awake - 1;
+  }
+
+  /// Whether what is queued calls for one more worker than the `others` awake: with
+  /// short handlers and another worker awake, more than wake_backlog jobs (below that
+  /// the awake ones keep up); otherwise any job. The same test decides whether submit()
+  /// wakes a parked worker and whether a worker goes (or stays) idle.
+  [[nodiscard]] bool backlog_for_another(std::size_t others) const noexcept {
+    const std::size_t queued = queue_.size();
+    if (others == 0 || !short_jobs_.load(std::memory_order_relaxed)) return queued > 0;
+    return queued > wake_backlog;
+  }
 
   /// After a push: wake a parked worker if needed.
   void wake_for_submit() {
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    const std::uint32_t parked = sleepers_.load(std::memory_order_relaxed);
-    if (parked == 0 || spinning_.load(std::memory_order_relaxed) != 0) return;
-    if (short_jobs_.load(std::memory_order_relaxed) &&
-        parked < target_.load(std::memory_order_relaxed) && queue_.size() < 2) {
-      return;  // an awake worker is back before a parked one could wake
-    }
-    wake_one();
+    if (parking_.parked() == 0 || parking_.spinning() != 0) return;
+    // With an awake worker that keeps up, it is back before a parked one could wake.
+    if (backlog_for_another(awake_workers())) parking_.wake_one();
   }
 
-  /// After taking a job: if more are queued, a parked worker helps.
+  /// After taking a job: if more are queued than the awake workers keep up with, a
+  /// parked worker helps.
   void wake_for_backlog() {
-    if (sleepers_.load(std::memory_order_relaxed) == 0) return;
+    if (parking_.parked() == 0) return;
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (spinning_.load(std::memory_order_relaxed) == 0 && !queue_.empty()) wake_one();
+    if (parking_.spinning() != 0) return;
+    if (backlog_for_another(awake_workers())) parking_.wake_one();
   }
 
-  void wake_one() {
-    spinning_.fetch_add(1, std::memory_order_seq_cst);  // the woken one spins first
-    {
-      std::lock_guard lock(halt_mutex_);
-      ++wake_tokens_;
-    }
-    halt_cv_.notify_one();
-  }
-
-  static void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-  }
-
-  /// The spinner's look for work: true when some is there.
+  /// The spinner's look for work: true when some is there for it (backlog_for_another).
   bool spin_for_work(const worker_slot& s) noexcept {
-    for (int i = 0; i < spin_rounds; ++i) {
-      if (!queue_.empty() || spilled_.load(std::memory_order_relaxed) != 0) return true;
-      if (halt_.load(std::memory_order_relaxed) ||
-          s.state.load(std::memory_order_relaxed) != slot_running) {
-        return false;
-      }
-      cpu_relax();
-      if ((i & 63) == 63) std::this_thread::yield();
-    }
-    return false;
+    return worker_parking::spin(
+        spin_rounds,
+        [&] {
+          return spilled_.load(std::memory_order_relaxed) != 0 ||
+                 backlog_for_another(others_awake());
+        },
+        [&] {
+          return halt_.load(std::memory_order_relaxed) ||
+                 s.state.load(std::memory_order_relaxed) != slot_running;
+        });
   }
 
   /// Parks s until woken with a token (true: s now holds a spinning unit), its state
   /// changes, halt, or `wait`. `spinning`: s holds a unit, given up here.
   bool park(worker_slot& s, std::chrono::nanoseconds wait, bool spinning) {
-    std::unique_lock lock(halt_mutex_);
-    sleepers_.fetch_add(1, std::memory_order_seq_cst);
-    if (spinning) spinning_.fetch_sub(1, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    auto may_run = [&] {
-      return !halt_.load(std::memory_order_acquire) &&
-             s.state.load(std::memory_order_acquire) == slot_running;
-    };
-    // Not has_work(): waiting retries are covered by `wait` (until the first is due).
-    if (queue_.empty() && spilled_.load(std::memory_order_acquire) == 0) {
-      if (!queue_was_empty_.load(std::memory_order_relaxed)) {
-        queue_was_empty_.store(true, std::memory_order_relaxed);
-      }
-      halt_cv_.wait_for(lock, wait, [&] { return wake_tokens_ > 0 || !may_run(); });
-    }
-    sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-    if (wake_tokens_ == 0 || !may_run()) return false;
-    --wake_tokens_;
-    return true;
+    return parking_.park(
+        wait, spinning,
+        [&] {
+          // Not has_work(): waiting retries are covered by `wait` (until the first is due).
+          // The test submit() makes before waking a parked worker: either this sees the
+          // job, or submit() sees s parked (the fences in worker_parking::park and
+          // wake_for_submit).
+          if (spilled_.load(std::memory_order_acquire) != 0 ||
+              backlog_for_another(awake_workers())) {
+            return false;
+          }
+          if (queue_.empty() && !queue_was_empty_.load(std::memory_order_relaxed)) {
+            queue_was_empty_.store(true, std::memory_order_relaxed);
+          }
+          return true;
+        },
+        [&] {
+          return !halt_.load(std::memory_order_acquire) &&
+                 s.state.load(std::memory_order_acquire) == slot_running;
+        });
   }
 
   /// Asks CoDel about `env` (under shed_mutex_, with the time read there so decisions
@@ -980,7 +962,7 @@ class work_queue_engine {
     time_point now{};
     // Jobs behind it: the queue, s's batch, and what retiring workers gave back.
     const std::size_t behind =
-        queue_.size() + held(s) + spilled_.load(std::memory_order_acquire);
+        queue_.size() + s.batch.held() + spilled_.load(std::memory_order_acquire);
     {
       std::lock_guard lock(shed_mutex_);
       now = clock_.now();
@@ -1064,34 +1046,37 @@ class work_queue_engine {
         }
         continue;  // set_workers kept it
       }
-      if (run_one(s)) continue;
-      idle_wait(s);
+      if (run_one(s, !std::exchange(s.eager, false))) continue;
+      s.eager = idle_wait(s);
     }
     s.state.store(slot_stopped, std::memory_order_release);
   }
 
-  /// Nothing to run: spin (if no other worker does), then park until woken, retired,
-  /// halted or the next retry may be due.
-  void idle_wait(worker_slot& s) {
+  /// Nothing to run (for s): spin (if no other worker does), then park until woken,
+  /// retired, halted or the next retry may be due. True when it waited without being
+  /// woken: its next look then takes a batch whoever else is awake (a worker awake but
+  /// stuck in a long handler leaves its share to it: at most one idle_poll late).
+  bool idle_wait(worker_slot& s) {
     const std::chrono::nanoseconds wait = idle_wait_time();
     if (!queue_.closed() && !retry_full()) {
-      std::uint32_t none = 0;
-      bool spinning = spinning_.compare_exchange_strong(none, 1, std::memory_order_seq_cst);
+      // A worker that leaves queued jobs to the others awake parks at once: spinning is
+      // for the one that waits for the next job.
+      bool spinning = queue_.empty() && parking_.try_spin();
       for (;;) {
         if (spinning && spin_for_work(s)) {
-          spinning_.fetch_sub(1, std::memory_order_seq_cst);
-          return;
+          parking_.end_spin();
+          return false;
         }
-        if (!park(s, spinning ? idle_wait_time() : wait, spinning)) return;
+        if (!park(s, spinning ? idle_wait_time() : wait, spinning)) return true;
         spinning = true;  // woken with a token: look for the job that came
       }
     }
     mark_seen_empty();
-    std::unique_lock lock(halt_mutex_);
-    halt_cv_.wait_for(lock, wait, [&] {
+    parking_.wait(wait, [&] {
       return halt_.load(std::memory_order_acquire) ||
              s.state.load(std::memory_order_acquire) != slot_running;
     });
+    return true;
   }
 
   // ---- executor lanes -----------------------------------------------------------
@@ -1187,9 +1172,7 @@ class work_queue_engine {
       add(*s);
     }
     std::uint64_t accepted = 0;
-    for (const submit_stripe& stripe : stripes_) {
-      accepted += stripe.accepted.load(std::memory_order_acquire);
-    }
+    for (const submit_stripe& stripe : stripes_) accepted += stripe.accepted();
     return done >= accepted;
   }
 
@@ -1211,9 +1194,7 @@ class work_queue_engine {
   /// Every submission still in progress is a caller-runs attempt in its handler.
   [[nodiscard]] bool callers_in_handlers() const noexcept {
     std::int64_t n = 0;
-    for (const submit_stripe& stripe : stripes_) {
-      n += stripe.in_progress.load(std::memory_order_seq_cst);
-    }
+    for (const submit_stripe& stripe : stripes_) n += stripe.in_progress();
     return n <=
            static_cast<std::int64_t>(caller_slot_.busy.load(std::memory_order_acquire));
   }
@@ -1236,9 +1217,7 @@ class work_queue_engine {
 
   [[nodiscard]] bool no_submit_in_progress() const noexcept {
     std::int64_t n = 0;
-    for (const submit_stripe& stripe : stripes_) {
-      n += stripe.in_progress.load(std::memory_order_seq_cst);
-    }
+    for (const submit_stripe& stripe : stripes_) n += stripe.in_progress();
     return n == 0;
   }
 
@@ -1314,12 +1293,8 @@ class work_queue_engine {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> halt_{false};
   std::atomic<bool> stopped_{false};
-  std::mutex halt_mutex_;  // also where idle pool workers park
-  std::condition_variable halt_cv_;
-  std::size_t wake_tokens_ = 0;  // halt_mutex_: wakes not yet taken by a parked worker
-  alignas(64) std::atomic<std::uint32_t> sleepers_{0};  // pool workers parking or parked
-  std::atomic<std::uint32_t> spinning_{0};  // workers spinning for work (or woken to)
-  std::atomic<bool> short_jobs_{false};     // sampled handler time < short_job_ns
+  worker_parking parking_;  // idle pool workers; its mutex also orders halt_ changes
+  std::atomic<bool> short_jobs_{false};  // sampled handler time < short_job_ns
   alignas(64) std::atomic<bool> queue_was_empty_{true};
   std::atomic<std::int64_t> empty_mark_{std::numeric_limits<std::int64_t>::min()};
   counter rejected_;
