@@ -17,9 +17,11 @@
 //    version conflict between a user's parallel tabs), GET /orders reads on a replica
 //    that has replayed it, else on the primary.
 //  - after an order's COMMIT, its payment goes to the `payment` service (payment.cpp)
-//    through outgrow::circuit_breaker with a timeout; a failed or refused call (breaker
-//    open) defers the payment — the order is still accepted (see the comment at the
-//    breaker for why) — and a fulfilment job goes to outgrow::redis_stream_queue
+//    through outgrow::bulkhead (at most --payment-concurrency calls at once per
+//    instance: a hanging provider ties up that many threads, not all of them) and
+//    outgrow::circuit_breaker with a timeout; a failed or refused call (bulkhead full,
+//    breaker open) defers the payment — the order is still accepted (see the comment at
+//    the breaker for why) — and a fulfilment job goes to outgrow::redis_stream_queue
 //    (fulfilment.hpp; idempotency key = the order id) for the workers (worker.cpp).
 //
 // Endpoints: GET /health (200 "ok"), GET /whoami (the instance id), GET /product/<id>
@@ -47,7 +49,8 @@
 // live_shop::postgres_cluster creates them); --pg-poll-ms N (default 100) is the
 // replication poll. --payment HOST:PORT charges orders (without it every payment is
 // deferred to the workers); --payment-timeout-ms N (300) bounds each call;
-// --breaker-open-ms N (2000) is how long the breaker stays open. Built without libpq
+// --breaker-open-ms N (2000) is how long the breaker stays open; --payment-concurrency N
+// (8) caps the calls in flight (the bulkhead). Built without libpq
 // (no OUTGROW_LIVE_SHOP_WITH_PG), --pg-primary is refused. It binds 127.0.0.1 only;
 // SIGTERM or SIGKILL stops it (it holds nothing that needs flushing: PostgreSQL has
 // every order and Redis its job once the POST answered 201).
@@ -76,6 +79,7 @@
 #ifdef OUTGROW_LIVE_SHOP_WITH_PG
 #include <memory>
 
+#include <outgrow/admission/bulkhead.hpp>
 #include <outgrow/redis/redis_stream_queue.hpp>
 #include <outgrow/resilience/circuit_breaker.hpp>
 
@@ -154,6 +158,7 @@ struct options {
   std::optional<live_shop::address> payment;
   std::chrono::milliseconds payment_timeout{300};
   std::chrono::milliseconds breaker_open{2000};
+  std::size_t payment_concurrency = 8;
 };
 
 options parse(int argc, char** argv) {
@@ -161,7 +166,8 @@ options parse(int argc, char** argv) {
       "live_shop_app",
       "--id NAME [--port N] [--port-file FILE] [--redis HOST:PORT] [--db-delay-ms N] "
       "[--pg-primary HOST:PORT [--pg-replica HOST:PORT]... [--pg-poll-ms N] "
-      "[--payment HOST:PORT [--payment-timeout-ms N] [--breaker-open-ms N]]]");
+      "[--payment HOST:PORT [--payment-timeout-ms N] [--breaker-open-ms N] "
+      "[--payment-concurrency N]]]");
   options o;
   cli.parse(argc, argv, [&](std::string_view name, const std::string& value) {
     if (name == "--id") {
@@ -186,6 +192,8 @@ options parse(int argc, char** argv) {
       o.payment_timeout = cli.millis(name, value, 1);
     } else if (name == "--breaker-open-ms") {
       o.breaker_open = cli.millis(name, value, 1);
+    } else if (name == "--payment-concurrency") {
+      o.payment_concurrency = static_cast<std::size_t>(cli.number(name, value, 1, 1024));
     } else {
       return false;
     }
@@ -264,6 +272,12 @@ int main(int argc, char** argv) try {
   // possible later decline (handled by e-mail, as shops that authorize at shipping time
   // do). The charge is idempotent by order id, so the app's and a worker's attempts
   // never charge twice.
+  // Outside the breaker, a bulkhead: at most --payment-concurrency calls in flight, no
+  // waiting line (a caller that finds it full defers the payment at once). A provider
+  // that hangs then holds that many of this instance's threads for the timeout, not all
+  // of them, until the breaker opens.
+  outgrow::bulkhead payment_bulkhead(
+      {.max_concurrent_calls = opt.payment_concurrency, .max_waiting = 0});
   outgrow::circuit_breaker<> payment_breaker(
       {.failure_threshold = 5, .open_for = opt.breaker_open});
   outgrow::counter payments_charged;
@@ -286,14 +300,17 @@ int main(int argc, char** argv) try {
   const auto after_commit = [&](std::int64_t order_id) -> std::string {
     bool paid = false;
     if (opt.payment) {
-      if (auto permit = payment_breaker.try_acquire()) {
-        thread_local std::optional<live_shop::payment_client> pay;
-        if (!pay) pay.emplace(*opt.payment, opt.payment_timeout);
-        paid = pay->charge(order_id);
-        if (paid) {
-          permit.success();
-        } else {
-          permit.failure();
+      const auto slot = payment_bulkhead.try_acquire();
+      if (slot) {
+        if (auto permit = payment_breaker.try_acquire()) {
+          thread_local std::optional<live_shop::payment_client> pay;
+          if (!pay) pay.emplace(*opt.payment, opt.payment_timeout);
+          paid = pay->charge(order_id);
+          if (paid) {
+            permit.success();
+          } else {
+            permit.failure();
+          }
         }
       }
     }
@@ -385,6 +402,7 @@ int main(int argc, char** argv) try {
         w.add("app_orders", orders->metrics(), instance);
         w.add("app_orders_splitter", orders->splitter().metrics(), instance);
         w.add("app_payment_breaker", payment_breaker.metrics(), instance);
+        w.add("app_payment_bulkhead", payment_bulkhead.metrics(), instance);
         for (const auto& e : orders->splitter().endpoints()) {
           w.add("app_orders_endpoint", e,
                 {{"instance", opt.id}, {"connection", e.connection}});

@@ -478,6 +478,7 @@ TEST_CASE("live shop: sessions payments fulfilment through crashes") {
   CHECK(shop_sample(app_metrics, "app_no_session" + app2) == 0);
   CHECK(shop_sample(app_metrics, "app_sessions_hits" + app2) > 0);
   CHECK(shop_sample(app_metrics, "app_payment_breaker_rejected" + app2) > 0);
+  CHECK(shop_sample(app_metrics, "app_payment_bulkhead_admitted" + app2) > 0);
   CHECK(workers[1]->running());
   CHECK(apps[1]->running());
 
