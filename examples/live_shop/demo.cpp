@@ -29,7 +29,6 @@
 // --svg FILE (default: $TMPDIR/outgrow_live_shop.svg); --shoppers N (16);
 // --target-rps N (requests/s per app instance the scaler aims at; 400).
 #include <arpa/inet.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -61,6 +60,7 @@
 #include "../redis_process.hpp"  // example::free_port
 #include "fulfilment.hpp"
 #include "http.hpp"
+#include "orders_db.hpp"
 #include "postgres_process.hpp"
 #include "process.hpp"
 
@@ -184,40 +184,6 @@ std::map<std::string, double> read_key_values(const fs::path& file) {
   std::string key;
   double value = 0;
   while (in >> key >> value) out[key] = value;
-  return out;
-}
-
-// ---- PostgreSQL -----------------------------------------------------------------------
-
-/// Ids of the orders fulfilled (paid, fulfilled_at set) on the primary.
-std::set<long> fulfilled_orders(const live_shop::address& primary) {
-  std::set<long> out;
-  PGconn* c = PQconnectdb(live_shop::postgres_cluster::conninfo(primary).c_str());
-  if (PQstatus(c) == CONNECTION_OK) {
-    PGresult* r =
-        PQexec(c, "SELECT id FROM orders WHERE fulfilled_at IS NOT NULL AND paid");
-    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-      for (int i = 0; i < PQntuples(r); ++i) {
-        out.insert(std::strtol(PQgetvalue(r, i, 0), nullptr, 10));
-      }
-    }
-    PQclear(r);
-  }
-  PQfinish(c);
-  return out;
-}
-
-long sql_number(const live_shop::address& where, const char* sql) {
-  PGconn* c = PQconnectdb(live_shop::postgres_cluster::conninfo(where).c_str());
-  long out = -1;
-  if (PQstatus(c) == CONNECTION_OK) {
-    PGresult* r = PQexec(c, sql);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-      out = std::strtol(PQgetvalue(r, 0, 0), nullptr, 10);
-    }
-    PQclear(r);
-  }
-  PQfinish(c);
   return out;
 }
 
@@ -660,7 +626,7 @@ int run(const options& opt) {
   std::set<long> fulfilled, dead;
   long unsettled = static_cast<long>(acked.size());
   for (const auto deadline = steady::now() + 30s;;) {
-    fulfilled = fulfilled_orders(pg->primary());
+    fulfilled = live_shop::fulfilled_orders(pg->primary());
     dead = dead_ids();
     unsettled = count_missing(fulfilled, dead);
     if (unsettled == 0 || steady::now() > deadline) break;
@@ -672,19 +638,20 @@ int run(const options& opt) {
   const auto replayed = queue.dead_letters().replay_all();
   long unfulfilled = static_cast<long>(acked.size());
   for (const auto deadline = steady::now() + 30s;;) {
-    fulfilled = fulfilled_orders(pg->primary());
+    fulfilled = live_shop::fulfilled_orders(pg->primary());
     unfulfilled = count_missing(fulfilled, {});
     const auto m = queue.metrics();
     if ((unfulfilled == 0 && m && m->length == 0) || steady::now() > deadline) break;
     check_interrupted();
     std::this_thread::sleep_for(100ms);
   }
-  const long orders_in_db = sql_number(pg->primary(), "SELECT count(*) FROM orders");
+  const long orders_in_db =
+      live_shop::sql_number(pg->primary(), "SELECT count(*) FROM orders");
   // An instance killed between an order's COMMIT and its enqueue leaves an order with
   // no job (app.cpp: the window a transactional outbox would close); its client got no
   // 201, so there are at most as many as failed POSTs.
-  const long unfulfilled_in_db =
-      sql_number(pg->primary(), "SELECT count(*) FROM orders WHERE fulfilled_at IS NULL");
+  const long unfulfilled_in_db = live_shop::sql_number(
+      pg->primary(), "SELECT count(*) FROM orders WHERE fulfilled_at IS NULL");
   const std::string front_metrics = http_get_text(front_at, "/metrics");
   std::string scaler_status = http_get_text(scaler_at, "/status");
   while (!scaler_status.empty() && scaler_status.back() == '\n') scaler_status.pop_back();

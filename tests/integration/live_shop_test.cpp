@@ -105,24 +105,6 @@ struct browser {
   }
 };
 
-/// Ids of the orders fulfilled on the primary (empty on error).
-std::set<long> shop_fulfilled(const live_shop::address& primary) {
-  std::set<long> out;
-  PGconn* c = PQconnectdb(live_shop::postgres_cluster::conninfo(primary).c_str());
-  if (PQstatus(c) == CONNECTION_OK) {
-    PGresult* r =
-        PQexec(c, "SELECT id FROM orders WHERE fulfilled_at IS NOT NULL AND paid");
-    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-      for (int i = 0; i < PQntuples(r); ++i) {
-        out.insert(std::strtol(PQgetvalue(r, i, 0), nullptr, 10));
-      }
-    }
-    PQclear(r);
-  }
-  PQfinish(c);
-  return out;
-}
-
 /// The value of the sample `name` (with its label set, e.g. `{instance="a"}`) in a
 /// Prometheus text, or -1.
 double shop_sample(const std::string& text, const std::string& name_and_labels) {
@@ -404,7 +386,7 @@ TEST_CASE("live shop: sessions payments fulfilment through crashes") {
   {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     for (;;) {
-      fulfilled = shop_fulfilled(pg.primary());
+      fulfilled = live_shop::fulfilled_orders(pg.primary());
       dead = dead_ids();
       unsettled = static_cast<std::size_t>(std::count_if(
           acknowledged.begin(), acknowledged.end(),
@@ -425,7 +407,7 @@ TEST_CASE("live shop: sessions payments fulfilment through crashes") {
   {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     for (;;) {
-      fulfilled = shop_fulfilled(pg.primary());
+      fulfilled = live_shop::fulfilled_orders(pg.primary());
       unfulfilled = static_cast<std::size_t>(
           std::count_if(acknowledged.begin(), acknowledged.end(),
                         [&](long id) { return !fulfilled.contains(id); }));

@@ -1,6 +1,6 @@
 // tests/support/live_shop_support.hpp — what the live shop's integration tests share:
 // where the shop's programs are, a scratch directory, waiting for a program's port or
-// ready file, and (with libpq) one number from a SQL query.
+// ready file, and (with libpq) one number from a SQL query (orders_db.hpp).
 #pragma once
 
 #include <chrono>
@@ -14,9 +14,7 @@
 #include "../../examples/live_shop/http.hpp"  // live_shop::address
 #include "catch.hpp"
 #ifdef OUTGROW_LIVE_SHOP_WITH_PG
-#include <libpq-fe.h>
-
-#include "../../examples/live_shop/postgres_process.hpp"
+#include "../../examples/live_shop/orders_db.hpp"
 #endif
 
 namespace outgrow_test {
@@ -79,20 +77,7 @@ inline live_shop::address wait_for_address(const std::filesystem::path& file) {
 }
 
 #ifdef OUTGROW_LIVE_SHOP_WITH_PG
-/// The single value `sql` returns on `where` as a number (-1 on any error).
-inline long sql_number(const live_shop::address& where, const std::string& sql) {
-  PGconn* c = PQconnectdb(live_shop::postgres_cluster::conninfo(where).c_str());
-  long out = -1;
-  if (PQstatus(c) == CONNECTION_OK) {
-    PGresult* r = PQexec(c, sql.c_str());
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-      out = std::strtol(PQgetvalue(r, 0, 0), nullptr, 10);
-    }
-    PQclear(r);
-  }
-  PQfinish(c);
-  return out;
-}
+using live_shop::sql_number;
 #endif
 
 }  // namespace outgrow_test
