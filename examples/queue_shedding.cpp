@@ -130,4 +130,5 @@ int main() {
              plain.metrics.accepted, plain.metrics.shed);
   fmt::print("CoDel:       ran {} of {}, shed {} (in the dead-letter queue, replayable)\n",
              codel.metrics.succeeded, codel.metrics.accepted, codel.metrics.shed);
+  return 0;
 }
