@@ -22,11 +22,15 @@ endfunction()
 
 # outgrow_unity_includes(<out> <source>...): the #include lines of the sources (relative
 # to the current source directory), each once, joined by newlines.
+# The sources become configure dependencies: a file that gains an #include re-runs
+# CMake, which hoists it (else it would land inside the file's namespace).
 function(outgrow_unity_includes out)
   set(includes "")
   foreach(source IN LISTS ARGN)
     file(STRINGS "${CMAKE_CURRENT_SOURCE_DIR}/${source}" lines REGEX "^#include [<\"]")
     list(APPEND includes ${lines})
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+                 "${CMAKE_CURRENT_SOURCE_DIR}/${source}")
   endforeach()
   list(REMOVE_DUPLICATES includes)
   list(JOIN includes "\n" text)

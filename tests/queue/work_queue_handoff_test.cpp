@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "eventually.hpp"
 #include "gate.hpp"
+#include "work_queue_fixture.hpp"
 
 using namespace std::chrono_literals;
 using outgrow::constant_backoff;
@@ -26,33 +28,14 @@ using outgrow::manual_clock;
 using outgrow::overflow_policy;
 using outgrow::submit_status;
 using outgrow::work_queue;
+using outgrow_test::eventually;
 using outgrow_test::gate;
 
 namespace {
 
-struct job {
-  std::uint32_t id = 0;
-};
-
-using queue_type = work_queue<job, manual_clock, constant_backoff>;
-
-std::unique_ptr<queue_type> make(outgrow::work_queue_config config,
-                                 std::function<void(job&)> handler) {
-  return std::make_unique<queue_type>(std::move(config), std::move(handler), manual_clock{},
-                                      constant_backoff{0ns});
-}
-
-/// Waits (real time, yielding) for a condition other threads make true; false after a
-/// generous limit so that a bug fails the test instead of hanging it.
-template <class Pred>
-bool eventually(Pred pred) {
-  const auto limit = std::chrono::steady_clock::now() + 120s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > limit) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+using job = outgrow_test::id_job;
+using queue_type = outgrow_test::id_job_queue;
+constexpr auto make = outgrow_test::make_id_job_queue;
 
 /// Submits `n` jobs behind a worker stuck in job 0's handler (2 workers, short
 /// handlers) and checks that all of them run while it stays stuck.

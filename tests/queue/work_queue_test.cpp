@@ -19,6 +19,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "catch.hpp"
+#include "eventually.hpp"
 #include "gate.hpp"
 
 using namespace std::chrono_literals;
@@ -28,6 +29,7 @@ using outgrow::manual_clock;
 using outgrow::overflow_policy;
 using outgrow::submit_status;
 using outgrow::work_queue;
+using outgrow_test::eventually;
 
 namespace {
 
@@ -42,18 +44,6 @@ template <class Q = work_queue<job, manual_clock, constant_backoff>, class H>
 std::unique_ptr<Q> make_queue(outgrow::work_queue_config config, H handler,
                               manual_clock clock = {}) {
   return std::make_unique<Q>(std::move(config), std::move(handler), clock, no_delay);
-}
-
-/// Waits (real time, yielding) for a condition other threads make true; false after a
-/// generous limit so that a bug fails the test instead of hanging it.
-template <class Pred>
-bool eventually(Pred pred) {
-  const auto limit = std::chrono::steady_clock::now() + 120s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > limit) return false;
-    std::this_thread::yield();
-  }
-  return true;
 }
 
 /// Counts per job id, written by handlers on any thread.
