@@ -142,15 +142,6 @@ options parse(int argc, char** argv) {
 using balancer = outgrow::load_balancer<std::string, outgrow::power_of_two_choices>;
 constexpr int max_attempts = 3;  // the first try and two retries
 
-// load_balancer wants a non-empty list at construction, while a front started with no
-// --upstream begins empty: it is built on this placeholder, removed before any request
-// or health check can see it (nothing ever picks or checks it).
-constexpr std::string_view no_upstream_placeholder = "(no upstream yet)";
-std::vector<std::string> initial_members(const std::vector<std::string>& upstreams) {
-  if (upstreams.empty()) return {std::string(no_upstream_placeholder)};
-  return upstreams;
-}
-
 // Keep-alive connections of the calling thread, one per upstream.
 live_shop::client_connection& connection_to(const std::string& upstream,
                                             std::chrono::milliseconds timeout) {
@@ -187,14 +178,13 @@ class front {
  public:
   front(const options& opt, boost::asio::any_io_executor health_executor)
       : opt_(opt),
-        lb_(initial_members(opt.upstreams), {.consecutive_failures = 3,
-                                             .base_ejection_time = 10s,
-                                             .health_check_interval = opt.health_interval,
-                                             .healthy_threshold = 2,
-                                             .unhealthy_threshold = 2,
-                                             .slow_start_window = opt.slow_start,
-                                             .measure_latency = true}) {
-    if (opt.upstreams.empty()) lb_.remove(std::string(no_upstream_placeholder));
+        lb_(opt.upstreams, {.consecutive_failures = 3,
+                            .base_ejection_time = 10s,
+                            .health_check_interval = opt.health_interval,
+                            .healthy_threshold = 2,
+                            .unhealthy_threshold = 2,
+                            .slow_start_window = opt.slow_start,
+                            .measure_latency = true}) {
     const auto timeout = std::min(opt.timeout, std::chrono::milliseconds(500));
     lb_.start_health_checks(std::move(health_executor), [timeout](const std::string& e) {
       // Its own connection per check: a check must not reuse a half-dead socket.

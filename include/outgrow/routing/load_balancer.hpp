@@ -546,9 +546,11 @@ class load_balancer {
       : load_balancer(std::vector<weighted_node<Endpoint>>(endpoints), config,
                       std::move(clock), std::move(hasher)) {}
 
-  /// Any range of endpoints or of weighted_node<Endpoint>.
-  /// Throws: config_error for no endpoints, a weight outside (0, 1e6] (key_hash: see
-  /// ring_vnodes), a duplicate endpoint or a bad config field (see validate()).
+  /// Any range of endpoints or of weighted_node<Endpoint>. It may be empty (a front
+  /// whose instances register later): pick() is false, counted as no_endpoint, until
+  /// add(), as after removing the last endpoint.
+  /// Throws: config_error for a weight outside (0, 1e6] (key_hash: see ring_vnodes), a
+  /// duplicate endpoint or a bad config field (see validate()).
   template <class R>
   requires node_range<R, Endpoint> || weighted_node_range<R, Endpoint>
   explicit load_balancer(const R& endpoints, load_balancer_config config = {},

@@ -87,7 +87,8 @@ class balancer_engine {
     constexpr bool operator()(const Endpoint&) const noexcept { return true; }
   };
 
-  /// Throws: config_error for no endpoints, a bad weight, a duplicate or a bad config.
+  /// Throws: config_error for a bad weight, a duplicate or a bad config (an empty list
+  /// is fine: picks find nothing until add()).
   balancer_engine(std::vector<weighted_node<Endpoint>> list, const Config& config,
                   Clock clock, Hasher hasher)
       : config_(validated(config)),
@@ -98,7 +99,6 @@ class balancer_engine {
         current_(std::make_shared<const snapshot>()),
         stripe_mask_(static_cast<std::uint32_t>(lb_stripe_count() - 1)),
         stripes_(std::make_unique<lb_pick_stripe[]>(lb_stripe_count())) {
-    require(!list.empty(), primitive, "endpoints", "a non-empty list", "none");
     // Stripe k starts its cursor at k (threads spread from their first pick) and draws
     // its own stream; stripe 0, the first picking thread's, is the seed's own.
     for (std::uint32_t k = 0; k <= stripe_mask_; ++k) {
