@@ -18,6 +18,11 @@ if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     target_compile_options(outgrow_warnings INTERFACE
       --param=ggc-min-expand=200 --param=ggc-min-heapsize=524288)
   endif()
+  # Clang stamps a precompiled header with its build time unless told not to; ccache
+  # cannot cache the compiles that use a stamped one.
+  if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    target_compile_options(outgrow_warnings INTERFACE "SHELL:-Xclang -fno-pch-timestamp")
+  endif()
 elseif(MSVC)
   target_compile_options(outgrow_warnings INTERFACE /W4 /permissive-)
   if(OUTGROW_WARNINGS_AS_ERRORS)

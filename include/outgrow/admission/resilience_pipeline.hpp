@@ -199,6 +199,10 @@ struct rate_limit_stage {
     return next();
   }
 };
+// The stages are aggregates; their deduction guides spell out what C++20 aggregate
+// deduction gives, for compilers without it (clang before 17).
+template <class Limiter>
+rate_limit_stage(Limiter&) -> rate_limit_stage<Limiter>;
 
 /// Holds a bulkhead permit around the rest of the call. wait_for_permit: when none is
 /// free, wait in the bulkhead's line (bulkhead_config::max_waiting) until the call's
@@ -216,6 +220,10 @@ struct bulkhead_stage {
     return next();
   }
 };
+template <class Bulkhead>
+bulkhead_stage(Bulkhead&) -> bulkhead_stage<Bulkhead>;
+template <class Bulkhead>
+bulkhead_stage(Bulkhead&, bool) -> bulkhead_stage<Bulkhead>;
 
 /// Holds a concurrency_limiter permit; reports success, dropped (the call failed or
 /// came back late) or ignore (refused further in).
@@ -234,6 +242,8 @@ struct concurrency_limit_stage {
     return r;
   }
 };
+template <class Limiter>
+concurrency_limit_stage(Limiter&) -> concurrency_limit_stage<Limiter>;
 
 /// Asks a circuit_breaker; records success, failure (also a late call), or ignore
 /// (refused further in).
@@ -251,6 +261,8 @@ struct breaker_stage {
     return r;
   }
 };
+template <class Breaker>
+breaker_stage(Breaker&) -> breaker_stage<Breaker>;
 
 /// Re-runs the stages after it while the call fails (pipeline_rejection::failed) or an
 /// attempt timed out inside it, as the retry (its attempts, backoff, budget and
@@ -301,6 +313,8 @@ struct retry_stage {
     return r;
   }
 };
+template <class Retry>
+retry_stage(Retry&) -> retry_stage<Retry>;
 
 /// Narrows the call's deadline to `timeout` from when the call reaches this stage, for
 /// the stages after it and f; a call that comes back after it is `timed_out`.

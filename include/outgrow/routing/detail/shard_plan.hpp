@@ -245,7 +245,9 @@ void entity_moves(Plan& plan, const Entities& entities, std::uint32_t default_sh
     const std::uint32_t to = next.route_entity(e);
     if (to != s) plan.moves.push_back({fmt::format("entity {}", e), s, to});
   }
-  for (const auto& [e, s] : next_entities) {
+  for (const auto& entry : next_entities) {  // not a structured binding: a lambda
+    const auto& e = entry.first;             // captures it only from clang 16 on
+    const std::uint32_t s = entry.second;
     const bool known = std::any_of(entities.begin(), entities.end(),
                                    [&](const auto& p) { return p.first == e; });
     if (!known && s != default_shard) {
