@@ -63,7 +63,11 @@ struct stuck_batch {
   std::unique_ptr<queue_type> q;
 
   explicit stuck_batch(std::uint32_t n) {
-    q = make({.capacity = 64, .workers = 1, .max_workers = 2, .scale_from_zero = true},
+    q = make({.capacity = 64,
+              .workers = 1,
+              .max_workers = 2,
+              .scale_from_zero = true,
+              .block_timeout = 1h},
              [this](job& j) {
                if (j.id == 0) g.wait();
                log.add(j.id);

@@ -126,7 +126,9 @@ TEST_CASE(
 
 TEST_CASE("work_queue runs every submitted job exactly once", "[work_queue]") {
   tally t(1000);
-  auto q = make_queue({.capacity = 64, .workers = 3}, [&](job& j) {
+  // More jobs than room: submit blocks for room, as long as the workers need on a
+  // loaded machine (block_timeout is not what this tests).
+  auto q = make_queue({.capacity = 64, .workers = 3, .block_timeout = 1h}, [&](job& j) {
     t.attempts[j.id].fetch_add(1);
     t.successes[j.id].fetch_add(1);
   });
@@ -1017,18 +1019,20 @@ TEST_CASE("handlers run on a user-supplied asio executor within the worker cap",
   std::atomic<int> peak{0};
   std::atomic<int> off_pool{0};
   std::atomic<int> ran{0};
-  auto q = make_queue({.capacity = 64, .workers = 1, .executor = pool.get_executor()},
-                      [&](job&) {
-                        if (!pool.get_executor().running_in_this_thread())
-                          off_pool.fetch_add(1);
-                        const int now = running.fetch_add(1) + 1;
-                        int seen = peak.load();
-                        while (now > seen && !peak.compare_exchange_weak(seen, now)) {
-                        }
-                        for (int i = 0; i < 200; ++i) std::this_thread::yield();
-                        running.fetch_sub(1);
-                        ran.fetch_add(1);
-                      });
+  // 300 jobs into 64 places behind a lane of slow handlers: on a loaded machine the
+  // default block_timeout (1 s) can run out (seen with six tests at once on 2 cores).
+  auto q = make_queue(
+      {.capacity = 64, .workers = 1, .block_timeout = 1h, .executor = pool.get_executor()},
+      [&](job&) {
+        if (!pool.get_executor().running_in_this_thread()) off_pool.fetch_add(1);
+        const int now = running.fetch_add(1) + 1;
+        int seen = peak.load();
+        while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+        }
+        for (int i = 0; i < 200; ++i) std::this_thread::yield();
+        running.fetch_sub(1);
+        ran.fetch_add(1);
+      });
   for (std::uint32_t i = 0; i < 300; ++i) REQUIRE(q->submit(job{i}));
   REQUIRE(q->wait_until_idle(120s));
   CHECK(ran.load() == 300);
