@@ -37,6 +37,28 @@ function(outgrow_unity_includes out)
   set(${out} "${text}" PARENT_SCOPE)
 endfunction()
 
+# outgrow_unity_halves(<prefix> <source>...): splits the sources (relative to the current
+# source directory) into <prefix>_1 and <prefix>_2 of about equal size in bytes, in
+# order, so that two units compile at once on two cores instead of one.
+function(outgrow_unity_halves prefix)
+  set(part_1 "")
+  set(part_2 "")
+  set(size_1 0)
+  set(size_2 0)
+  foreach(source IN LISTS ARGN)
+    file(SIZE "${CMAKE_CURRENT_SOURCE_DIR}/${source}" size)
+    if(size_1 LESS_EQUAL size_2)
+      list(APPEND part_1 ${source})
+      math(EXPR size_1 "${size_1} + ${size}")
+    else()
+      list(APPEND part_2 ${source})
+      math(EXPR size_2 "${size_2} + ${size}")
+    endif()
+  endforeach()
+  set(${prefix}_1 "${part_1}" PARENT_SCOPE)
+  set(${prefix}_2 "${part_2}" PARENT_SCOPE)
+endfunction()
+
 # outgrow_write_if_changed(<path> <text>): rewrites the file only when its text changes,
 # so a re-configure does not rebuild what did not change.
 function(outgrow_write_if_changed path text)

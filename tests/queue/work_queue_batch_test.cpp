@@ -26,10 +26,7 @@
 #include "work_queue_fixture.hpp"
 
 using namespace std::chrono_literals;
-using outgrow::constant_backoff;
-using outgrow::manual_clock;
 using outgrow::overflow_policy;
-using outgrow::work_queue;
 using outgrow_test::eventually;
 using outgrow_test::gate;
 

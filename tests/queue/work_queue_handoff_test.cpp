@@ -11,7 +11,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,11 +22,8 @@
 #include "work_queue_fixture.hpp"
 
 using namespace std::chrono_literals;
-using outgrow::constant_backoff;
-using outgrow::manual_clock;
 using outgrow::overflow_policy;
 using outgrow::submit_status;
-using outgrow::work_queue;
 using outgrow_test::eventually;
 using outgrow_test::gate;
 
