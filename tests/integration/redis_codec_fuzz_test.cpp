@@ -7,7 +7,10 @@
 // and must not crash (run under ASan + UBSan), and every input must either decode to a
 // value that encodes back to it (or, for decimal text that has several spellings, to a
 // value that round-trips) or be a decode error, which the test counts. No server needed.
+#include <hiredis/hiredis.h>
+
 #include <outgrow/redis/codec.hpp>
+#include <outgrow/redis/detail/connection.hpp>
 #include <outgrow/redis/detail/invalidation_wire.hpp>
 
 #include <bit>
@@ -331,5 +334,41 @@ TEST_CASE("fuzz: the invalidation bus's message parser", "[redis_codec][fuzz]") 
                r.decode_errors);
     CHECK(r.decoded > 0);
     CHECK(r.decode_errors > 0);
+  }
+}
+
+TEST_CASE("redis_format_command writes exactly what hiredis formats",
+          "[redis_codec][fuzz]") {
+  // Pipelines (detail/stream_link.hpp) format commands themselves; Redis must receive the
+  // bytes hiredis would have sent: empty arguments, binary bytes, CR LF inside an
+  // argument, lengths across digit boundaries, up to 64 KiB.
+  std::mt19937_64 rng(20261203);
+  const std::size_t lengths[] = {0, 1, 9, 10, 99, 100, 999, 1000, 65'536};
+  for (int round = 0; round < 2'000; ++round) {
+    std::vector<std::string> args(1 + rng() % 12);
+    for (auto& a : args) {
+      const std::size_t n =
+          rng() % 4 == 0 ? lengths[rng() % std::size(lengths)] : rng() % 40;
+      a.resize(n);
+      for (auto& c : a) {
+        c = rng() % 4 == 0 ? "\r\n\0$"[rng() % 4] : static_cast<char>(rng());
+      }
+    }
+    std::vector<std::string_view> views(args.begin(), args.end());
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    char* formatted = nullptr;
+    const int n = redisFormatCommandArgv(&formatted, static_cast<int>(args.size()),
+                                         argv.data(), lens.data());
+    REQUIRE(n > 0);
+    const std::string expected(formatted, static_cast<std::size_t>(n));
+    redisFreeCommand(formatted);
+    std::string ours = "prefix";  // appends, never overwrites
+    outgrow::detail::redis_format_command(ours, views);
+    REQUIRE(ours == "prefix" + expected);
   }
 }

@@ -191,13 +191,15 @@
 // XADDs; with min_replicas, one WAIT at its end); a worker one XREADGROUP per batch, one
 // pipelined EXISTS round trip per batch with keys, one pipelined round trip of completion
 // scripts per batch (retries and dead letters: one EVAL each); metrics one pipelined
-// round trip. Commands allocate their argument arrays and replies (network-bound paths).
+// round trip. Commands allocate their argument arrays and replies (network-bound paths);
+// a pipeline is formatted by outgrow (no allocation per argument) and written each 2 KiB,
+// so Redis runs its first commands while the rest are formatted.
 // Measured cost (benchmarks/redis_bench.cpp, loopback, README "Redis", Release, quiet
-// machine, 2026-12-02): enqueue 36.2k jobs/s (0.93x a bare LPUSH); enqueue_many 285k
-// jobs/s in batches of 16, 489k/s in batches of 128 (0.72x / 0.55x the same batch of
-// pipelined LPUSHes: Redis's own XADD costs more than LPUSH, redis-benchmark -P 16 / 128
-// gives 0.72x / 0.42x); enqueue + consume + acknowledge 9.2k jobs/s one at a time,
-// 23.4k/s in batches of 128 (0.49x / 0.61x a LPUSH / RPOP list queue).
+// machine, 2026-12-03, a loopback round trip ~130 us): enqueue 0.93x a bare LPUSH;
+// enqueue_many 0.80x / 0.81x the same batch of 16 / 128 pipelined LPUSHes (0.71x-0.93x
+// across runs at 128; Redis's own XADD costs more than LPUSH: redis-benchmark -P 16 / 128
+// with 50 clients gives XADD 0.56x-0.71x of LPUSH); enqueue + consume + acknowledge 0.69x
+// a LPUSH / RPOP list queue one job at a time, 0.88x in batches of 128.
 #pragma once
 
 #include <hiredis/hiredis.h>

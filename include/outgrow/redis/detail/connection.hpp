@@ -22,6 +22,7 @@
 #include <sys/time.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -68,6 +69,25 @@ inline redis_reply_ptr redis_argv(redisContext* c, std::span<const std::string_v
   }
   return redis_reply_ptr(
       static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(args.size()), av, al)));
+}
+
+/// Appends one command in Redis's protocol (RESP: an array of bulk strings) to `out`;
+/// what redisAppendCommandArgv formats, without its per-argument allocations.
+inline void redis_format_command(std::string& out, std::span<const std::string_view> args) {
+  const auto number = [&out](char tag, std::size_t n) {
+    char digits[24];
+    digits[0] = tag;
+    const auto end = std::to_chars(digits + 1, digits + sizeof digits - 2, n).ptr;
+    end[0] = '\r';
+    end[1] = '\n';
+    out.append(digits, end + 2);
+  };
+  number('*', args.size());
+  for (const std::string_view a : args) {
+    number('$', a.size());
+    out.append(a);
+    out.append("\r\n", 2);
+  }
 }
 
 /// Writes c's output buffer, re-arming the socket timeout with the time left before

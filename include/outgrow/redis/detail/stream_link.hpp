@@ -126,6 +126,9 @@ inline std::chrono::nanoseconds rsq_age(std::int64_t now_ms,
   return std::chrono::milliseconds{now_ms - then_ms};
 }
 
+/// A pipeline's output buffer is written once it holds this many bytes (see send_round).
+inline constexpr std::size_t rsq_stream_bytes = 2048;
+
 /// One command of a pipeline: its arguments.
 using rsq_argv = std::span<const std::string_view>;
 
@@ -412,21 +415,29 @@ class rsq_link {
     return nullptr;
   }
 
-  /// Appends the round's commands (each after ASKING when `asking`) and WAIT.
+  /// Appends the round's commands (each after ASKING when `asking`) and WAIT. A long
+  /// round is streamed: each rsq_stream_bytes of commands is written as soon as it is
+  /// formatted, so Redis runs the first commands while the rest are formatted (the
+  /// replies are read after the last command, as before).
   bool send_round(redisContext* c, std::span<const rsq_argv> cmds,
                   std::span<const std::size_t> todo, bool asking, const rsq_wait* wait) {
-    std::vector<const char*> av;
-    std::vector<std::size_t> al;
+    std::string buffer;
     std::string source;
-    const auto append = [&](rsq_argv args) {
-      av.resize(args.size());
-      al.resize(args.size());
-      for (std::size_t j = 0; j < args.size(); ++j) {
-        av[j] = args[j].data();
-        al[j] = args[j].size();
+    const auto flush = [&](bool write) {
+      if (buffer.empty()) return true;
+      if (redisAppendFormattedCommand(c, buffer.data(), buffer.size()) != REDIS_OK) {
+        return false;
       }
-      return redisAppendCommandArgv(c, static_cast<int>(args.size()), av.data(),
-                                    al.data()) == REDIS_OK;
+      buffer.clear();
+      int done = write ? 0 : 1;
+      while (done == 0) {
+        if (redisBufferWrite(c, &done) != REDIS_OK) return false;
+      }
+      return true;
+    };
+    const auto append = [&](rsq_argv args) {
+      redis_format_command(buffer, args);
+      return buffer.size() < rsq_stream_bytes || flush(true);
     };
     for (const std::size_t i : todo) {
       rsq_argv args = cmds[i];
@@ -452,7 +463,7 @@ class rsq_link {
       const std::string_view w[] = {"WAIT", wait->replicas, wait->timeout_ms};
       if (!append(w)) return false;
     }
-    return true;
+    return flush(false);
   }
 
   /// Reads the replies of send_round() into out (and the WAIT count into acked).
