@@ -23,7 +23,7 @@
 // when something it needs is missing (wrk, PostgreSQL, redis-server, a shop binary).
 //
 // Run:  scripts/dev demo --live            (about 2.5 minutes)
-//       live_shop_demo --run short         (about 25 s: the CI test, tests/CMakeLists.txt)
+//       live_shop_demo --run short         (about 20 s: the CI test, tests/CMakeLists.txt)
 // Options: --run full|short; --bin-dir DIR (the live_shop_* programs; default: this
 // program's directory); --script FILE (shop.lua; default: the source tree's);
 // --svg FILE (default: $TMPDIR/outgrow_live_shop.svg); --shoppers N (16);
@@ -207,12 +207,12 @@ const plan full_plan{.load = 120s,
                      .payment_fails_for = 20s,
                      .scale_down_window = 10'000ms,
                      .back_to_min_limit = 30s};
-const plan short_plan{.load = 20s,
-                      .schedule = "0:150,3:15,6:5,12:150",
-                      .kill_app = 7s,
-                      .kill_worker = 8s,
-                      .restart_worker = 10s,
-                      .payment_fails_at = 6s,
+const plan short_plan{.load = 15s,
+                      .schedule = "0:150,2:15,5:5,10:150",
+                      .kill_app = 6s,
+                      .kill_worker = 7s,
+                      .restart_worker = 9s,
+                      .payment_fails_at = 5s,
                       .payment_fails_for = 5s,
                       .scale_down_window = 3'000ms,
                       .back_to_min_limit = 20s};
