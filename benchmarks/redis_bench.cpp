@@ -17,6 +17,8 @@
 //     round trip, one enqueue_result per job (ID parsed into a std::string).
 //   - BM_lpush_pipelined_batch/<n>: n LPUSHes pipelined with raw hiredis
 //     (redisAppendCommandArgv x n, then n redisGetReply): its baseline.
+//   - BM_xadd_pipelined_batch/<n>: the same with `XADD key * j <job>`, what
+//     enqueue_many sends: how much of the gap to LPUSH is Redis's own XADD.
 // Batching on the consuming side is the same for both:
 //   - BM_redis_stream_roundtrip/<n>: enqueue n jobs, then worker.poll() until all n are
 //     completed. The worker's batch is n, so it reads them with one XREADGROUP COUNT n
@@ -194,36 +196,56 @@ void BM_stream_enqueue_batch(benchmark::State& state) {
   (void)delete_keys(*s, stream);
 }
 
-void BM_lpush_pipelined_batch(benchmark::State& state) {
+/// n copies of one command (`name key job`, or `name key * j job` for XADD) pipelined
+/// with raw hiredis: redisAppendCommandArgv n times, then n redisGetReply, each reply
+/// checked to be of `reply_type`.
+void raw_pipelined_batch(benchmark::State& state, const std::string& key, bool xadd) {
   const auto n = static_cast<std::size_t>(state.range(0));
-  const std::string key = "bench:list:batch";
   outgrow_test::redis_server* s = prepare(state, key);
   if (s == nullptr) return;
   {
     outgrow_test::redis_context c = s->connect();
     const std::string job = payload();
-    const char* argv[] = {"LPUSH", key.data(), job.data()};
-    const std::size_t lens[] = {5, key.size(), job.size()};
+    const std::vector<std::string_view> args =
+        xadd ? std::vector<std::string_view>{"XADD", key, "*", "j", job}
+             : std::vector<std::string_view>{"LPUSH", key, job};
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (const std::string_view a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    const int reply_type = xadd ? REDIS_REPLY_STRING : REDIS_REPLY_INTEGER;
+    const int argc = static_cast<int>(argv.size());
     for (auto _ : state) {
       bool failed = false;
       for (std::size_t i = 0; i < n; ++i) {
-        failed = failed || redisAppendCommandArgv(c.get(), 3, argv, lens) != REDIS_OK;
+        failed = failed || redisAppendCommandArgv(c.get(), argc, argv.data(),
+                                                  lens.data()) != REDIS_OK;
       }
       for (std::size_t i = 0; i < n && !failed; ++i) {
         void* raw = nullptr;
         failed = redisGetReply(c.get(), &raw) != REDIS_OK;
         outgrow_test::redis_reply r(static_cast<redisReply*>(raw));
-        failed = failed || !r || r->type != REDIS_REPLY_INTEGER;
-        if (!failed) benchmark::DoNotOptimize(r->integer);
+        failed = failed || !r || r->type != reply_type;
+        if (!failed) benchmark::DoNotOptimize(r->len);
       }
       if (failed) {
-        state.SkipWithError("pipelined LPUSH failed");
+        state.SkipWithError(xadd ? "pipelined XADD failed" : "pipelined LPUSH failed");
         break;
       }
     }
   }
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));
   (void)delete_keys(*s, key);
+}
+
+void BM_lpush_pipelined_batch(benchmark::State& state) {
+  raw_pipelined_batch(state, "bench:list:batch", false);
+}
+
+void BM_xadd_pipelined_batch(benchmark::State& state) {
+  raw_pipelined_batch(state, "bench:stream:raw", true);
 }
 
 // ---- enqueue + consume (+ acknowledge) -----------------------------------------------
@@ -338,6 +360,7 @@ BENCHMARK(BM_redis_stream_enqueue)->UseRealTime();
 BENCHMARK(BM_redis_lpush)->UseRealTime();
 BENCHMARK(BM_stream_enqueue_batch)->Arg(16)->Arg(128)->UseRealTime();
 BENCHMARK(BM_lpush_pipelined_batch)->Arg(16)->Arg(128)->UseRealTime();
+BENCHMARK(BM_xadd_pipelined_batch)->Arg(16)->Arg(128)->UseRealTime();
 BENCHMARK(BM_redis_stream_roundtrip)->Arg(1)->Arg(16)->Arg(128)->UseRealTime();
 BENCHMARK(BM_redis_lpush_rpop)->Arg(1)->Arg(16)->Arg(128)->UseRealTime();
 

@@ -195,11 +195,11 @@
 // a pipeline is formatted by outgrow (no allocation per argument) and written each 2 KiB,
 // so Redis runs its first commands while the rest are formatted.
 // Measured cost (benchmarks/redis_bench.cpp, loopback, README "Redis", Release, quiet
-// machine, 2026-12-03, a loopback round trip ~130 us): enqueue 0.93x a bare LPUSH;
-// enqueue_many 0.80x / 0.81x the same batch of 16 / 128 pipelined LPUSHes (0.71x-0.93x
-// across runs at 128; Redis's own XADD costs more than LPUSH: redis-benchmark -P 16 / 128
-// with 50 clients gives XADD 0.56x-0.71x of LPUSH); enqueue + consume + acknowledge 0.69x
-// a LPUSH / RPOP list queue one job at a time, 0.88x in batches of 128.
+// machine, 2026-12-03, a loopback round trip ~120 us): enqueue 0.93x a bare LPUSH;
+// enqueue_many 0.91x / 0.90x the same batch of 16 / 128 pipelined LPUSHes (0.75x-0.96x /
+// 0.62x-0.93x over nine runs; raw pipelined XADD is 0.74x-0.78x LPUSH at 128, and
+// enqueue_many 1.15x raw XADD); enqueue + consume + acknowledge 0.54x a LPUSH / RPOP
+// list queue one job at a time, 0.94x in batches of 128.
 #pragma once
 
 #include <hiredis/hiredis.h>
