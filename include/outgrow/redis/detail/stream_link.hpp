@@ -421,23 +421,23 @@ class rsq_link {
   /// replies are read after the last command, as before).
   bool send_round(redisContext* c, std::span<const rsq_argv> cmds,
                   std::span<const std::size_t> todo, bool asking, const rsq_wait* wait) {
-    std::string buffer;
+    std::string buffer;  // formatted, not yet in hiredis's output buffer
     std::string source;
-    const auto flush = [&](bool write) {
-      if (buffer.empty()) return true;
-      if (redisAppendFormattedCommand(c, buffer.data(), buffer.size()) != REDIS_OK) {
-        return false;
-      }
+    const auto hand_over = [&] {
+      const bool ok = buffer.empty() || redisAppendFormattedCommand(
+                                            c, buffer.data(), buffer.size()) == REDIS_OK;
       buffer.clear();
-      int done = write ? 0 : 1;
-      while (done == 0) {
-        if (redisBufferWrite(c, &done) != REDIS_OK) return false;
-      }
-      return true;
+      return ok;
     };
     const auto append = [&](rsq_argv args) {
       redis_format_command(buffer, args);
-      return buffer.size() < rsq_stream_bytes || flush(true);
+      if (buffer.size() < rsq_stream_bytes) return true;
+      if (!hand_over()) return false;
+      int done = 0;
+      while (done == 0) {  // as redisGetReply writes: until hiredis's buffer is empty
+        if (redisBufferWrite(c, &done) != REDIS_OK) return false;
+      }
+      return true;
     };
     for (const std::size_t i : todo) {
       rsq_argv args = cmds[i];
@@ -463,7 +463,7 @@ class rsq_link {
       const std::string_view w[] = {"WAIT", wait->replicas, wait->timeout_ms};
       if (!append(w)) return false;
     }
-    return flush(false);
+    return hand_over();  // written by the first read (read_round)
   }
 
   /// Reads the replies of send_round() into out (and the WAIT count into acked).
