@@ -7,6 +7,10 @@
 //   BM_cache_put_own_shards  the same, each thread writing only keys of its own half of
 //                            the 16 shards (1 thread: one half): how put would scale if
 //                            threads never wrote a shard the other had just written
+//   BM_cache_put_one_shared_line  own_shards, plus one store per put to one of 16 lines
+//                            both threads write (picked by key, like a shard's lock
+//                            word): the best a put that takes any per-shard lock can
+//                            scale here, everything else left on its own core
 //   BM_cache_get_hit_string  get hit with std::string values (shared-lock read path)
 //   BM_cache_mixed           90 % get hit / 10 % put overwriting a cached key
 //   BM_unordered_map_find    baseline: std::unordered_map<uint64_t, uint64_t>::find
@@ -61,6 +65,7 @@
 #include <outgrow/cache/concurrent_cache.hpp>
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <list>
@@ -218,22 +223,27 @@ BENCHMARK(BM_cache_put)->Threads(1)->Threads(2)->UseRealTime();
 // last written by the other core about half the time (whatever the shard count), so its
 // header line and the SIEVE neighbours it links to move between cores. Here thread t
 // only puts keys whose shard is congruent to t mod 2, so no shard is shared.
-void BM_cache_put_own_shards(benchmark::State& state) {
-  constexpr std::size_t shards = 16;
-  static cache_type cache({.capacity = kCapacity, .shards = shards});
+// Keys split by shard parity over 16 shards: halves[t] only reaches shards t, t+2, ...
+const std::array<std::vector<std::uint64_t>, 2>& own_shard_draws() {
   static const std::array<std::vector<std::uint64_t>, 2> halves = [] {
     std::array<std::vector<std::uint64_t>, 2> h;
     std::mt19937_64 rng(43);
     while (h[0].size() < kDraws || h[1].size() < kDraws) {
       const std::uint64_t k = rng() % (8 * kCapacity);
-      auto& v = h[outgrow::hash_to_range(outgrow::concurrent_cache_hash<std::uint64_t>{}(k),
-                                         shards) %
-                  2];
+      auto& v =
+          h[outgrow::hash_to_range(outgrow::concurrent_cache_hash<std::uint64_t>{}(k), 16) %
+            2];
       if (v.size() < kDraws) v.push_back(k);
     }
     return h;
   }();
-  const auto& draws = halves[static_cast<std::size_t>(state.thread_index()) % 2];
+  return halves;
+}
+
+void BM_cache_put_own_shards(benchmark::State& state) {
+  constexpr std::size_t shards = 16;
+  static cache_type cache({.capacity = kCapacity, .shards = shards});
+  const auto& draws = own_shard_draws()[static_cast<std::size_t>(state.thread_index()) % 2];
   std::size_t i = 0;
   for (auto _ : state) {
     const std::uint64_t k = draws[i++ & (kDraws - 1)];
@@ -242,6 +252,31 @@ void BM_cache_put_own_shards(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 BENCHMARK(BM_cache_put_own_shards)->Threads(1)->Threads(2)->UseRealTime();
+
+// Diagnosis: own_shards plus one plain store per put to a line that the other thread
+// writes too (16 lines, picked by a hash of the key that ignores which thread owns the
+// key's shard, so about half the stores find the line on the other core). A put into a
+// shared shard must write at least its lock word, so this bounds what any design with a
+// per-shard writer lock can reach; concurrent_cache's put also writes the previous SIEVE
+// head and the hand's neighbours, which the other core wrote last about half the time.
+void BM_cache_put_one_shared_line(benchmark::State& state) {
+  struct alignas(128) line {
+    std::atomic<std::uint64_t> word{0};
+  };
+  static std::array<line, 16> lines;
+  constexpr std::size_t shards = 16;
+  static cache_type cache({.capacity = kCapacity, .shards = shards});
+  const auto& draws = own_shard_draws()[static_cast<std::size_t>(state.thread_index()) % 2];
+  std::size_t i = 0;
+  for (auto _ : state) {
+    const std::uint64_t k = draws[i++ & (kDraws - 1)];
+    std::atomic<std::uint64_t>& w = lines[(k * 0x9e3779b97f4a7c15U) >> 60].word;
+    w.store(w.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    benchmark::DoNotOptimize(cache.put(k, k));
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_cache_put_one_shared_line)->Threads(1)->Threads(2)->UseRealTime();
 
 // Values that are not trivially copyable (std::string) cannot be read optimistically:
 // their gets take the shard's shared_mutex in shared mode (for comparison; no goal).

@@ -53,15 +53,24 @@
 //   - Writers (put, erase, clear, expiry) lock one shard; writers of different shards
 //     never contend, and a write only makes readers of its own shard retry. Everything a
 //     write changes in the shard's header (sequence number, writer lock, size, SIEVE
-//     head / tail / hand, free list) is one cache line, with what lookups read: with two
-//     threads writing all shards, a put finds that line on the other core about half the
-//     time, and moves one line instead of four (std::mutex alone is 40 bytes; per-shard
-//     counters were another line). The lock (detail::cc_spin_mutex) is 4 bytes and is
-//     released with a plain store, not a locked instruction that would wait for the
-//     put's outstanding cache misses; a put also prefetches its index slot before it
-//     locks. The price: a writer that finds the lock taken spins, then yields, then naps
-//     50 us at a time (nobody wakes it), which matters only when a shard's lock is held
-//     long: erase_if's predicate, clear().
+//     lanes, free list) is one cache line, next to a read-only line with what lookups
+//     need: with two threads writing all shards, a put finds that line on the other core
+//     about half the time, and moves one line instead of four (std::mutex alone is 40
+//     bytes; per-shard counters were another line). The lock (detail::cc_spin_mutex) is
+//     4 bytes and is released with a plain store, not a locked instruction that would
+//     wait for the put's outstanding cache misses; a put also prefetches its index slot
+//     before it locks. The price: a writer that finds the lock taken spins, then
+//     yields, then naps 50 us at a time (nobody wakes it), which matters only when a
+//     shard's lock is held long: erase_if's predicate, clear().
+//   - The SIEVE queue of a shard is two lanes, one per parity of the inserting thread's
+//     slot, each a FIFO of its own; every entry carries an insertion number and the
+//     hand takes the lanes' candidates in that order, so the eviction order is exactly
+//     one queue's (a test drives one shard from two threads and compares every result
+//     with one thread's). What it saves: a put links its entry behind its own lane's
+//     newest, which its own thread wrote, not behind the entry another core inserted
+//     last; and evicting a lane's oldest entry writes nothing into its successor (a
+//     lane's tail keeps no backward link), whose line the next eviction would fetch.
+//     With more than two writing threads, lanes are shared by slot parity.
 //   - TTL: an expired entry is a miss; the reader that finds it removes it (one
 //     expiration, however many readers saw it). Each insert also checks
 //     `cleanup_per_write` entries of its shard in turn (default 2), and the SIEVE hand
@@ -86,6 +95,13 @@
 //   get miss 14.4 ns; put 147 ns (steady-state eviction); get hit, string value 126 ns.
 //   Hit = 1.87x unordered_map find; speed-up 0.86x the compute baseline's; at 2 threads
 //   25.6x the mutex LRU.
+// Put scaling (2026-12-03, 2-core Xeon VM, memory mostly 130-150 ns per random load;
+// 14 runs alternating with the single-queue build, BM_cache_put, 3 repetitions each):
+// 1 -> 2 threads 1.43-1.63x (median 1.50x), 0.72-0.83x the compute baseline's speed-up
+// (median 0.75x; the single queue: 1.14-1.51x, 0.57-0.77x, median 0.71x); 2 threads
+// together 10.0-12.7M puts/s (median 11.4M; single queue 10.4M). The rest is the shard's
+// lock line: BM_cache_put_one_shared_line, a put that shares nothing else with the other
+// core, scales about as far, and a per-shard writer lock cannot avoid that line.
 //
 // Thread-safety: every member function may be called from any thread at any time.
 // metrics() and size() sum relaxed counters: each count is exact, but the sum is not one
@@ -96,7 +112,7 @@
 // Memory: 8 bytes of index per unit of capacity, allocated up front, plus per entry
 // ever stored at once (high-water mark, kept until destruction): the key, value and
 // expiry (32 bytes for 8-byte keys and values, aligned to stay in one cache line) and
-// 32 bytes of bookkeeping (write time, hash, SIEVE links).
+// 32 bytes of bookkeeping (write time, hash, SIEVE links, insertion number, lane).
 #pragma once
 
 #include <algorithm>
@@ -591,7 +607,7 @@ class concurrent_cache
       m.live = true;
       if (has_ttl) ++s.ttl_entries;
       s.index_insert(h, id);
-      s.link_head(id);
+      s.link_head(id, detail::cc_thread_slot() % shard::lane_count);
       s.size.store(s.size.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
     add(&stripe::puts);

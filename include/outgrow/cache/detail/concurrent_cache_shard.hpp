@@ -3,7 +3,11 @@
 // One shard of a concurrent_cache: an open-addressing index (linear probing, 16-bit
 // tags, backward-shift deletion, load factor <= 1/2) over entries allocated in chunks
 // of 256, a SIEVE queue and its hand, a free list and TTL cleanup, all changed under
-// the shard's mutex. Lookups may read it without the lock (a seqlock: `seq` is odd
+// the shard's mutex. The SIEVE queue is kept as two lanes (cc_lane), one per inserting
+// thread's slot parity, merged by insertion number: the eviction order is exactly one
+// queue's, but a put links its entry behind the last entry its own lane received —
+// usually one its own thread wrote — instead of behind whatever another core inserted
+// last. Lookups may read it without the lock (a seqlock: `seq` is odd
 // while cc_write_section is open) when Key, Value and the time_point are trivially
 // copyable; the cells then hold them as relaxed atomic words (cc_atomic_cell). Also:
 // dense per-thread slot numbers for the counter stripes, and cc_spin_mutex, the 4-byte
@@ -202,6 +206,15 @@ class cc_plain_cell {
   std::optional<T> slot_;
 };
 
+/// One lane of a shard's SIEVE queue: the entries inserted by threads of one slot
+/// parity, oldest (tail) to newest (head), and the lane's share of the hand (its oldest
+/// entry not yet passed in this sweep, npos when the sweep has passed them all).
+struct cc_lane {
+  std::uint32_t head = std::numeric_limits<std::uint32_t>::max();
+  std::uint32_t tail = std::numeric_limits<std::uint32_t>::max();
+  std::uint32_t hand = std::numeric_limits<std::uint32_t>::max();
+};
+
 /// Outcome of one lookup attempt.
 enum class cc_probe : std::uint8_t { hit, miss, expired, retry };
 
@@ -216,6 +229,7 @@ struct cc_shard {
   static constexpr std::uint32_t npos = std::numeric_limits<std::uint32_t>::max();
   static constexpr unsigned chunk_bits = 8;  // 256 entries per chunk
   static constexpr std::size_t chunk_size = std::size_t{1} << chunk_bits;
+  static constexpr std::size_t lane_count = 2;
 
   template <class T>
   using cell = std::conditional_t<lock_free_reads, cc_atomic_cell<T>, cc_plain_cell<T>>;
@@ -238,8 +252,12 @@ struct cc_shard {
   struct meta {
     cell<time_point> written;
     std::uint64_t hash = 0;
-    std::uint32_t newer = npos;  // SIEVE queue: towards the head (newest)
-    std::uint32_t older = npos;  // towards the tail (oldest); free-list link when free
+    std::uint32_t newer = npos;  // SIEVE lane: towards the head (newest)
+    // Towards the tail (oldest); free-list link when free. Not kept for a lane's tail
+    // (an eviction there writes no neighbour, whose line the next one would fetch).
+    std::uint32_t older = npos;
+    std::uint32_t order = 0;  // insertion number: merges the lanes (wrapping compare)
+    std::uint8_t lane = 0;
     bool live = false;
   };
 
@@ -254,23 +272,27 @@ struct cc_shard {
     return static_cast<std::uint32_t>(h >> 32) & 0xffffU;
   }
 
-  // ---- one cache line (64 bytes with cc_spin_mutex): what lookups read and all that a
-  // put, erase or eviction writes in the header, so a write to a shard last written on
-  // another core moves this one line (seq must move anyway). ----
-  alignas(cc_no_false_sharing) std::atomic<std::uint64_t> seq{0};  // odd: writing
-  std::unique_ptr<std::atomic<std::uint32_t>[]> index;  // 0 = empty, else tag|id+1
-  std::unique_ptr<chunk_ref[]> chunks;
-  std::uint32_t slots = 0;  // 2 x capacity + 1: load factor <= 1/2
+  // ---- one cache line, read-only after init(): where lookups find the index and
+  // entries (never written, so it stays cached on every core) ----
+  alignas(cc_no_false_sharing) std::unique_ptr<std::atomic<std::uint32_t>[]> index;
+  std::unique_ptr<chunk_ref[]> chunks;  // index words: 0 = empty, else tag|id+1
+  std::uint32_t slots = 0;              // 2 x capacity + 1: load factor <= 1/2
   std::uint32_t chunk_count = 0;
-  std::atomic<std::uint32_t> size{0};  // also read by size()
-  std::uint32_t fresh = 0;             // ids below were handed out since clear()
+  std::uint32_t capacity = 0;
+
+  // ---- the next cache line (60 bytes with cc_spin_mutex): the sequence number lookups
+  // check and all that a put, erase or eviction writes in the header, so a write to a
+  // shard last written on another core moves this one line (seq must move anyway) ----
+  alignas(cc_cache_line) std::atomic<std::uint64_t> seq{0};  // odd: writing
+  std::atomic<std::uint32_t> size{0};                        // also read by size()
+  std::uint32_t fresh = 0;  // ids below were handed out since clear()
   std::uint32_t free_head = npos;
-  std::uint32_t head = npos, tail = npos, hand = npos;
   std::uint32_t ttl_entries = 0;  // live entries with a finite expiry
+  std::uint32_t next_order = 0;   // insertion number of the next entry
+  std::array<cc_lane, lane_count> lanes{};
   mutable mutex_type mutex;
 
-  // ---- read-only after init(), or used only with TTL entries ----
-  std::uint32_t capacity = 0;
+  // ---- used only with TTL entries ----
   std::uint32_t cursor = 0;  // cleanup position
   std::vector<std::unique_ptr<entry[]>> owned_entries;
   std::vector<std::unique_ptr<meta[]>> owned_metas;
@@ -379,28 +401,55 @@ struct cc_shard {
     index[i].store(0, std::memory_order_relaxed);
   }
 
-  void link_head(std::uint32_t id) noexcept {
+  /// Appends id as the newest entry of lane `l` (the inserting thread's).
+  void link_head(std::uint32_t id, std::size_t l) noexcept {
+    cc_lane& lane = lanes[l];
     meta& m = info(id);
     m.newer = npos;
-    m.older = head;
-    if (head != npos) info(head).newer = id;
-    head = id;
-    if (tail == npos) tail = id;
+    m.older = lane.head;
+    m.order = next_order++;
+    m.lane = static_cast<std::uint8_t>(l);
+    if (lane.head != npos) {
+      info(lane.head).newer = id;
+    } else {
+      lane.tail = id;
+    }
+    lane.head = id;
+    // A sweep in progress (another lane still has entries ahead of the hand) reaches
+    // the newest entry before it wraps, as the hand of a single queue would.
+    if (lane.hand == npos && lanes[1 - l].hand != npos) lane.hand = id;
   }
 
   void unlink(std::uint32_t id) noexcept {
     const meta& m = info(id);
-    if (m.newer != npos) {
-      info(m.newer).older = m.older;
+    cc_lane& lane = lanes[m.lane];
+    const bool is_tail = lane.tail == id;
+    if (is_tail) {
+      lane.tail = m.newer;  // the new tail's `older` is left as it was (not kept)
     } else {
-      head = m.older;
-    }
-    if (m.older != npos) {
       info(m.older).newer = m.newer;
-    } else {
-      tail = m.newer;
     }
-    if (hand == id) hand = m.newer;
+    if (lane.head == id) {
+      lane.head = is_tail ? npos : m.older;
+    } else if (!is_tail) {
+      info(m.newer).older = m.older;
+    }
+    if (lane.hand == id) lane.hand = m.newer;
+  }
+
+  /// The lane whose hand entry was inserted first (the hand of the merged queue);
+  /// wraps every lane's hand to its tail when the sweep has passed all of them.
+  [[nodiscard]] std::size_t hand_lane() noexcept {
+    if (lanes[0].hand == npos && lanes[1].hand == npos) {
+      for (cc_lane& lane : lanes) lane.hand = lane.tail;
+    }
+    if (lanes[0].hand == npos) return std::size_t{1};
+    if (lanes[1].hand == npos) return std::size_t{0};
+    // Insertion numbers wrap: compare their difference (exact while the two entries
+    // were inserted fewer than 2^31 inserts apart).
+    const auto ahead =
+        static_cast<std::int32_t>(info(lanes[1].hand).order - info(lanes[0].hand).order);
+    return ahead < 0 ? std::size_t{1} : std::size_t{0};
   }
 
   void remove(std::uint32_t id) noexcept {
@@ -420,22 +469,18 @@ struct cc_shard {
   /// until an unvisited (or expired) entry, and evict it. True if it had expired (an
   /// expiration, else an eviction).
   bool evict_one(time_point now) noexcept {
-    std::uint32_t id = hand != npos ? hand : tail;
-    bool expired = false;
     for (;;) {
+      cc_lane& lane = lanes[hand_lane()];
+      const std::uint32_t id = lane.hand;
       entry& e = at(id);
-      if (expired_at(e, now)) {
-        expired = true;
-        break;
+      const bool expired = expired_at(e, now);
+      if (expired || e.visited.load(std::memory_order_relaxed) == 0) {
+        remove(id);  // moves the lane's hand to the next newer entry
+        return expired;
       }
-      if (e.visited.load(std::memory_order_relaxed) == 0) break;
       e.visited.store(0, std::memory_order_relaxed);
-      const std::uint32_t newer = info(id).newer;
-      id = newer != npos ? newer : tail;
+      lane.hand = info(id).newer;
     }
-    hand = info(id).newer;
-    remove(id);
-    return expired;
   }
 
   /// Checks up to `budget` entries (in id order, round robin) for expiry; returns how
@@ -462,7 +507,8 @@ struct cc_shard {
       at(id).value.reset();
     }
     fresh = 0;
-    free_head = head = tail = hand = npos;
+    free_head = npos;
+    lanes = {};
     cursor = 0;
     ttl_entries = 0;
     size.store(0, std::memory_order_relaxed);
