@@ -7,8 +7,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <vector>
+
+#include <boost/asio/io_context.hpp>
 
 #include "asio_sim.hpp"
 #include "catch.hpp"
@@ -142,4 +145,27 @@ TEST_CASE("hedging rejects bad configuration", "[hedging]") {
                     "hedging: delay_quantile must be in (0, 1), got 1");
   CHECK_THROWS_AS(policy({.budget_percent = 101}), outgrow::config_error);
   CHECK_THROWS_AS(policy({.quantile_window = 1}), outgrow::config_error);
+}
+
+TEST_CASE("a winning attempt cancels the pending hedge delay", "[hedging]") {
+  // Real io_context and steady_timer, a one-hour hedge delay, an attempt that answers at
+  // once: once the handler has run, nothing may be left for the io_context (run() would
+  // otherwise wait the hour). Checked with poll(): no waiting, no timing.
+  boost::asio::io_context io;
+  outgrow::hedging_policy<outgrow::steady_clock_source> policy({.delay = 1h});
+  int answers = 0;
+  int attempts = 0;
+  outgrow::async_hedged<int>(
+      io.get_executor(), policy,
+      [&](std::size_t, outgrow::hedge_cancellation&, std::function<void(int)> done) {
+        ++attempts;
+        done(42);
+      },
+      [&](int v) { answers += v; });
+  while (answers == 0) REQUIRE(io.run_one() == 1);
+  CHECK(answers == 42);
+  io.poll();  // runs the cancelled wait's completion, if any
+  CHECK(io.stopped());
+  CHECK(attempts == 1);
+  CHECK(policy.metrics().hedges == 0);
 }

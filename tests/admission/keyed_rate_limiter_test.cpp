@@ -83,3 +83,20 @@ TEST_CASE("keyed_rate_limiter rejects bad configuration", "[keyed_rate_limiter]"
   CHECK_THROWS_WITH(limiter({.stripes = 0}),
                     "keyed_rate_limiter: stripes must be in [1, 4096], got 0");
 }
+
+TEST_CASE("keyed_rate_limiter spreads keys whose std::hash is the identity",
+          "[keyed_rate_limiter]") {
+  // Pointers to 16-byte objects: std::hash is their address, a multiple of 16, which
+  // taken modulo 16 stripes put every key in one stripe with room for max_keys / 16.
+  struct alignas(16) session {
+    char bytes[16];
+  };
+  std::vector<session> sessions(64);
+  manual_clock clock;
+  outgrow::keyed_rate_limiter<const session*, manual_clock> l(
+      {.permits_per_second = 1, .burst = 1, .max_keys = 16 * 32, .stripes = 16}, clock);
+  for (const session& s : sessions) CHECK(l.try_acquire(&s));
+  // Every bucket is still remembered (empty): none of the 64 keys is forgotten.
+  for (const session& s : sessions) CHECK_FALSE(l.try_acquire(&s));
+  CHECK(l.metrics().evicted == 0);
+}

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "catch.hpp"
@@ -490,4 +491,52 @@ TEST_CASE("timeout_stage rejects a timeout that is not positive", "[pipeline]") 
   CHECK_THROWS_AS(outgrow::timeout_stage<manual_clock>(std::chrono::nanoseconds::min()),
                   outgrow::config_error);
   CHECK(outgrow::timeout_stage<>(1ns).timeout() == 1ns);
+}
+
+TEST_CASE("retry_stage retries only what the retry's retry_on accepts",
+          "[pipeline][retry]") {
+  manual_clock clock;
+  outgrow::retry<outgrow::constant_backoff, manual_clock> retry{
+      {.max_attempts = 3, .seed = 1, .retry_on = outgrow::retry_on<std::system_error>()},
+      outgrow::constant_backoff{10ms},
+      clock};
+  outgrow::resilience_pipeline p{outgrow::retry_stage{retry}};
+
+  // Not in retry_on: one attempt, the call fails with that exception, not_retryable.
+  int calls = 0;
+  const auto once = p.execute([&]() -> int {
+    ++calls;
+    throw std::invalid_argument("bad request");
+  });
+  CHECK(calls == 1);
+  CHECK(once.attempts == 1);
+  CHECK(once.rejected_by == pipeline_rejection::failed);
+  REQUIRE(once.error);
+  CHECK_THROWS_AS(std::rethrow_exception(once.error), std::invalid_argument);
+  CHECK(retry.metrics().not_retryable == 1);
+  CHECK(retry.metrics().successes == 0);
+
+  // In retry_on: retried until the attempts run out, then the last exception.
+  calls = 0;
+  const auto all = p.execute([&]() -> int {
+    ++calls;
+    throw std::system_error(std::make_error_code(std::errc::connection_refused));
+  });
+  CHECK(calls == 3);
+  CHECK(all.attempts == 3);
+  CHECK(all.rejected_by == pipeline_rejection::failed);
+  REQUIRE(all.error);
+  CHECK_THROWS_AS(std::rethrow_exception(all.error), std::system_error);
+  CHECK(retry.metrics().gave_up == 1);
+
+  // A failure then a success: the value, two attempts.
+  calls = 0;
+  const auto second = p.execute([&]() -> int {
+    if (++calls == 1) throw std::system_error(std::make_error_code(std::errc::timed_out));
+    return 7;
+  });
+  REQUIRE(second);
+  CHECK(*second.value == 7);
+  CHECK(second.attempts == 2);
+  CHECK(retry.metrics().successes == 1);
 }

@@ -206,7 +206,7 @@ class basic_adaptive_throttle {
       head_start_ = now;
       return;
     }
-    if (now < head_start_ + slice_) return;
+    if (now - head_start_ < slice_) return;  // not head_start_ + slice_: may overflow
     const auto elapsed = (now - head_start_) / slice_;  // whole slices passed
     const std::size_t steps = elapsed >= static_cast<decltype(elapsed)>(buckets_.size())
                                   ? buckets_.size()

@@ -222,7 +222,9 @@ class basic_bulkhead {
   }
 
   bool take_free() noexcept {
-    std::int64_t f = free_.load(std::memory_order_relaxed);
+    // seq_cst: a waiter's look at free_ after announcing itself (waiting_) must be
+    // ordered with release_one's add then look (see there); a plain load on x86.
+    std::int64_t f = free_.load(std::memory_order_seq_cst);
     while (f > 0) {
       if (free_.compare_exchange_weak(f, f - 1, std::memory_order_acquire,
                                       std::memory_order_relaxed)) {

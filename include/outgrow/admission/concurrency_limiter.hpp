@@ -120,7 +120,7 @@ class concurrency_limiter {
       : algorithm_(std::move(limit)),
         clock_(std::move(clock)),
         origin_(clock_.now()),
-        limit_(static_cast<int>(algorithm_.limit())) {}
+        limit_(std::max(1, static_cast<int>(algorithm_.limit()))) {}  // as on_sample
 
   concurrency_limiter(const concurrency_limiter&) = delete;
   concurrency_limiter& operator=(const concurrency_limiter&) = delete;

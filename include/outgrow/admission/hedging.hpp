@@ -220,8 +220,10 @@ class hedging_policy {
 
 /// Runs `op(attempt, hedge_cancellation&, done)` with hedges as `policy` decides; the
 /// first `done(result)` wins: `handler(result)` runs once (posted to `executor`), the
-/// other attempts' hedge_cancellation are cancelled. Timer: boost::asio::steady_timer, or
-/// any `retry_timer` on the policy's clock (tests use a simulated one).
+/// other attempts' hedge_cancellation are cancelled, and so is the pending hedge delay
+/// when the Timer has cancel(), so nothing of the call outlives its answer but the
+/// losing attempts themselves. Timer: boost::asio::steady_timer, or any `retry_timer` on
+/// the policy's clock (tests use a simulated one).
 template <class Result, class Timer = boost::asio::steady_timer, class Clock,
           class Executor, class Op, class Handler>
 requires retry_timer<Timer, Executor>
@@ -266,6 +268,9 @@ void async_hedged(const Executor& executor, hedging_policy<Clock>& policy, Op op
       for (std::size_t i = 0; i < s->launched; ++i) {
         if (i != attempt) s->cancels[i].cancel();
       }
+      // No hedge is due any more: a pending delay would keep the call's state (and an
+      // io_context's run()) alive until it expired.
+      if constexpr (requires { s->timer.cancel(); }) s->timer.cancel();
       s->handler(std::move(r));
     }
     void arm() const {

@@ -47,6 +47,7 @@
 #include <outgrow/cache/cache.hpp>
 #include <outgrow/core/clock.hpp>
 #include <outgrow/core/error.hpp>
+#include <outgrow/core/hash.hpp>
 #include <outgrow/core/metrics.hpp>
 
 namespace outgrow {
@@ -114,7 +115,10 @@ class keyed_rate_limiter {
     const auto now_point = clock_.now();
     const std::int64_t now = detail::gcra::since(origin_, now_point);
     const std::int64_t cost = static_cast<std::int64_t>(n) * interval_;
-    stripe& s = *stripes_[hash_(key) % stripes_.size()];
+    // Mixed first: std::hash of a pointer or an integer id is often the identity, whose
+    // low bits (aligned pointers) would put every key in one stripe.
+    stripe& s = *stripes_[hash_to_range(hash_mix(static_cast<std::uint64_t>(hash_(key)), 0),
+                                        stripes_.size())];
     std::lock_guard lock(s.mutex);
     const std::int64_t tat = s.tats.get(key).value_or(0);
     const detail::gcra::decision d = detail::gcra::decide(tat, now, cost, capacity_, 0);

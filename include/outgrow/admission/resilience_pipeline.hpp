@@ -31,7 +31,9 @@
 // exception_ptr: stages see outcomes, not exceptions (the success path throws nothing).
 // Outcomes reported on the way out: the breaker records success / failure (a refusal by
 // a stage inside it is ignored), the concurrency limiter success / dropped, the retry
-// retries only `failed` and per-attempt timeouts (never a limit or an open breaker —
+// retries only `failed` calls whose exception its retry_config::retry_on accepts (by
+// default all but circuit_open_error; the others end the call at once, counted as
+// not_retryable) and per-attempt timeouts (never a limit or an open breaker —
 // waiting and asking again would burn its budget for a refusal known in advance). A
 // call that ran and came back after its deadline is a failure to the breaker and a drop
 // to the concurrency limiter.
@@ -171,6 +173,13 @@ struct pipeline_result {
 // ---- stages ---------------------------------------------------------------------------
 
 namespace detail {
+/// True when a stage on Clock may compare its time with Ctx's deadline: the context has
+/// no deadline, or reads the same kind of clock (two clock types with one time_point
+/// type, as steady_clock_source and manual_clock, are two time lines).
+template <class Ctx, class Clock>
+inline constexpr bool same_time_line_v = std::is_same_v<Ctx, unbounded_context> ||
+                                         std::is_same_v<typename Ctx::clock_type, Clock>;
+
 /// A value -> ok(); the call failed or ran past its deadline -> failed(); refused
 /// further in (or not started: past the deadline) -> ignored().
 template <class Result, class Ok, class Failed, class Ignored>
@@ -213,6 +222,10 @@ struct bulkhead_stage {
   bool wait_for_permit = false;
   template <class Ctx, class Next>
   auto run(const Ctx& ctx, Next&& next) {
+    if constexpr (requires { typename Bulkhead::clock_type; }) {
+      static_assert(detail::same_time_line_v<Ctx, typename Bulkhead::clock_type>,
+                    "bulkhead_stage: the bulkhead and the call_context must use one clock");
+    }
     using result = std::invoke_result_t<Next&>;
     auto permit =
         wait_for_permit ? bulkhead.acquire(ctx.deadline()) : bulkhead.try_acquire();
@@ -283,6 +296,8 @@ struct retry_stage {
   template <class Ctx, class Next>
   auto run(const Ctx& ctx, Next&& next) {
     using result = std::invoke_result_t<Next&>;
+    // Past the deadline already: not a call to the retry (no attempt, no budget).
+    if (ctx.expired()) return result::refused(pipeline_rejection::timed_out);
     std::uint32_t attempts = 0;
     std::exception_ptr last_error;
     auto once = [&] {
@@ -290,10 +305,15 @@ struct retry_stage {
       result r = next();
       attempts += r.attempts;
       if (r.error) last_error = r.error;
+      // A failure goes back to the retry as the exception it was: its retry_on decides
+      // whether to retry it, and a failure it does not retry counts as not_retryable.
+      if (r.rejected_by == pipeline_rejection::failed && r.error) {
+        std::rethrow_exception(r.error);
+      }
       return r;
     };
     auto retry_if = [&](const result& r) {
-      return r.rejected_by == pipeline_rejection::failed ||
+      return r.rejected_by == pipeline_rejection::failed ||  // failed without an exception
              (r.rejected_by == pipeline_rejection::timed_out && r.attempts > 0 &&
               !ctx.expired());
     };
@@ -303,6 +323,10 @@ struct retry_stage {
                                              detail::retry_deadline(retry, ctx.remaining()))
                        : retry.try_run(once, retry_if);
     result r = outcome.value ? std::move(*outcome.value) : result{};
+    if (!outcome.value && outcome.error) {  // the last attempt failed (see once)
+      r.rejected_by = pipeline_rejection::failed;
+      r.error = outcome.error;
+    }
     using stop = decltype(outcome.stop);  // retry_stop (resilience/retry.hpp)
     if (outcome.stop == stop::call_deadline) {
       r.value.reset();
@@ -331,6 +355,8 @@ class timeout_stage {
     static_assert(
         std::is_same_v<typename Ctx::time_point, typename Clock::time_point>,
         "timeout_stage: its Clock and the call_context's must share a time_point");
+    static_assert(detail::same_time_line_v<Ctx, Clock>,
+                  "timeout_stage: its Clock and the call_context's must be one clock");
     const call_context<Clock> inner(
         clock_, std::min(outer.deadline(), saturating_add(clock_.now(), timeout_)));
     auto r = next(inner);
