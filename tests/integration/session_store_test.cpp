@@ -23,10 +23,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -120,9 +125,30 @@ TEST_CASE("session_store rejects invalid configuration naming the field") {
   bad([](C& c) { c.connection.port = 0; }, "connection.port must be");
   bad([](C& c) { c.connection.command_timeout = 0s; },
       "connection.command_timeout must be");
+  // A prefix longer than 1024 bytes (every key would carry it).
+  bad([](C& c) { c.key_prefix = std::string(1024, 'p') + ":"; },
+      "key_prefix (bytes) must be in [0, 1024], got 1025");
+  // A sentinel password without sentinels is ignored by the topology: refused, like
+  // sentinel.master_name, and never printed.
+  bad([](C& c) { c.connection.sentinel.password = "s3cret"; },
+      "connection.sentinel.password must be empty without sentinels");
+  try {
+    C c = config_for(6379);
+    c.connection.sentinel.password = "s3cret";
+    store s(c);
+    FAIL("no config_error for connection.sentinel.password");
+  } catch (const outgrow::config_error& e) {
+    CHECK(std::string(e.what()).find("s3cret") == std::string::npos);
+    CHECK(e.field() == "connection.sentinel.password");
+  }
   C ok = config_for(6379);
   ok.key_prefix = "";
   CHECK_NOTHROW(store(ok));
+  ok.key_prefix = std::string(1023, 'p') + ":";
+  CHECK_NOTHROW(store(ok));
+  ok.connection.sentinel = {
+      .sentinels = {{"127.0.0.1", 26379}}, .master_name = "m", .password = "s3cret"};
+  CHECK_NOTHROW(store(ok));  // connects lazily
 }
 
 TEST_CASE("session_id prints only its tag and a prefix of its secret") {
@@ -951,9 +977,49 @@ TEST_CASE("session_store l1 rejects invalid configuration naming the field") {
         c.connection.cluster.nodes = {{"127.0.0.1", 7000}};
       },
       "l1_capacity must be 0 with connection.cluster (tracking is per node), got 100");
+  // idle_timeout under 4 ms leaves no l1_ttl in [1ms, idle_timeout / 4]: said first.
+  bad([](C& c) { c.idle_timeout = 3ms; },
+      "idle_timeout must be at least 4ms while l1_capacity > 0 (l1_ttl must fit in "
+      "[1ms, idle_timeout / 4]), got 3ms");
   C ok = l1_config_for(6379);
   ok.l1_ttl = 2500ms;  // idle_timeout / 4
   CHECK_NOTHROW(store(ok));
+  ok.idle_timeout = 4ms;
+  ok.l1_ttl = 1ms;
+  CHECK_NOTHROW(store(ok));
+}
+
+TEST_CASE("session_store reports a creation time in the future as a decode error") {
+  // 2^53 - 1 ms would overflow system_clock's nanoseconds (undefined behaviour) and
+  // would lift the absolute lifetime cap; an hour ahead of the server's clock only the
+  // latter. Either is corrupt, in every operation that reads the session, with or
+  // without the L1 (whose get also reads the server's time).
+  outgrow_test::redis_server server;
+  store s(config_for(server.port()));
+  outgrow::manual_clock clock;
+  l1_store l1(l1_config_for(server.port()), {}, clock);
+  const std::string an_hour_ahead = std::to_string(server_now_ms(server) + 3'600'000);
+  for (const std::string& created : {std::string("9007199254740991"), an_hour_ahead}) {
+    INFO("c=" << created);
+    const auto id = *s.create("ada", "x");
+    hset(server, s.redis_keys(id).first, "c", created);
+    CHECK(s.get(id).status == session_status::corrupt);
+    CHECK(l1.get(id).status == session_status::corrupt);
+    CHECK(s.update(id, 1, "y") == session_status::corrupt);
+    CHECK(s.rotate(id).status == session_status::corrupt);
+    CHECK(s.metrics().decode_errors == (created == an_hour_ahead ? 6 : 3));
+    CHECK(s.metrics().hits == 0);
+  }
+  CHECK(l1.metrics().decode_errors == 2);
+  CHECK(l1.metrics().l1_entries == 0);
+  // Within the allowed clock skew (a failover to a node whose clock is a little behind)
+  // a session stays valid.
+  const auto id = *s.create("ada", "x");
+  const long long soon = server_now_ms(server) + 10'000;
+  hset(server, s.redis_keys(id).first, "c", std::to_string(soon));
+  const auto got = s.get(id);
+  REQUIRE(got.status == session_status::ok);
+  CHECK(got->created.time_since_epoch() == std::chrono::milliseconds{soon});
 }
 
 TEST_CASE("session_store l1 serves a repeated get from the process") {
@@ -989,6 +1055,90 @@ TEST_CASE("session_store l1 serves a repeated get from the process") {
   clock.advance(1s);
   CHECK(s.get(*id)->data == "cart=3");
   CHECK(s.metrics().l1_hits == 1);
+}
+
+namespace {
+
+/// Session data whose copy throws while `copies_fail` is set (the L1 copies what it
+/// holds; a get's own result is only moved).
+bool copies_fail = false;
+struct fragile {
+  std::string text;
+  fragile() = default;
+  explicit fragile(std::string t) : text(std::move(t)) {}
+  fragile(const fragile& o) : text(o.text) {
+    if (copies_fail) throw std::runtime_error("copy refused");
+  }
+  fragile(fragile&&) noexcept = default;
+  fragile& operator=(const fragile&) = default;
+  fragile& operator=(fragile&&) noexcept = default;
+  ~fragile() = default;
+};
+struct fragile_codec {
+  void encode(const fragile& v, std::string& out) const { out += v.text; }
+  std::optional<fragile> decode(std::string_view in, std::type_identity<fragile>) const {
+    return fragile(std::string(in));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("session_store l1 returns a read whose L1 insert threw") {
+  outgrow_test::redis_server server;
+  outgrow::manual_clock clock;
+  outgrow::session_store<fragile, fragile_codec, outgrow::manual_clock> s(
+      l1_config_for(server.port()), {}, clock);
+  const auto id = s.create("ada", fragile("cart=3"));
+  REQUIRE(id);
+  copies_fail = true;  // the insert's copy throws after Redis answered
+  const auto got = s.get(*id);
+  copies_fail = false;
+  REQUIRE(got.status == session_status::ok);
+  CHECK(got->data.text == "cart=3");
+  auto m = s.metrics();
+  CHECK(m.unavailable == 0);
+  CHECK(m.hits == 1);
+  CHECK(m.l1_entries == 0);  // nothing held
+  // Nothing broken: the next get fills the L1, the one after hits.
+  REQUIRE(s.get(*id));
+  REQUIRE(s.get(*id));
+  m = s.metrics();
+  CHECK(m.l1_entries == 1);
+  CHECK(m.l1_hits == 1);
+}
+
+TEST_CASE("session_store scripts whose reply handling throws report an unknown outcome") {
+  // The script ran (it was sent and answered): an exception while reading its reply is
+  // not "nothing was sent" (codec, which session_store reports as rejected).
+  outgrow_test::redis_server server;
+  store s(config_for(server.port()));
+  const auto id = s.create("ada", "x");
+  REQUIRE(id);
+  const auto [key, base] = s.redis_keys(*id);
+  const auto c = config_for(server.port());
+  outgrow::detail::session_link<outgrow::steady_clock_source> link(
+      c.connection, 1, 1s, 18, {}, std::size_t{1} << 20);
+  const std::string_view args[] = {key,     base,    id->reveal().substr(5),
+                                   "10000", "60000", "0"};
+  int replies = 0;
+  const auto thrown = link.eval(outgrow::detail::session_script::get, 1, args,
+                                [&](const redisReply&) -> outgrow::detail::redis_status {
+                                  ++replies;
+                                  throw std::runtime_error("reply handling failed");
+                                });
+  CHECK(replies == 1);
+  CHECK(thrown != outgrow::detail::redis_status::codec);
+  CHECK(thrown == outgrow::detail::redis_status::unknown);
+  CHECK(link.server_errors() == 0);
+  // The connection is still usable.
+  const auto fine =
+      link.eval(outgrow::detail::session_script::get, 1, args, [](const redisReply& r) {
+        return outgrow::detail::session_int(r, 0) == 1
+                   ? outgrow::detail::redis_status::ok
+                   : outgrow::detail::redis_status::server;
+      });
+  CHECK(fine == outgrow::detail::redis_status::ok);
+  CHECK(link.router().transport_errors() == 0);
 }
 
 TEST_CASE("session_store l1 slides the expiry only when it moves by l1_ttl") {

@@ -89,6 +89,7 @@ struct redis_sentinel_config {
   /// sentinels, and must be empty without them.
   std::string master_name{};
   /// AUTH password of the sentinels (empty = none); the data nodes use `password`.
+  /// Must be empty without sentinels.
   std::string password{};
   /// Serve redis_tier's reads from the replicas (see above: possibly stale); false =
   /// every command to the master. Only with sentinels, and only redis_tier accepts it.
@@ -177,6 +178,10 @@ inline void validate_connection(std::string_view who, const redis_connection_con
   if (s.sentinels.empty()) {
     require(s.master_name.empty(), who, "connection.sentinel.master_name",
             "empty without sentinels", s.master_name);
+    require(s.password.empty(), who, "connection.sentinel.password",
+            "empty without sentinels (only the sentinels use it; the server's is "
+            "`password`)",
+            "a password (not shown)");
   } else {
     require(!s.master_name.empty(), who, "connection.sentinel.master_name",
             "a master name when sentinels are given", "\"\"");

@@ -116,10 +116,12 @@
 //   l1_bypassed, l1_connect_failures, l1_entries.
 //
 // Untrusted values: anything at a session key that this store did not write — another
-// type, missing or non-numeric fields, a user whose tag differs from the id's, a
-// session missing from its user's index, data the codec rejects or over max_value_size
-// — is session_status::corrupt (metrics().decode_errors), handled as a miss: never a
-// crash, never a session of another user. The value is left in Redis (destroy deletes it).
+// type, missing or non-numeric fields, a creation time more than 60 s ahead of the
+// server's clock (it would lift the absolute lifetime; 60 s allows for clock skew
+// between nodes after a failover), a user whose tag differs from the id's, a session
+// missing from its user's index, data the codec rejects or over max_value_size — is
+// session_status::corrupt (metrics().decode_errors), handled as a miss: never a crash,
+// never a session of another user. The value is left in Redis (destroy deletes it).
 //
 // Redis failing (down, slow, restarting): every operation returns
 // session_status::unavailable (counted) within pool_timeout + connect_timeout + one
@@ -193,9 +195,10 @@ struct session_store_config {
   /// backoff 10 ms .. 1 s). Errors name "connection.<field>".
   redis_connection_config connection{};
   /// Namespace of the keys: empty or ending with ':', without '{' or '}' (the hash tag
-  /// that follows must be the key's first).
+  /// that follows must be the key's first). At most 1024 bytes.
   std::string key_prefix = "outgrow:session:";
-  /// Sliding expiry: a session unused this long expires. 30 min (OWASP). [1 ms, 366 d]
+  /// Sliding expiry: a session unused this long expires. 30 min (OWASP). [1 ms, 366 d];
+  /// at least 4 ms with an L1 (room for l1_ttl).
   std::chrono::nanoseconds idle_timeout = std::chrono::minutes{30};
   /// Cap: a session expires this long after create, however it is used. 8 h (OWASP).
   /// [idle_timeout, 366 d]
@@ -365,6 +368,8 @@ class session_store {
   using session_type = session<Data>;
   /// Longest user name, in bytes.
   static constexpr std::size_t max_user_size = 1024;
+  /// Longest config().key_prefix, in bytes (as max_user_size: each key holds both).
+  static constexpr std::size_t max_key_prefix_size = 1024;
 
   /// Connects lazily: constructing never fails because Redis is down.
   /// Throws: config_error if a config field is out of range (see session_store_config).
@@ -514,7 +519,9 @@ class session_store {
   /// Throws: config_error (see session_store_config).
   static session_store_config validated(session_store_config c);
 
-  /// The status of a call the pool or the link could not complete.
+  /// The status of a call the pool or the link could not complete. codec (rejected)
+  /// only when the link sent nothing; an exception in a call, even in reply handling
+  /// (unknown), is unavailable: the script may have run.
   static session_status failed(status s) noexcept {
     switch (s) {
       case status::codec:
@@ -546,8 +553,17 @@ class session_store {
     }
   }
 
-  static std::chrono::system_clock::time_point server_time(std::int64_t ms) noexcept {
-    return std::chrono::system_clock::time_point(std::chrono::milliseconds{ms});
+  /// A time in a script's reply (ms since the epoch) as a system_clock time; nullopt
+  /// when system_clock cannot represent it (a corrupt value: its nanoseconds overflow
+  /// 64 bits after 2262), or before the epoch.
+  static std::optional<std::chrono::system_clock::time_point> server_time(
+      std::int64_t ms) noexcept {
+    using time_point = std::chrono::system_clock::time_point;
+    constexpr std::int64_t most =
+        std::chrono::duration_cast<std::chrono::milliseconds>(time_point::duration::max())
+            .count();
+    if (ms < 0 || ms > most) return std::nullopt;
+    return time_point(std::chrono::milliseconds{ms});
   }
 
   /// Counts what a call ended with; returns it.
@@ -659,7 +675,7 @@ class session_store {
   session_result<session_id> create_impl(std::string_view user, const Data& data) noexcept;
   /// What a get's script adds for the L1: the server's time and whether it slid.
   struct l1_fill {
-    std::int64_t now_ms = 0;
+    std::chrono::system_clock::time_point now{};
     bool slid = true;
   };
   using l1_type = detail::session_l1<session_type, Clock>;

@@ -45,6 +45,10 @@ enum class redis_status : std::uint8_t {
   too_large,  ///< a reply over the caller's limit (the connection was closed)
   busy,       ///< no free connection within the pool wait
   backoff,    ///< not tried: the reconnect backoff runs
+  unknown,    ///< the caller's op threw once its command may have been sent (e.g. while
+              ///< reading the reply): the command may have run. Only callers that tell
+              ///< this apart return it (session_link); the pool itself reports an op
+              ///< that throws as codec
 };
 
 /// One pooled connection and the caller's scratch buffers (reused between calls).

@@ -25,11 +25,12 @@
 // the command timeout) loses the writes of that time: the L1 is cleared at once and
 // bypassed (lookups miss, inserts are dropped) until a new connection is tracking
 // again; the reconnect is tried in a lookup, through a reconnect_gate (full-jitter
-// backoff after a failure). Races: a get's Redis read can be overtaken by a write whose
-// invalidation is applied before the get inserts what it read; each insert carries a
-// ticket taken before the read — the epoch (bumped by every clear, loss and
-// reconnect) and the invalidation count of the key's stripe (1024 stripes) — and is
-// dropped if either moved.
+// backoff after a failure; an attempt that throws, e.g. std::bad_alloc, is a failure
+// too). Races: a get's Redis read can be overtaken by a write whose invalidation is
+// applied before the get inserts what it read; each insert carries a ticket taken
+// before the read — the epoch (bumped by every clear, loss and reconnect) and the
+// invalidation count of the key's stripe (1024 stripes) — and is dropped if either
+// moved.
 //
 // Thread-safe (one mutex: lookups, inserts, invalidations). Complexity: O(1) expected
 // per operation plus the invalidations read; erase_user O(entries).
@@ -245,6 +246,21 @@ class session_l1 {
 
   void connect() {
     if (!gate_.try_enter()) return;
+    // Whatever ends this attempt short of succeeded() — a refusal or an exception
+    // (std::bad_alloc) — reports it as failed: a gate left probing would never let
+    // another attempt in.
+    struct attempt_guard {
+      session_l1& l1;
+      bool done = false;
+      ~attempt_guard() {
+        if (done) return;
+        l1.connect_failures_.add();
+        try {
+          l1.gate_.failed();
+        } catch (...) {  // std::system_error from its mutex: nothing more to do
+        }
+      }
+    } attempt{*this};
     std::string error;
     redis_context_ptr c = redis_open(connection_, error);
     bool ok = c && redis_enable_tracking(c.get(), prefix_);
@@ -253,12 +269,9 @@ class session_l1 {
       const redis_reply_ptr r = redis_argv(c.get(), args);
       ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3;
     }
-    if (!ok) {
-      connect_failures_.add();
-      gate_.failed();
-      return;
-    }
+    if (!ok) return;  // failed (attempt)
     gate_.succeeded();
+    attempt.done = true;
     conn_ = std::move(c);
     tracking_ = true;
     heard_ = clock_.now();

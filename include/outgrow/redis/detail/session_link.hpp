@@ -9,8 +9,9 @@
 // to EVAL of the source on NOSCRIPT (a restarted or failed-over Redis, or another
 // cluster node, lacks the script; EVAL caches it there). Error replies count as server
 // errors; replies are handed to the caller's parser, and the helpers below read them
-// defensively (wrong types give nullopt). Thread-safe: each call borrows its own pooled
-// connection.
+// defensively (wrong types give nullopt). An exception during a call (the parser's
+// included) is an unknown outcome (redis_status::unknown), never "nothing sent".
+// Thread-safe: each call borrows its own pooled connection.
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -72,7 +73,9 @@ class session_link {
   /// max_args) on a pooled connection to the master of the first key's slot, and
   /// on_reply(const redisReply&) -> redis_status on a reply that is not an error (it may
   /// run again after a redirection). busy / backoff / transport / too_large as the pool
-  /// says; server for an error reply.
+  /// says; server for an error reply; unknown when anything in the call throws (loading
+  /// the scripts, sending, on_reply): the script may have run, so it is never reported
+  /// as codec ("nothing was sent") — codec only for arguments that do not fit.
   template <class OnReply>
   redis_status eval(session_script s, std::size_t nkeys,
                     std::span<const std::string_view> args, OnReply&& on_reply) noexcept {
@@ -82,18 +85,24 @@ class session_link {
     const auto slot = router_.slot_of(args[0]);
     const redis_status st =
         router_.run(slot, [&](redis_pooled_connection& c) -> redis_status {
-          if (!ready_.load(std::memory_order_acquire)) {
-            if (const redis_status l = load_scripts(c); l != redis_status::ok) return l;
+          // The pool would report an exception as codec (nothing sent); here one may
+          // come after the script ran (on_reply: out of memory, a throwing Data).
+          try {
+            if (!ready_.load(std::memory_order_acquire)) {
+              if (const redis_status l = load_scripts(c); l != redis_status::ok) return l;
+            }
+            const auto i = static_cast<std::size_t>(s);
+            redis_reply_ptr r;
+            redis_status e = call(c, "EVALSHA", shas_[i], nkeys, args, r);
+            if (e == redis_status::ok && is_error(*r, "NOSCRIPT")) {
+              e = call(c, "EVAL", sources()[i], nkeys, args, r);
+            }
+            if (e != redis_status::ok) return e;
+            if (r->type == REDIS_REPLY_ERROR) return redis_status::server;
+            return on_reply(*r);
+          } catch (...) {
+            return redis_status::unknown;
           }
-          const auto i = static_cast<std::size_t>(s);
-          redis_reply_ptr r;
-          redis_status e = call(c, "EVALSHA", shas_[i], nkeys, args, r);
-          if (e == redis_status::ok && is_error(*r, "NOSCRIPT")) {
-            e = call(c, "EVAL", sources()[i], nkeys, args, r);
-          }
-          if (e != redis_status::ok) return e;
-          if (r->type == REDIS_REPLY_ERROR) return redis_status::server;
-          return on_reply(*r);
         });
     if (st == redis_status::backoff) {
       short_circuited_.add();

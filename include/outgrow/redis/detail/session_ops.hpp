@@ -34,6 +34,8 @@ session_store_config session_store<Data, Codec, Clock>::validated(session_store_
   using namespace std::chrono_literals;
   constexpr std::string_view who = "session_store";
   detail::validate_connection(who, c.connection);
+  require_in_range(who, "key_prefix (bytes)", c.key_prefix.size(), std::size_t{0},
+                   max_key_prefix_size);  // first: the next message quotes the prefix
   require((c.key_prefix.empty() || c.key_prefix.back() == ':') &&
               c.key_prefix.find_first_of("{}") == std::string::npos,
           who, "key_prefix", "empty or ending with ':', without '{' or '}'",
@@ -63,6 +65,10 @@ session_store_config session_store<Data, Codec, Clock>::validated(session_store_
             "0 for a Data type that cannot be copied", c.l1_capacity);
     require(c.connection.cluster.nodes.empty(), who, "l1_capacity",
             "0 with connection.cluster (tracking is per node)", c.l1_capacity);
+    require(c.idle_timeout >= 4ms, who, "idle_timeout",
+            "at least 4ms while l1_capacity > 0 (l1_ttl must fit in [1ms, idle_timeout / "
+            "4])",
+            c.idle_timeout);
     require_in_range(who, "l1_ttl", c.l1_ttl, std::chrono::nanoseconds{1ms},
                      c.idle_timeout / 4);
   }
@@ -122,11 +128,24 @@ session_result<session<Data>> session_store<Data, Codec, Clock>::get_impl(
           const auto expires = detail::session_int(r, 4);
           const auto bytes = detail::session_str(r, 5);
           if (!user || !version || !created || !expires || !bytes) return status::server;
+          // Times system_clock cannot hold (the script refuses a `created` in the
+          // future; this also guards the conversion) are corrupt, never converted.
+          const auto created_at = server_time(*created);
+          const auto expires_at = server_time(*expires);
+          if (!created_at || !expires_at) {
+            out.status = session_status::corrupt;
+            return status::ok;
+          }
           if (fill != nullptr) {
             const auto now = detail::session_int(r, 6);
             const auto slid = detail::session_int(r, 7);
             if (!now || !slid) return status::server;
-            fill->now_ms = *now;
+            const auto now_at = server_time(*now);
+            if (!now_at) {
+              out.status = session_status::corrupt;
+              return status::ok;
+            }
+            fill->now = *now_at;
             fill->slid = *slid != 0;
           }
           std::string tag;
@@ -140,8 +159,8 @@ session_result<session<Data>> session_store<Data, Codec, Clock>::get_impl(
             return status::ok;
           }
           out.value.emplace(session_type{std::move(*data), std::string(*user),
-                                         static_cast<std::uint64_t>(*version),
-                                         server_time(*created), server_time(*expires)});
+                                         static_cast<std::uint64_t>(*version), *created_at,
+                                         *expires_at});
           return status::ok;
         });
         if (st != status::ok) return session_result<session_type>{failed(st)};
@@ -169,7 +188,10 @@ session_result<session<Data>> session_store<Data, Codec, Clock>::get_l1(
       // included, so its entry would be dropped at once; the next get (which does not
       // slide again for l1_ttl) fills the L1.
       if (r.status == session_status::ok && !fill.slid) {
-        l1_->insert(key, *r.value, r.value->expires - server_time(fill.now_ms), ticket);
+        try {
+          l1_->insert(key, *r.value, r.value->expires - fill.now, ticket);
+        } catch (...) {  // not held (no memory, Data's copy threw): the read stands
+        }
       }
       return r;
     } catch (...) {

@@ -8,7 +8,8 @@
 //
 // Keys (built by detail/session_keys.hpp; `base` is "<prefix>{<tag>}:"):
 //   base .. "s:" .. secret        a hash: u (user), v (version), c (created, ms since the
-//                                 epoch on the Redis server's clock), d (encoded data);
+//                                 epoch on the Redis server's clock; more than 60 s
+//                                 ahead of it is corrupt), d (encoded data);
 //                                 PEXPIREAT = its expiry
 //   base .. "u:" .. esc(user)     the user's index: a sorted set, member = secret,
 //                                 score = that session's expiry (ms); expires with the
@@ -23,7 +24,8 @@
 // error that aborts half-way. Replies start with a code:
 //   0 missing (absent, or past its absolute lifetime: deleted)
 //   1 ok
-//   2 corrupt (not a session hash, or fields malformed)
+//   2 corrupt (not a session hash, or fields malformed: created more than 60 s in the
+//     future too — at most 60 s of clock skew between nodes, e.g. after a failover)
 //   3 foreign (not in the index of the user it names)
 //   4 conflict (version differs)
 //   5 id taken (new secret collides: the caller draws another)
@@ -73,6 +75,8 @@ local function load_session(k, base, secret, absolute)
   local v, c = int_field(f[2], 1), int_field(f[3], 0)
   if not f[1] or not f[4] or not v or not c then return 2 end
   local now = now_ms()
+  -- created in the future (beyond clock skew between nodes) would lift the lifetime cap
+  if c > now + 60000 then return 2 end
   local hard = c + absolute
   if hard <= now then
     redis.call('DEL', k)
