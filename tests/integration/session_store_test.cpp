@@ -82,6 +82,15 @@ void hset(outgrow_test::redis_server& server, const std::string& key, const char
   REQUIRE(r->type == REDIS_REPLY_INTEGER);
 }
 
+// Makes the session at `key` look created `ago_ms` ago (server clock) by a store whose
+// absolute lifetime is `absolute_ms`: its c and h fields.
+void created_ago(outgrow_test::redis_server& server, const std::string& key,
+                 long long ago_ms, long long absolute_ms) {
+  const long long created = server_now_ms(server) - ago_ms;
+  hset(server, key, "c", std::to_string(created));
+  hset(server, key, "h", std::to_string(created + absolute_ms));
+}
+
 void pexpire(outgrow_test::redis_server& server, const std::string& key, long long ms) {
   auto r = server.command("PEXPIRE %b %lld", key.data(), key.size(), ms);
   REQUIRE(r->type == REDIS_REPLY_INTEGER);
@@ -244,20 +253,20 @@ TEST_CASE("session_store caps the expiry at the absolute lifetime") {
   const std::string key = s.redis_keys(*made).first;
   CHECK(integer(server, "PTTL", key) <= 1000);
   // Created 1 s ago (server clock): at most 500 ms left, however it is used.
-  hset(server, key, "c", std::to_string(server_now_ms(server) - 1000));
+  created_ago(server, key, 1000, 1500);
   REQUIRE(s.get(*made));
   const long long left = integer(server, "PTTL", key);
   CHECK(left > 0);
   CHECK(left <= 500);
   // Created 2 s ago: past its lifetime, a miss, and deleted.
-  hset(server, key, "c", std::to_string(server_now_ms(server) - 2000));
+  created_ago(server, key, 2000, 1500);
   CHECK(s.get(*made).status == session_status::missing);
   CHECK(integer(server, "EXISTS", key) == 0);
   // rotate keeps the creation time: it cannot extend a session.
   const auto second = s.create("ada", "x");
   REQUIRE(second);
   const std::string key2 = s.redis_keys(*second).first;
-  hset(server, key2, "c", std::to_string(server_now_ms(server) - 1200));
+  created_ago(server, key2, 1200, 1500);
   const auto rotated = s.rotate(*second);
   REQUIRE(rotated);
   CHECK(integer(server, "PTTL", s.redis_keys(*rotated).first) <= 300);
@@ -484,7 +493,14 @@ TEST_CASE("session_store reports corrupt or foreign values as decode errors") {
   }
   SECTION("malformed fields") {
     for (const auto& [field, value] : std::vector<std::pair<const char*, std::string>>{
-             {"v", "abc"}, {"v", "0"}, {"v", "1.5"}, {"v", "nan"}, {"c", "x"}}) {
+             {"v", "abc"},
+             {"v", "0"},
+             {"v", "1.5"},
+             {"v", "nan"},
+             {"c", "x"},
+             {"h", "x"},
+             {"h", "0"},                    // before its creation
+             {"h", "9007199254740991"}}) {  // more than 366 days after it
       const auto id = *s.create("ada", "x");
       hset(server, s.redis_keys(id).first, field, value);
       INFO(field << "=" << value);
@@ -1161,7 +1177,7 @@ TEST_CASE("session_store l1 slides the expiry only when it moves by l1_ttl") {
   const auto other = s.create("bob", "y");
   REQUIRE(other);
   const std::string other_key = s.redis_keys(*other).first;
-  hset(server, other_key, "c", std::to_string(server_now_ms(server) - 60'000 + 300));
+  created_ago(server, other_key, 60'000 - 300, 60'000);
   const auto hits = s.metrics().l1_hits;
   REQUIRE(s.get(*other));  // hard cap below the current expiry: no slide, held
   REQUIRE(s.get(*other));
@@ -1380,4 +1396,36 @@ TEST_CASE("session_store l1 gives up a silent tracking connection after its hear
   }
   REQUIRE(back);
   CHECK(back->data == "v1");
+}
+
+TEST_CASE("session_store keeps the absolute lifetime a session was created with") {
+  // A rolling deploy: stores with other lifetimes read the same sessions. The cap is
+  // the one fixed at create, and a user's index never expires before their sessions.
+  outgrow_test::redis_server server;
+  auto short_lived = config_for(server.port());
+  short_lived.idle_timeout = 10s;
+  short_lived.absolute_lifetime = 20s;
+  auto long_lived = config_for(server.port());
+  long_lived.idle_timeout = 30s;
+  long_lived.absolute_lifetime = 60s;
+  store a(short_lived);
+  store b(long_lived);
+
+  const auto id = a.create("ada", "x");
+  REQUIRE(id);
+  const std::string key = a.redis_keys(*id).first;
+  REQUIRE(b.get(*id));  // slides to min(now + 30 s, created + 20 s)
+  CHECK(integer(server, "PTTL", key) <= 20'000);
+  CHECK(integer(server, "PTTL", key) > 10'000);
+
+  // The index: created by the 60 s store, then a 20 s store adds a session.
+  const auto first = b.create("bob", "y");
+  REQUIRE(first);
+  const std::string index = b.redis_keys(*first).second + "u:bob";  // the user's index
+  REQUIRE(integer(server, "EXISTS", index) == 1);
+  const auto second = a.create("bob", "z");
+  REQUIRE(second);
+  CHECK(integer(server, "PTTL", index) > 20'000);  // still the 60 s session's
+  REQUIRE(b.get(*first));
+  REQUIRE(a.get(*second));
 }

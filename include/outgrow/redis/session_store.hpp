@@ -57,10 +57,12 @@
 //
 // Expiry: times are the Redis server's (TIME inside the scripts), so app instances
 // agree whatever their clocks say. A session expires idle_timeout after its last
-// create/get/update/rotate, and never later than created + absolute_lifetime (rotate
-// keeps `created`: rotating cannot extend a stolen session). Redis expires the keys
-// itself (PEXPIREAT); the index drops entries of expired sessions on the user's next
-// create, and expires itself with its user's last possible session.
+// create/get/update/rotate, and never later than created + absolute_lifetime (the
+// lifetime of the store that created it, kept in the session: stores configured
+// otherwise during a rolling deploy do not move it; rotate keeps both: rotating cannot
+// extend a stolen session). Redis expires the keys itself (PEXPIREAT); the index drops
+// entries of expired sessions on the user's next create, and expires itself with its
+// user's last possible session (a create never moves that earlier).
 //
 // Concurrency: update(id, expected_version, data) writes only if the stored version is
 // still expected_version (compare-and-set in the script) and then bumps it; otherwise
@@ -201,7 +203,8 @@ struct session_store_config {
   /// at least 4 ms with an L1 (room for l1_ttl).
   std::chrono::nanoseconds idle_timeout = std::chrono::minutes{30};
   /// Cap: a session expires this long after create, however it is used. 8 h (OWASP).
-  /// [idle_timeout, 366 d]
+  /// [idle_timeout, 366 d]. Fixed in the session when it is created: stores configured
+  /// otherwise later (a rolling deploy) neither shorten nor extend it.
   std::chrono::nanoseconds absolute_lifetime = std::chrono::hours{8};
   /// A create beyond this many live sessions of one user destroys the ones expiring
   /// soonest (least recently used). Empty = no limit. [1, 1e6]

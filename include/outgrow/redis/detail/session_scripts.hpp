@@ -9,11 +9,15 @@
 // Keys (built by detail/session_keys.hpp; `base` is "<prefix>{<tag>}:"):
 //   base .. "s:" .. secret        a hash: u (user), v (version), c (created, ms since the
 //                                 epoch on the Redis server's clock; more than 60 s
-//                                 ahead of it is corrupt), d (encoded data);
+//                                 ahead of it is corrupt), h (the absolute expiry, ms,
+//                                 fixed at create: c + absolute_lifetime then; in [c,
+//                                 c + 366 d], absent in sessions written before it:
+//                                 c + the reader's absolute_lifetime), d (encoded data);
 //                                 PEXPIREAT = its expiry
 //   base .. "u:" .. esc(user)     the user's index: a sorted set, member = secret,
 //                                 score = that session's expiry (ms); expires with the
-//                                 user's last possible session (created + absolute)
+//                                 user's last possible session (the latest h; a create
+//                                 only ever moves its expiry later)
 // Every key a script touches carries the same hash tag {<tag>} as its declared KEYS, so
 // on Redis Cluster it lives in the same slot on the same node (scripts touch undeclared
 // keys only inside that slot, which Cluster allows; never across slots).
@@ -71,13 +75,19 @@ local function load_session(k, base, secret, absolute)
   local t = redis.call('TYPE', k)['ok']
   if t == 'none' then return 0 end
   if t ~= 'hash' then return 2 end
-  local f = redis.call('HMGET', k, 'u', 'v', 'c', 'd')
+  local f = redis.call('HMGET', k, 'u', 'v', 'c', 'd', 'h')
   local v, c = int_field(f[2], 1), int_field(f[3], 0)
   if not f[1] or not f[4] or not v or not c then return 2 end
   local now = now_ms()
   -- created in the future (beyond clock skew between nodes) would lift the lifetime cap
   if c > now + 60000 then return 2 end
+  -- the cap fixed at create (h, within 366 days of it); without h (written before h
+  -- existed), created + this store's absolute lifetime
   local hard = c + absolute
+  if f[5] then
+    hard = int_field(f[5], c)
+    if not hard or hard > c + 31622400000 then return 2 end
+  end
   if hard <= now then
     redis.call('DEL', k)
     return 0
@@ -116,11 +126,14 @@ if max > 0 then
     end
   end
 end
-local exp = now + math.min(idle, absolute)
-redis.call('HSET', KEYS[1], 'u', ARGV[5], 'v', 1, 'c', now, 'd', ARGV[6])
+local exp, hard = now + math.min(idle, absolute), now + absolute
+redis.call('HSET', KEYS[1], 'u', ARGV[5], 'v', 1, 'c', now, 'h', hard, 'd', ARGV[6])
 redis.call('PEXPIREAT', KEYS[1], exp)
 redis.call('ZADD', KEYS[2], exp, ARGV[2])
-redis.call('PEXPIREAT', KEYS[2], now + absolute)
+-- the index lives as long as its longest-lived session: never shortened (a store with
+-- a shorter absolute lifetime, or a clock stepped back, would cut others' sessions off)
+local left = redis.call('PTTL', KEYS[2])
+if left < 0 or left < absolute then redis.call('PEXPIREAT', KEYS[2], hard) end
 return {1, now, exp, evicted}
 )lua";
 
