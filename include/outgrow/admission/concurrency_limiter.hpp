@@ -120,7 +120,7 @@ class concurrency_limiter {
       : algorithm_(std::move(limit)),
         clock_(std::move(clock)),
         origin_(clock_.now()),
-        limit_(std::max(1, static_cast<int>(algorithm_.limit()))) {}  // as on_sample
+        limit_(admitted_limit()) {}
 
   concurrency_limiter(const concurrency_limiter&) = delete;
   concurrency_limiter& operator=(const concurrency_limiter&) = delete;
@@ -185,8 +185,13 @@ class concurrency_limiter {
       // A sample the algorithm refuses (vegas: rtt 0 on a coarse clock) changes nothing.
       return;
     }
-    limit_.store(std::max(1, static_cast<int>(algorithm_.limit())),
-                 std::memory_order_relaxed);
+    limit_.store(admitted_limit(), std::memory_order_relaxed);
+  }
+
+  // The algorithm's limit as the in-flight bound: never below 1 (a limit of 0 would
+  // admit nothing again, so no sample could ever raise it).
+  [[nodiscard]] int admitted_limit() const {
+    return std::max(1, static_cast<int>(algorithm_.limit()));
   }
 
   mutable std::mutex mutex_;

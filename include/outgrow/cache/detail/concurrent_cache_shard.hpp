@@ -229,7 +229,7 @@ struct cc_shard {
   static constexpr std::uint32_t npos = std::numeric_limits<std::uint32_t>::max();
   static constexpr unsigned chunk_bits = 8;  // 256 entries per chunk
   static constexpr std::size_t chunk_size = std::size_t{1} << chunk_bits;
-  static constexpr std::size_t lane_count = 2;
+  static constexpr std::size_t lane_count = 2;  // link_head, hand_lane assume two
 
   template <class T>
   using cell = std::conditional_t<lock_free_reads, cc_atomic_cell<T>, cc_plain_cell<T>>;
@@ -292,7 +292,7 @@ struct cc_shard {
   std::array<cc_lane, lane_count> lanes{};
   mutable mutex_type mutex;
 
-  // ---- used only with TTL entries ----
+  // ---- the TTL cleanup position, and the entry memory (lookups reach it by chunks) ----
   std::uint32_t cursor = 0;  // cleanup position
   std::vector<std::unique_ptr<entry[]>> owned_entries;
   std::vector<std::unique_ptr<meta[]>> owned_metas;
@@ -440,6 +440,7 @@ struct cc_shard {
   /// The lane whose hand entry was inserted first (the hand of the merged queue);
   /// wraps every lane's hand to its tail when the sweep has passed all of them.
   [[nodiscard]] std::size_t hand_lane() noexcept {
+    static_assert(lane_count == 2, "hand_lane and link_head merge exactly two lanes");
     if (lanes[0].hand == npos && lanes[1].hand == npos) {
       for (cc_lane& lane : lanes) lane.hand = lane.tail;
     }

@@ -128,23 +128,21 @@ session_result<session<Data>> session_store<Data, Codec, Clock>::get_impl(
           const auto expires = detail::session_int(r, 4);
           const auto bytes = detail::session_str(r, 5);
           if (!user || !version || !created || !expires || !bytes) return status::server;
+          // The L1's extra fields (server time, slid); without an L1, a neutral 0.
+          const std::optional<std::int64_t> none{0};
+          const auto now = fill != nullptr ? detail::session_int(r, 6) : none;
+          const auto slid = fill != nullptr ? detail::session_int(r, 7) : none;
+          if (!now || !slid) return status::server;
           // Times system_clock cannot hold (the script refuses a `created` in the
           // future; this also guards the conversion) are corrupt, never converted.
           const auto created_at = server_time(*created);
           const auto expires_at = server_time(*expires);
-          if (!created_at || !expires_at) {
+          const auto now_at = server_time(*now);
+          if (!created_at || !expires_at || !now_at) {
             out.status = session_status::corrupt;
             return status::ok;
           }
           if (fill != nullptr) {
-            const auto now = detail::session_int(r, 6);
-            const auto slid = detail::session_int(r, 7);
-            if (!now || !slid) return status::server;
-            const auto now_at = server_time(*now);
-            if (!now_at) {
-              out.status = session_status::corrupt;
-              return status::ok;
-            }
             fill->now = *now_at;
             fill->slid = *slid != 0;
           }
