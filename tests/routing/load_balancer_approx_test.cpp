@@ -1,7 +1,8 @@
 // Approximate loads of load_balancer (issue 20): under a policy declaring
 // approximate_load (power_of_two_choices, least_response_time), a picking thread reads
 // its own stripe's in-flight counts exactly and the other stripes' sum as it last read
-// it, at most lb_load_refresh_picks − 1 of its own picks late. These tests bound that
+// it, at most lb_load_refresh_interval(E) − 1 of its own picks late (256 x E over E
+// routable endpoints). These tests bound that
 // staleness by driving the stripes explicitly, then through the public API with two
 // threads; least_connections keeps exact counts.
 #include <outgrow/routing/load_balancer.hpp>
@@ -19,7 +20,8 @@ namespace {
 
 using endpoint_state = outgrow::detail::lb_endpoint<std::string>;
 using ledger = outgrow::detail::lb_ledger<std::string>;
-constexpr std::uint64_t refresh = outgrow::detail::lb_load_refresh_picks;
+// The interval over two routable endpoints (every balancer here has two).
+constexpr std::uint64_t refresh = outgrow::detail::lb_load_refresh_interval(2);
 
 template <class Policy>
 using lb = outgrow::load_balancer<std::string, Policy, outgrow::manual_clock>;
@@ -37,11 +39,11 @@ TEST_CASE("approximate loads see other stripes at most the refresh interval late
   REQUIRE(outgrow::detail::lb_stripe_count() >= 2);
   auto l = std::make_shared<ledger>();
   auto a = endpoint_state::make("a", 0, l);
-  const std::uint64_t first = refresh;  // a stripe's first pick epoch
+  const std::uint64_t first = outgrow::detail::lb_load_first_epoch;  // a stripe's first
   // Stripe 1 stands for another thread, stripe 0 for the reading one.
   for (int i = 0; i < 5; ++i) a->acquire(1);
   a->acquire(0);
-  CHECK(a->in_flight_seen(0, first) == 6);  // a first read is fresh
+  CHECK(a->in_flight_seen(0, first, refresh) == 6);  // a first read is fresh
   CHECK(a->in_flight() == 6);
   // The other stripe changes: the reader keeps its copy for refresh - 1 more picks;
   // its own stripe's changes show at once.
@@ -51,19 +53,20 @@ TEST_CASE("approximate loads see other stripes at most the refresh interval late
   CHECK(a->in_flight() == 5);  // exact: 3 on stripe 1, 2 on stripe 0
   for (std::uint64_t e = first; e < first + refresh; ++e) {
     INFO(e);
-    REQUIRE(a->in_flight_seen(0, e) == 7);  // 5 cached + 2 own
+    REQUIRE(a->in_flight_seen(0, e, refresh) == 7);  // 5 cached + 2 own
   }
-  CHECK(a->in_flight_seen(0, first + refresh) == 5);  // refreshed: exact again
+  CHECK(a->in_flight_seen(0, first + refresh, refresh) == 5);  // refreshed: exact again
   // The other stripe's view of stripe 0 is as fresh as its own reads make it.
-  CHECK(a->in_flight_seen(1, first) == 5);
+  CHECK(a->in_flight_seen(1, first, refresh) == 5);
   // Every lease ends: a stale copy overstates the load until the next refresh.
   a->release(0);
   a->release(0);
   for (int i = 0; i < 3; ++i) a->release(1);
   CHECK(a->in_flight() == 0);
-  CHECK(a->in_flight_seen(0, first + refresh + 1) == 3);  // cached 3 of stripe 1, 0 own
-  CHECK(a->in_flight_seen(0, first + 2 * refresh) == 0);
-  CHECK(a->in_flight_seen(1, first + refresh) == 0);
+  // Cached 3 of stripe 1, 0 own:
+  CHECK(a->in_flight_seen(0, first + refresh + 1, refresh) == 3);
+  CHECK(a->in_flight_seen(0, first + 2 * refresh, refresh) == 0);
+  CHECK(a->in_flight_seen(1, first + refresh, refresh) == 0);
 }
 
 TEST_CASE("a view with one stripe in use is exact at every pick",
@@ -75,10 +78,11 @@ TEST_CASE("a view with one stripe in use is exact at every pick",
   pool.routable = {a.get(), b.get()};
   pool.inverse_weight = {1.0, 1.0};
   pool.info.resize(2);
-  std::uint64_t epoch = refresh;
+  std::uint64_t epoch = outgrow::detail::lb_load_first_epoch;
   const auto view = [&] {
-    return outgrow::balancer_view(pool, 0, 0,
-                                  {.approximate = true, .stripe = 0, .epoch = epoch++});
+    return outgrow::balancer_view(
+        pool, 0, 0,
+        {.approximate = true, .stripe = 0, .epoch = epoch++, .interval = refresh});
   };
   // The reading stripe alone changes the counts: every read is exact, refresh or not.
   int held_a = 0, held_b = 0;
@@ -100,6 +104,38 @@ TEST_CASE("a view with one stripe in use is exact at every pick",
   }
   for (; held_a > 0; --held_a) a->release(0);
   for (; held_b > 0; --held_b) b->release(0);
+}
+
+TEST_CASE("p2c's refresh interval grows with the routable endpoints",
+          "[load_balancer][approximate]") {
+  // Each endpoint's copy is re-read once per 256 x E picks, so a thread makes one
+  // cross-core re-read per 256 picks whatever E is. Five endpoints: 1,280 picks.
+  constexpr std::uint64_t interval = outgrow::detail::lb_load_refresh_interval(5);
+  STATIC_REQUIRE(interval == 5 * outgrow::detail::lb_load_refresh_picks_per_endpoint);
+  STATIC_REQUIRE(outgrow::detail::lb_load_refresh_interval(0) ==
+                 outgrow::detail::lb_load_refresh_picks_per_endpoint);
+  lb<outgrow::power_of_two_choices> b({"0", "1", "2", "3", "4"}, {.seed = 9});
+  using lease = lb<outgrow::power_of_two_choices>::lease;
+  // This thread's first picks read the endpoints' copies (fresh, all idle).
+  for (int i = 0; i < 20; ++i) b.pick().success();
+  std::vector<lease> held;
+  run_on_other_thread([&] {
+    for (int i = 0; i < 5; ++i)
+      held.push_back(b.pick_if([](const std::string& e) { return e == "0"; }));
+  });
+  REQUIRE(b.in_flight("0") == 5);
+  // "0" still looks idle to this thread past the two-endpoint interval (512 picks)
+  // until its copy is `interval` picks old; never after.
+  std::uint64_t stale_late = 0;
+  for (std::uint64_t i = 0; i < 2 * interval; ++i) {
+    auto l = b.pick();
+    if (*l != "0") continue;
+    INFO(i);
+    REQUIRE(i < interval);
+    stale_late += i >= refresh ? 1U : 0U;
+  }
+  CHECK(stale_late > 0);
+  held.clear();
 }
 
 TEST_CASE("p2c on two threads stops picking a loaded endpoint within the refresh interval",

@@ -46,8 +46,8 @@
 // its own round-robin cursor, random stream and pick counters, and per endpoint its own
 // lease counters (detail/balancer_endpoint.hpp). A pick plus its lease's release is two
 // atomic adds on the thread's own lines; metrics() and least_connections sum the
-// stripes, p2c and LRT read the other threads' stripes only every 256 picks. What that
-// means for each policy:
+// stripes, p2c and LRT re-read another thread's count of an endpoint only every
+// 256 x E picks (E endpoints). What that means for each policy:
 //   round_robin, WRR  each thread goes round (or through nginx's sequence) on its own
 //                     cursor; the first thread to pick starts at endpoint 0 and gets the
 //                     exact single-threaded sequence, the thread on stripe k starts k
@@ -61,10 +61,15 @@
 //                     stripes (relaxed loads; never a snapshot across endpoints).
 //                     p2c and LRT (policies declaring approximate_load): approximate —
 //                     the picking thread's own leases exactly, other threads' as its
-//                     stripe last read them, re-read when that copy is 256 of its picks
-//                     old (detail::lb_load_refresh_picks; a first read is always fresh):
-//                     other threads' leases are seen at most 255 of this thread's picks
-//                     late. With one picking thread every read is exact (the other
+//                     stripe last read them, re-read when that copy is 256 x E of its
+//                     picks old over E routable endpoints (detail::
+//                     lb_load_refresh_interval; a first read is always fresh): other
+//                     threads' leases are seen at most 256 x E - 1 of this thread's
+//                     picks late (2,047 with 8 endpoints), and each thread makes at most
+//                     one such cross-core read per 256 picks whatever E is (with a fixed
+//                     256 picks, 8 endpoints cost 8 per 256, and p2c on two cores of an
+//                     AMD EPYC VM picked 1.04x one thread's total; 2.0x now). With one
+//                     picking thread every read is exact (the other
 //                     stripes are zero), so single-threaded picks are unchanged; with
 //                     more, each thread balances its own leases exactly, so their sum
 //                     stays balanced, and the copies correct for imbalance between
@@ -75,7 +80,7 @@
 //                     "How useful is old information?", 2000); pick_if's fallback under
 //                     p2c/LRT reads the same view. Caveat: the staleness is counted in
 //                     the reader's picks, not in time: a thread that picks once a second
-//                     may act on other threads' leases minutes old.
+//                     from 8 endpoints may act on other threads' leases half an hour old.
 //                     least_connections stays exact: taking the minimum over all on old
 //                     loads herds the threads' picks onto the endpoint that looked least
 //                     loaded at the last refresh (the same paper), and it is the policy

@@ -17,10 +17,10 @@
 // that core has just written it, which made p2c on two threads slower than on one. A
 // policy declaring approximate_load (p2c, LRT) reads in_flight_seen(): the picking
 // stripe's own count exactly, plus the other stripes' sum as this stripe last read it,
-// cached on the stripe's own line and re-read when it is lb_load_refresh_picks or more
-// of the stripe's picks old (the stripe's pick `epoch`). So other threads' leases are
-// seen at most lb_load_refresh_picks − 1 of this thread's picks late; with one picking
-// thread the other stripes are zero and the view is exact.
+// cached on the stripe's own line and re-read when it is lb_load_refresh_interval(E)
+// or more of the stripe's picks old (the stripe's pick `epoch`; E routable endpoints).
+// So other threads' leases are seen at most 256 x E − 1 of this thread's picks late;
+// with one picking thread the other stripes are zero and the view is exact.
 //
 // Lifetime: an endpoint's state lives as long as a membership snapshot lists it or a
 // lease holds it. While listed, no lease count is kept in one word: the last snapshot
@@ -89,12 +89,26 @@ inline constexpr std::size_t lb_max_stripes = 8;
 inline constexpr std::size_t lb_stripe_align = 128;
 
 /// Approximate loads: a stripe re-reads the other stripes' in-flight sum of an
-/// endpoint when its cached copy is this many of the stripe's picks old (see the file
-/// comment). A re-read costs about one cache miss on each side (the reader's, and the
-/// writer's next write to the line it shared); p2c over E endpoints makes at most E of
-/// them per 256 picks, where exact reads made two per pick: at an estimated 100 ns a
-/// re-read, about 3 ns a pick at 8 endpoints (balancer_bench: p2c vs p2c_exact).
-inline constexpr std::uint64_t lb_load_refresh_picks = 256;
+/// endpoint when its cached copy is lb_load_refresh_interval(E) of the stripe's picks
+/// old, E being the routable endpoints (see the file comment). A re-read costs about
+/// one cache miss on each side (the reader's, and the writer's next locked add to the
+/// line it shared): 150-300 ns together between the cores of a 2-core AMD EPYC VM. Each
+/// endpoint's copy is re-read at most once per 256 x E picks, so a stripe makes at most
+/// one re-read per 256 picks whatever E is, where exact reads made two per pick. (A
+/// fixed 256 picks made E re-reads per 256 picks: with 8 endpoints on that VM, p2c on
+/// two threads picked 1.04x one thread's total, against 2.0x now; balancer_bench.)
+inline constexpr std::uint64_t lb_load_refresh_picks_per_endpoint = 256;
+
+/// The age, in a stripe's picks, at which its copy of other stripes' loads is re-read
+/// (computed once per pick by the balancer, passed in the view's lb_load_view).
+[[nodiscard]] constexpr std::uint64_t lb_load_refresh_interval(
+    std::size_t endpoints) noexcept {
+  return lb_load_refresh_picks_per_endpoint * std::max<std::uint64_t>(1, endpoints);
+}
+
+/// A stripe's first pick epoch: more picks after a copy's "never read" epoch 0 than any
+/// interval, so a first read is always fresh (without a branch of its own).
+inline constexpr std::uint64_t lb_load_first_epoch = std::uint64_t{1} << 62;
 
 /// One stripe of an endpoint's lease counters (see the file comment).
 struct alignas(lb_stripe_align) lb_endpoint_stripe {
@@ -154,15 +168,14 @@ class balancer_endpoint_core {
   }
   /// Approximate loads (see the file comment): stripe k's leases in flight exactly plus
   /// the other stripes' as cached on stripe k, re-read first when the cache is
-  /// lb_load_refresh_picks or more picks older than `epoch` (stripe k's pick count,
-  /// which starts at lb_load_refresh_picks so a first read is always fresh). Called
-  /// only by stripe k's picking threads.
-  [[nodiscard]] std::uint64_t in_flight_seen(std::size_t k,
-                                             std::uint64_t epoch) const noexcept {
+  /// `interval` or more picks older than `epoch` (stripe k's pick count, from
+  /// lb_load_first_epoch, so a first read is always fresh). Called only by stripe k's
+  /// picking threads.
+  [[nodiscard]] std::uint64_t in_flight_seen(std::size_t k, std::uint64_t epoch,
+                                             std::uint64_t interval) const noexcept {
     lb_endpoint_stripe& own = stripes_[k];
     std::int64_t others = 0;
-    if (epoch - own.others_epoch.load(std::memory_order_relaxed) >= lb_load_refresh_picks)
-        [[unlikely]] {
+    if (epoch - own.others_epoch.load(std::memory_order_relaxed) >= interval) [[unlikely]] {
       others = others_in_flight(k);
       own.others.store(others, std::memory_order_relaxed);
       own.others_epoch.store(epoch, std::memory_order_relaxed);

@@ -57,9 +57,9 @@ struct alignas(lb_stripe_align) lb_pick_stripe {
   std::atomic<std::uint64_t> draws{0};
   std::atomic<std::uint64_t> no_endpoint{0};
   std::atomic<std::uint64_t> panic_picks{0};
-  // Picks of an approximate_load policy on this stripe, from lb_load_refresh_picks
-  // (so a stripe's first read of an endpoint's load is fresh): the cache's clock.
-  std::atomic<std::uint64_t> epoch{lb_load_refresh_picks};
+  // Picks of an approximate_load policy on this stripe, from lb_load_first_epoch (so a
+  // stripe's first read of an endpoint's load is fresh): the cache's clock.
+  std::atomic<std::uint64_t> epoch{lb_load_first_epoch};
   std::uint64_t seed = 0;  // stripe 0: the balancer's seed; others derived from it
 };
 
@@ -356,7 +356,8 @@ class balancer_engine {
     if constexpr (traits::approximate_load) {
       // Relaxed load/store, not a locked add: threads sharing a stripe may both read the
       // same epoch, which only delays a refresh by a pick.
-      loads = {true, k, stripe.epoch.load(std::memory_order_relaxed)};
+      loads = {true, k, stripe.epoch.load(std::memory_order_relaxed),
+               lb_load_refresh_interval(n)};
       stripe.epoch.store(loads.epoch + 1, std::memory_order_relaxed);
     }
     const outgrow::balancer_view view(s->pool, now, config_.latency_stale_after.count(),

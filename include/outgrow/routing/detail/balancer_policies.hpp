@@ -45,12 +45,14 @@ using weight_share = detail::lb_weight_share;
 namespace detail {
 /// How a balancer_view reads in-flight counts: exact (every stripe summed) or, for a
 /// policy declaring approximate_load, as picking stripe `stripe` sees them at its pick
-/// `epoch` (its own leases exactly, other threads' at most lb_load_refresh_picks − 1
-/// picks late: see "Per-thread stripes" in load_balancer.hpp).
+/// `epoch` (its own leases exactly, other threads' at most `interval` − 1 picks late,
+/// lb_load_refresh_interval(size()) when the balancer makes the view; 0 reads every
+/// stripe: see "Per-thread stripes" in load_balancer.hpp).
 struct lb_load_view {
   bool approximate = false;
   std::uint32_t stripe = 0;
   std::uint64_t epoch = 0;
+  std::uint64_t interval = 0;
 };
 }  // namespace detail
 
@@ -75,7 +77,8 @@ class balancer_view {
   /// approximate_load this thread's exactly plus other threads' as last refreshed.
   [[nodiscard]] std::uint64_t in_flight(std::size_t i) const noexcept {
     if (loads_.approximate)
-      return pool_->routable[i]->in_flight_seen(loads_.stripe, loads_.epoch);
+      return pool_->routable[i]->in_flight_seen(loads_.stripe, loads_.epoch,
+                                                loads_.interval);
     return pool_->routable[i]->in_flight();
   }
   /// The configured weight of endpoint i.
@@ -418,7 +421,7 @@ struct least_response_time {
 
 /// Two distinct random endpoints, the one with fewer in-flight leases per weight
 /// (Envoy's default "least request"), on approximate loads (other threads' leases seen
-/// at most lb_load_refresh_picks − 1 of this thread's picks late).
+/// at most 256 x E − 1 of this thread's picks late over E endpoints).
 struct power_of_two_choices {
   static constexpr std::string_view name = "power_of_two_choices";
   static constexpr bool ramps_weights = true;
