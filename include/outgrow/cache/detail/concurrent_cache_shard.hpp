@@ -7,9 +7,11 @@
 // thread's slot parity, merged by insertion number: the eviction order is exactly one
 // queue's, but a put links its entry behind the last entry its own lane received —
 // usually one its own thread wrote — instead of behind whatever another core inserted
-// last. Lookups may read it without the lock (a seqlock: `seq` is odd
-// while cc_write_section is open) when Key, Value and the time_point are trivially
-// copyable; the cells then hold them as relaxed atomic words (cc_atomic_cell). Also:
+// last. Lookups may read it without the lock when Key, Value and the time_point are
+// trivially copyable (the cells then hold them as relaxed atomic words, cc_atomic_cell):
+// a hit is validated by its entry's `version` (odd while the entry is written or not
+// live: entry_open / entry_publish / entry_retire), a miss by the shard's `seq` (odd
+// while cc_write_section is open). Also:
 // dense per-thread slot numbers for the counter stripes, and cc_spin_mutex, the 4-byte
 // writer lock that lets everything a write changes in the shard's header share one
 // cache line.
@@ -237,10 +239,14 @@ struct cc_shard {
 
   // What a lookup reads, packed together (32 bytes for 8-byte keys and values) and
   // aligned so that it never straddles two cache lines: a hit touches one line here.
+  // `version` is the entry's own seqlock for lock-free hits: odd while a writer changes
+  // the entry and while it is not live (free, or removed), even while it is live and
+  // stable; every change adds one (see entry_open, entry_publish, entry_retire).
   struct entry_fields {
     cell<Key> key;
     cell<Value> value;
     cell<time_point> expires;
+    std::atomic<std::uint32_t> version{1};
     std::atomic<std::uint8_t> visited{0};
   };
   static constexpr std::size_t entry_align =
@@ -340,6 +346,28 @@ struct cc_shard {
       }
     }
   }
+
+  // The entry seqlock (lock holders only). A hit read without the lock trusts an entry
+  // only if it read the same even version before and after copying it.
+  /// A live entry is about to change (overwrite): even -> odd.
+  static void entry_open(entry& e) noexcept {
+    if constexpr (lock_free_reads) {
+      e.version.store(e.version.load(std::memory_order_relaxed) + 1,
+                      std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
+    }
+  }
+  /// The entry is written and live (after entry_open, or an insert into a free entry):
+  /// odd -> even.
+  static void entry_publish(entry& e) noexcept {
+    if constexpr (lock_free_reads) {
+      e.version.store(e.version.load(std::memory_order_relaxed) + 1,
+                      std::memory_order_release);
+    }
+  }
+  /// A live entry stops being live (before its index word goes): even -> odd, and odd
+  /// it stays until an insert publishes it again.
+  static void entry_retire(entry& e) noexcept { entry_open(e); }
 
   [[nodiscard]] static bool expired_at(const entry& e, time_point now) {
     const time_point exp = e.expires.get();
@@ -456,6 +484,7 @@ struct cc_shard {
   void remove(std::uint32_t id) noexcept {
     entry& e = at(id);
     meta& m = info(id);
+    entry_retire(e);
     index_erase(m.hash, id);
     unlink(id);
     if (e.expires.get() != time_point::max()) --ttl_entries;
@@ -503,6 +532,7 @@ struct cc_shard {
   void clear() noexcept {
     for (std::uint64_t i = 0; i < slots; ++i) index[i].store(0, std::memory_order_relaxed);
     for (std::uint32_t id = 0; id < fresh; ++id) {
+      if (info(id).live) entry_retire(at(id));
       info(id).live = false;
       at(id).key.reset();
       at(id).value.reset();
