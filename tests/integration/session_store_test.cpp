@@ -9,14 +9,19 @@
 // it fails.
 #include <outgrow/redis/session_store.hpp>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -1396,6 +1401,64 @@ TEST_CASE("session_store l1 gives up a silent tracking connection after its hear
   }
   REQUIRE(back);
   CHECK(back->data == "v1");
+}
+
+TEST_CASE("session_store l1 reconnects without holding up other lookups") {
+  // A listener that never accepts stands for a Redis that takes connections and never
+  // answers: the L1's connect attempt waits there (command timeout 10 s). Meanwhile a
+  // lookup from another thread must bypass the L1 at once, not queue behind the attempt.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(listener >= 0);
+  struct fd_closer {
+    int fd;
+    ~fd_closer() {
+      if (fd >= 0) ::close(fd);
+    }
+  } listening{listener};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  outgrow::redis_connection_config conn;
+  conn.port = ntohs(addr.sin_port);
+  conn.connect_timeout = 5s;
+  conn.command_timeout = 10s;
+  outgrow::manual_clock clock;
+  outgrow::detail::session_l1<std::string, outgrow::manual_clock> l1(conn, "app:", 10, 1s,
+                                                                     7, clock);
+  const std::string key = "app:{ada}:s:secret";
+  std::atomic<bool> first_done{false};
+  std::atomic<bool> first_hit{true};
+  std::thread first([&] {
+    outgrow::detail::session_l1_ticket t;
+    first_hit = l1.lookup(key, t).has_value();  // connects: waits for an answer
+    first_done = true;
+  });
+  struct joiner {
+    std::thread& t;
+    int& fd;
+    void finish() {  // closing the listener resets the waiting connection
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+      if (t.joinable()) t.join();
+    }
+    ~joiner() { finish(); }  // on failure too
+  } join_first{first, listening.fd};
+  // The attempt has connected (the connection waits in the listener's queue).
+  pollfd pending{listener, POLLIN, 0};
+  REQUIRE(::poll(&pending, 1, 10'000) == 1);
+  outgrow::detail::session_l1_ticket t;
+  CHECK_FALSE(l1.lookup(key, t).has_value());
+  CHECK_FALSE(t.usable);           // bypassed: not tracking
+  CHECK_FALSE(first_done.load());  // ... while the attempt still waits
+  join_first.finish();
+  CHECK_FALSE(first_hit.load());
+  const auto counts = l1.counts();
+  CHECK(counts.connect_failures == 1);  // one attempt, the first thread's
+  CHECK(counts.bypassed == 2);
 }
 
 TEST_CASE("session_store keeps the absolute lifetime a session was created with") {

@@ -26,7 +26,9 @@
 // bypassed (lookups miss, inserts are dropped) until a new connection is tracking
 // again; the reconnect is tried in a lookup, through a reconnect_gate (full-jitter
 // backoff after a failure; an attempt that throws, e.g. std::bad_alloc, is a failure
-// too). Races: a get's Redis read can be overtaken by a write whose invalidation is
+// too), one attempt at a time and without holding the L1's mutex: while it waits on an
+// unreachable or silent Redis (up to the connect and command timeouts), other lookups
+// and inserts bypass the L1 instead of queueing behind it. Races: a get's Redis read can be overtaken by a write whose invalidation is
 // applied before the get inserts what it read; each insert carries a ticket taken
 // before the read — the epoch (bumped by every clear, loss and reconnect) and the
 // invalidation count of the key's stripe (1024 stripes) — and is dropped if either
@@ -104,8 +106,8 @@ class session_l1 {
   /// a later insert must find unchanged. Applies the invalidations that arrived first.
   /// Throws: std::bad_alloc (copying the value, connecting).
   std::optional<Value> lookup(std::string_view key, session_l1_ticket& t) {
-    std::lock_guard lock(mutex_);
-    sync();
+    std::unique_lock lock(mutex_);
+    sync(lock);
     if (!tracking_) {
       bypassed_.add();
       t = {};
@@ -132,8 +134,8 @@ class session_l1 {
   /// Throws: std::bad_alloc.
   void insert(std::string_view key, Value value, std::chrono::nanoseconds remaining,
               const session_l1_ticket& t) {
-    std::lock_guard lock(mutex_);
-    sync();
+    std::unique_lock lock(mutex_);
+    sync(lock);
     if (!t.usable || !tracking_ || t.epoch != epoch_ ||
         stripes_[t.stripe] != t.stripe_count || remaining <= std::chrono::nanoseconds{0}) {
       return;
@@ -237,15 +239,20 @@ class session_l1 {
     gaps_.add();
   }
 
-  /// Applies what arrived, heartbeats, (re)connects. Under mutex_.
-  void sync() {
+  /// Applies what arrived, heartbeats, (re)connects. `lock` holds mutex_ (released
+  /// while connecting, held again on return).
+  void sync(std::unique_lock<std::mutex>& lock) {
     if (conn_) drain();
     if (conn_) beat();
-    if (!conn_) connect();
+    if (!conn_) connect(lock);
   }
 
-  void connect() {
-    if (!gate_.try_enter()) return;
+  /// One connect attempt at a time, made without holding mutex_: with Redis unreachable
+  /// or silent an attempt lasts up to the connect and command timeouts, and meanwhile
+  /// the other lookups and inserts go on, bypassing the L1 (not tracking), instead of
+  /// queueing behind the attempt.
+  void connect(std::unique_lock<std::mutex>& lock) {
+    if (connecting_ || !gate_.try_enter()) return;
     // Whatever ends this attempt short of succeeded() — a refusal or an exception
     // (std::bad_alloc) — reports it as failed: a gate left probing would never let
     // another attempt in.
@@ -261,13 +268,30 @@ class session_l1 {
         }
       }
     } attempt{*this};
-    std::string error;
-    redis_context_ptr c = redis_open(connection_, error);
-    bool ok = c && redis_enable_tracking(c.get(), prefix_);
-    if (ok) {
-      const std::string_view args[] = {"SUBSCRIBE", redis_tracking_channel};
-      const redis_reply_ptr r = redis_argv(c.get(), args);
-      ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3;
+    // Clears connecting_ and takes mutex_ back however the attempt ends (an exception
+    // leaves with the lock held, as it came).
+    struct relock {
+      std::unique_lock<std::mutex>& lock;
+      bool& connecting;
+      ~relock() {
+        lock.lock();
+        connecting = false;
+      }
+    };
+    connecting_ = true;
+    lock.unlock();
+    redis_context_ptr c;
+    bool ok = false;
+    {
+      const relock again{lock, connecting_};
+      std::string error;
+      c = redis_open(connection_, error);
+      ok = c && redis_enable_tracking(c.get(), prefix_);
+      if (ok) {
+        const std::string_view args[] = {"SUBSCRIBE", redis_tracking_channel};
+        const redis_reply_ptr r = redis_argv(c.get(), args);
+        ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3;
+      }
     }
     if (!ok) return;  // failed (attempt)
     gate_.succeeded();
@@ -360,6 +384,7 @@ class session_l1 {
 
   mutable std::mutex mutex_;
   redis_context_ptr conn_;
+  bool connecting_ = false;  // an attempt runs (without mutex_)
   bool tracking_ = false;
   time_point heard_{};
   std::optional<time_point> pinged_;
