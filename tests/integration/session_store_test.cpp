@@ -1461,6 +1461,41 @@ TEST_CASE("session_store l1 reconnects without holding up other lookups") {
   CHECK(counts.bypassed == 2);
 }
 
+TEST_CASE("session_store l1 reads a bounded share of an invalidation flood per lookup") {
+  // Writes under the prefix flood the tracking connection; one lookup reads at most the
+  // drain budget (16 KiB here) under the L1's mutex, and while more is pending the L1
+  // is bypassed (an entry may be stale until its invalidation is read).
+  outgrow_test::redis_server server;
+  outgrow::redis_connection_config conn;
+  conn.port = server.port();
+  outgrow::manual_clock clock;
+  outgrow::detail::session_l1<std::string, outgrow::manual_clock> l1(
+      conn, "flood:", 10, 1s, 7, clock, std::size_t{16} << 10);
+  const std::string key = "flood:{ada}:s:secret";
+  outgrow::detail::session_l1_ticket t;
+  REQUIRE_FALSE(l1.lookup(key, t).has_value());  // connects, starts tracking
+  REQUIRE(t.usable);
+  l1.insert(key, "v1", 60s, t);
+  REQUIRE(l1.lookup(key, t) == "v1");
+  // About 100 KiB of invalidations (other keys under the prefix), each command
+  // answered after its invalidation was written to the tracking connection.
+  const std::string padding(200, 'x');
+  for (int i = 0; i < 400; ++i) {
+    const std::string other = fmt::format("flood:{}:{}", padding, i);
+    raw(server, "SET %b 1", other);
+  }
+  CHECK_FALSE(l1.lookup(key, t).has_value());  // behind: bypassed
+  CHECK_FALSE(t.usable);
+  CHECK(l1.counts().bypassed == 1);
+  // Each lookup reads 16 KiB more; caught up, the entry (not written) is served again.
+  std::optional<std::string> back;
+  for (int i = 0; i < 20 && !back; ++i) back = l1.lookup(key, t);
+  CHECK(back == "v1");
+  const auto counts = l1.counts();
+  CHECK(counts.bypassed >= 5);  // over 80 KiB pending: five lookups or more behind
+  CHECK(counts.gaps == 0);
+}
+
 TEST_CASE("session_store keeps the absolute lifetime a session was created with") {
   // A rolling deploy: stores with other lifetimes read the same sessions. The cap is
   // the one fixed at create, and a user's index never expires before their sessions.

@@ -13,7 +13,9 @@
 //
 // No thread: the tracking connection is read without blocking (recv MSG_DONTWAIT) at the
 // start of every L1 lookup and insert, under the L1's mutex, so a lookup first applies
-// every invalidation that has reached this host. Redis 7.0 writes a key's invalidation
+// every invalidation that has reached this host — at most 256 KiB of them per call
+// (default_drain_budget): while more is pending the L1 is behind, and lookups and
+// inserts bypass it until one catches up. Redis 7.0 writes a key's invalidation
 // before it answers the writer (BCAST messages are queued in beforeSleep, after the
 // command's reply, and pending writes go out newest first), so a write that completed
 // before a get started is missed only while its invalidation is still on the wire to
@@ -87,15 +89,21 @@ class session_l1 {
   /// Silence after which the tracking connection is PINGed (it must answer within the
   /// command timeout), as redis_invalidation_bus's poll_interval.
   static constexpr std::chrono::milliseconds heartbeat{100};
+  /// Most bytes of invalidations one lookup or insert reads (and applies) under the
+  /// mutex: a flood of writes under the prefix cannot hold every get for long. While
+  /// more is pending the L1 is behind, and lookups and inserts bypass it (a stale entry
+  /// may wait there for an invalidation not read yet) until a later one catches up.
+  static constexpr std::size_t default_drain_budget = std::size_t{256} << 10;
 
   session_l1(const redis_connection_config& connection, std::string prefix,
              std::size_t capacity, std::chrono::nanoseconds ttl, std::uint64_t seed,
-             Clock clock)
+             Clock clock, std::size_t drain_budget = default_drain_budget)
       : connection_(connection),
         prefix_(std::move(prefix)),
         capacity_(capacity),
         ttl_(ttl),
         answer_within_(command_timeout(connection)),
+        drain_budget_(std::max<std::size_t>(drain_budget, 1)),
         gate_(connection.reconnect_backoff, seed, clock),
         clock_(std::move(clock)) {}
 
@@ -108,7 +116,7 @@ class session_l1 {
   std::optional<Value> lookup(std::string_view key, session_l1_ticket& t) {
     std::unique_lock lock(mutex_);
     sync(lock);
-    if (!tracking_) {
+    if (!tracking_ || behind_) {
       bypassed_.add();
       t = {};
       return std::nullopt;
@@ -136,7 +144,7 @@ class session_l1 {
               const session_l1_ticket& t) {
     std::unique_lock lock(mutex_);
     sync(lock);
-    if (!t.usable || !tracking_ || t.epoch != epoch_ ||
+    if (!t.usable || !tracking_ || behind_ || t.epoch != epoch_ ||
         stripes_[t.stripe] != t.stripe_count || remaining <= std::chrono::nanoseconds{0}) {
       return;
     }
@@ -234,6 +242,7 @@ class session_l1 {
   void lost() noexcept {
     conn_.reset();
     tracking_ = false;
+    behind_ = false;
     pinged_.reset();
     clear();
     gaps_.add();
@@ -304,13 +313,21 @@ class session_l1 {
     drain();  // invalidations that came with the confirmation
   }
 
-  /// Reads what the tracking connection has received, without blocking, and applies it.
+  /// Reads what the tracking connection has received, without blocking, and applies it:
+  /// at most drain_budget_ bytes, then behind_ says whether more may be waiting.
   void drain() {
     char buf[16 << 10];
+    std::size_t budget = drain_budget_;
+    behind_ = false;
     for (;;) {
       if (!apply_replies()) return lost();
-      const ssize_t n = ::recv(conn_->fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (budget == 0) {
+        behind_ = true;
+        return;
+      }
+      const ssize_t n = ::recv(conn_->fd, buf, std::min(sizeof buf, budget), MSG_DONTWAIT);
       if (n > 0) {
+        budget -= static_cast<std::size_t>(n);
         heard_ = clock_.now();
         pinged_.reset();
         if (redisReaderFeed(conn_->reader, buf, static_cast<std::size_t>(n)) != REDIS_OK) {
@@ -379,6 +396,7 @@ class session_l1 {
   const std::size_t capacity_;
   const std::chrono::nanoseconds ttl_;
   const std::chrono::nanoseconds answer_within_;
+  const std::size_t drain_budget_;
   reconnect_gate<Clock> gate_;
   Clock clock_;
 
@@ -386,6 +404,7 @@ class session_l1 {
   redis_context_ptr conn_;
   bool connecting_ = false;  // an attempt runs (without mutex_)
   bool tracking_ = false;
+  bool behind_ = false;  // the last drain stopped at its budget: more may be pending
   time_point heard_{};
   std::optional<time_point> pinged_;
   std::uint64_t epoch_ = 0;
