@@ -60,6 +60,20 @@ TEST_CASE(
   CHECK(m.ignored == 1);
 }
 
+TEST_CASE("concurrency_limiter admits one call when its algorithm starts at a limit of 0",
+          "[concurrency_limiter]") {
+  // A user algorithm may start at 0 (or below): the limiter clamps the limit it admits
+  // by to at least 1 from the start, as after every sample, so calls are never all
+  // refused.
+  outgrow::concurrency_limiter<fixed_limit> limiter(fixed_limit{.value = 0});
+  CHECK(limiter.limit() == 1);
+  auto first = limiter.try_acquire();
+  REQUIRE(first);
+  CHECK_FALSE(limiter.try_acquire());
+  first->success();
+  CHECK(limiter.try_acquire());
+}
+
 TEST_CASE("concurrency_limiter feeds rtt and in-flight at acquire and ignore feeds nothing",
           "[concurrency_limiter]") {
   manual_clock clock;

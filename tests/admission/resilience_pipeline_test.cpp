@@ -73,6 +73,17 @@ struct budget_stage {
   }
 };
 
+// A stage that takes `spends` of the call's time before passing it on.
+struct spending_stage {
+  manual_clock* clock;
+  std::chrono::nanoseconds spends;
+  template <class Ctx, class Next>
+  auto run(const Ctx& ctx, Next&& next) {
+    clock->advance(spends);
+    return next(ctx);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("pipeline success path runs every stage and reports success", "[pipeline]") {
@@ -352,6 +363,25 @@ TEST_CASE("retry_stage does not start an attempt after the deadline",
   // ... until the breaker opens: 5 consecutive failures, 3 of them from above.
   CHECK(all.rejected_by == pipeline_rejection::circuit_open);
   CHECK(calls == 2);
+}
+
+TEST_CASE("retry_stage makes no attempt when an outer stage spent the deadline",
+          "[pipeline][deadline]") {
+  world w;
+  outgrow::retry<outgrow::constant_backoff, manual_clock> patient{
+      {.max_attempts = 10, .seed = 1}, outgrow::constant_backoff{10ms}, w.clock};
+  outgrow::resilience_pipeline p{spending_stage{&w.clock, 30ms},
+                                 outgrow::retry_stage{patient},
+                                 outgrow::breaker_stage{w.breaker}};
+  int calls = 0;
+  const auto r = p.execute(ctx_t::with_timeout(25ms, w.clock), [&] { return ++calls; });
+  CHECK(r.rejected_by == pipeline_rejection::timed_out);
+  CHECK(r.attempts == 0);
+  CHECK(calls == 0);
+  const auto m = patient.metrics();
+  CHECK(m.attempts == 0);  // not a call to the retry at all: no attempt, no give-up
+  CHECK(m.gave_up == 0);
+  CHECK(w.breaker.metrics().failures == 0);
 }
 
 TEST_CASE("a timeout inside retry bounds each attempt and outside it the whole call",
