@@ -94,6 +94,23 @@ TEST_CASE("adaptive_throttle forgets what fell out of its window", "[adaptive_th
   CHECK(t.try_send());
 }
 
+TEST_CASE("adaptive_throttle keeps its window with a clock at the end of its range",
+          "[adaptive_throttle]") {
+  // A clock whose time is within one window slice of time_point::max(): the window must
+  // not compute head + slice (a signed overflow, caught by UBSan in the sanitizer
+  // build), and it still counts the requests of the current slice.
+  manual_clock clock(manual_clock::time_point::max() - 500ms);
+  throttle t({.k = 2.0, .seed = 7}, clock);
+  for (int i = 0; i < 10; ++i) {
+    (void)t.try_send();
+    t.record_accept();
+  }
+  while (t.metrics().requests < 100) (void)t.try_send();
+  CHECK(t.reject_probability(criticality::critical) == Approx(80.0 / 101.0));
+  clock.advance(std::chrono::hours(1));  // saturates at max(): still inside the slice
+  CHECK(t.reject_probability(criticality::critical) == Approx(80.0 / 101.0));
+}
+
 TEST_CASE("adaptive_throttle rejects bad configuration", "[adaptive_throttle]") {
   using outgrow::adaptive_throttle;
   CHECK_THROWS_WITH(adaptive_throttle({.k = 0.5}),
