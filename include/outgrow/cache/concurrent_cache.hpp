@@ -452,7 +452,9 @@ class concurrent_cache
     const std::uint32_t tag = shard::tag_of(h);
     std::uint64_t pos = s.home_of(h);
     for (std::uint64_t n = 0; n < s.slots; ++n, pos = s.next(pos)) {
-      const std::uint32_t w = s.index[pos].load(std::memory_order_relaxed);
+      // Acquire (a plain load on x86): pairs with the release store of the word, so
+      // the entry's version read below is at least the one published before it.
+      const std::uint32_t w = s.index[pos].load(std::memory_order_acquire);
       if (w == 0) return try_read_shard<WithEntry>(s, h, key);
       if ((w >> 16) != tag) continue;
       const std::uint32_t id = shard::id_of(w);

@@ -241,7 +241,11 @@ struct cc_shard {
   // aligned so that it never straddles two cache lines: a hit touches one line here.
   // `version` is the entry's own seqlock for lock-free hits: odd while a writer changes
   // the entry and while it is not live (free, or removed), even while it is live and
-  // stable; every change adds one (see entry_open, entry_publish, entry_retire).
+  // stable; every change adds one (see entry_open, entry_publish, entry_retire). 32 bits
+  // keep 8-byte keys and values in 32 bytes; like Linux's seqcount it may wrap, so a
+  // reader stalled between its two reads while one entry changes exactly 2^31 times
+  // (minutes of pause at millions of writes a second to that entry) could accept a
+  // torn copy.
   struct entry_fields {
     cell<Key> key;
     cell<Value> value;
@@ -404,10 +408,13 @@ struct cc_shard {
     free_head = id;
   }
 
+  // Index words are stored with release and read by lock-free hits with acquire: a
+  // reader that sees a word also sees the entry as published before it (its version),
+  // not an older life of the same recycled entry.
   void index_insert(std::uint64_t h, std::uint32_t id) noexcept {
     std::uint64_t pos = home_of(h);
     while (index[pos].load(std::memory_order_relaxed) != 0) pos = next(pos);
-    index[pos].store(word_for(h, id), std::memory_order_relaxed);
+    index[pos].store(word_for(h, id), std::memory_order_release);
   }
 
   /// Removes id's index word, then closes the gap (backward-shift deletion), so
@@ -422,7 +429,7 @@ struct cc_shard {
       // The word at j may move back to i unless its home lies cyclically in (i, j].
       const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
       if (!stays) {
-        index[i].store(w, std::memory_order_relaxed);
+        index[i].store(w, std::memory_order_release);
         i = j;
       }
     }
