@@ -441,21 +441,36 @@ class concurrent_cache
   // nothing that writes of other keys change — not the shard's sequence number, which
   // every write to the shard changes and which would then cost a cross-core miss. A miss
   // cannot be validated by one entry (an erase may have moved the key's index word
-  // behind the probe): it is confirmed by a probe under the shard's sequence number.
-  template <bool WithEntry>
+  // behind the probe): it is confirmed by a probe under the shard's sequence number
+  // (ByEntry = false, try_read_shard: no writer of the shard ran meanwhile).
+  template <bool WithEntry, bool ByEntry = true>
   snapshot try_read(const shard& s, std::uint64_t h, const Key& key) const
   requires lock_free_reads
   {
     using key_cell = detail::cc_atomic_cell<Key>;
     using time_cell = detail::cc_atomic_cell<time_point>;
     snapshot out;
+    std::uint64_t seq = 0;
+    if constexpr (!ByEntry) {
+      seq = s.seq.load(std::memory_order_acquire);
+      if ((seq & 1U) != 0) return out;
+    }
     const std::uint32_t tag = shard::tag_of(h);
     std::uint64_t pos = s.home_of(h);
     for (std::uint64_t n = 0; n < s.slots; ++n, pos = s.next(pos)) {
-      // Acquire (a plain load on x86): pairs with the release store of the word, so
-      // the entry's version read below is at least the one published before it.
-      const std::uint32_t w = s.index[pos].load(std::memory_order_acquire);
-      if (w == 0) return try_read_shard<WithEntry>(s, h, key);
+      // Acquire for hits (a plain load on x86): pairs with the release store of the
+      // word, so the entry's version read below is at least the one published before it.
+      const std::uint32_t w = s.index[pos].load(ByEntry ? std::memory_order_acquire
+                                                        : std::memory_order_relaxed);
+      if (w == 0) {
+        if constexpr (ByEntry) {
+          return try_read_shard<WithEntry>(s, h, key);
+        } else {
+          std::atomic_thread_fence(std::memory_order_acquire);
+          if (s.seq.load(std::memory_order_relaxed) == seq) out.status = probe::miss;
+          return out;
+        }
+      }
       if ((w >> 16) != tag) continue;
       const std::uint32_t id = shard::id_of(w);
       const std::uint32_t c = id >> chunk_bits;
@@ -463,8 +478,11 @@ class concurrent_cache
       entry* const chunk = s.chunks[c].entries.load(std::memory_order_acquire);
       if (chunk == nullptr) return out;
       entry& e = chunk[id & (chunk_size - 1)];
-      const std::uint32_t version = e.version.load(std::memory_order_acquire);
-      if ((version & 1U) != 0) return out;  // being written, or not live: retry
+      std::uint32_t version = 0;
+      if constexpr (ByEntry) {
+        version = e.version.load(std::memory_order_acquire);
+        if ((version & 1U) != 0) return out;  // being written, or not live: retry
+      }
       const auto k = e.key.load_raw();
       out.value = e.value.load_raw();
       const auto x = e.expires.load_raw();
@@ -474,7 +492,11 @@ class concurrent_cache
         out.written = metas[id & (chunk_size - 1)].written.load_raw();
       }
       std::atomic_thread_fence(std::memory_order_acquire);
-      if (e.version.load(std::memory_order_relaxed) != version) return out;
+      if constexpr (ByEntry) {
+        if (e.version.load(std::memory_order_relaxed) != version) return out;
+      } else {
+        if (s.seq.load(std::memory_order_relaxed) != seq) return out;
+      }
       // Validated: the words are one consistent live entry, safe to turn into objects.
       if (!(key_cell::materialize(k) == key)) continue;
       out.found = &e;
@@ -486,53 +508,14 @@ class concurrent_cache
     return out;  // wrapped around: only while writers move words
   }
 
-  // One lookup attempt validated by the shard's sequence number (no writer of the shard
-  // ran meanwhile): confirms try_read's misses.
+  // try_read validated by the shard's sequence number: confirms misses (out of line, so
+  // the hit path stays short).
   template <bool WithEntry>
   [[gnu::noinline]] snapshot try_read_shard(const shard& s, std::uint64_t h,
                                             const Key& key) const
   requires lock_free_reads
   {
-    using key_cell = detail::cc_atomic_cell<Key>;
-    using time_cell = detail::cc_atomic_cell<time_point>;
-    snapshot out;
-    const std::uint64_t seq = s.seq.load(std::memory_order_acquire);
-    if ((seq & 1U) != 0) return out;
-    const std::uint32_t tag = shard::tag_of(h);
-    std::uint64_t pos = s.home_of(h);
-    for (std::uint64_t n = 0; n < s.slots; ++n, pos = s.next(pos)) {
-      const std::uint32_t w = s.index[pos].load(std::memory_order_relaxed);
-      if (w == 0) {
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (s.seq.load(std::memory_order_relaxed) == seq) out.status = probe::miss;
-        return out;
-      }
-      if ((w >> 16) != tag) continue;
-      const std::uint32_t id = shard::id_of(w);
-      const std::uint32_t c = id >> chunk_bits;
-      if (c >= s.chunk_count) return out;
-      entry* const chunk = s.chunks[c].entries.load(std::memory_order_acquire);
-      if (chunk == nullptr) return out;
-      entry& e = chunk[id & (chunk_size - 1)];
-      const auto k = e.key.load_raw();
-      out.value = e.value.load_raw();
-      const auto x = e.expires.load_raw();
-      if constexpr (WithEntry) {
-        meta* const metas = s.chunks[c].metas.load(std::memory_order_acquire);
-        if (metas == nullptr) return out;
-        out.written = metas[id & (chunk_size - 1)].written.load_raw();
-      }
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (s.seq.load(std::memory_order_relaxed) != seq) return out;
-      // Validated: the words are one consistent entry, safe to turn into objects.
-      if (!(key_cell::materialize(k) == key)) continue;
-      out.found = &e;
-      out.expires = time_cell::materialize(x);
-      const bool expired = out.expires != time_point::max() && clock_.now() >= out.expires;
-      out.status = expired ? probe::expired : probe::hit;
-      return out;
-    }
-    return out;  // wrapped around: only while writers move words
+    return try_read<WithEntry, false>(s, h, key);
   }
 
   // Hit / miss / expired handling of a validated optimistic read.
