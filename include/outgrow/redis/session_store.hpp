@@ -83,7 +83,9 @@
 //   write to a key under key_prefix (another instance's update / rotate / destroy /
 //   destroy_all or sliding get, redis-cli's DEL or HSET, an expiry) reports the key and
 //   its entry is dropped; FLUSHDB / FLUSHALL clears the L1. No thread: each get first
-//   reads, without blocking, what has arrived on that connection. Redis writes a key's
+//   reads, without blocking, what has arrived on that connection (at most 256 KiB per
+//   get: while a flood of writes leaves more pending, gets bypass the L1 until one has
+//   read it all). Redis writes a key's
 //   notice before it answers the writer (7.0: BCAST notices go out ahead of the replies
 //   of the same event-loop turn), so a write that completed before a get began is
 //   missed only while its notice is still on the wire to this host (loopback: not seen
@@ -94,7 +96,8 @@
 //   cleared at once and bypassed (every get goes to Redis: a down Redis is unavailable,
 //   never a held copy) until a new connection tracks again; the reconnect is tried in a
 //   get (bounded by connect_timeout + one command timeout per handshake command:
-//   AUTH / SELECT if set, CLIENT ID, CLIENT TRACKING, SUBSCRIBE), then spaced by
+//   AUTH / SELECT if set, CLIENT ID, CLIENT TRACKING, SUBSCRIBE; one get at a time, and
+//   the other gets bypass the L1 meanwhile instead of waiting for it), then spaced by
 //   connection.reconnect_backoff. A get whose Redis read raced with a write the L1
 //   heard of meanwhile, or with a gap, does not store what it read.
 // - Lifetime: an entry is served for at most min(l1_ttl, the session's time left in
