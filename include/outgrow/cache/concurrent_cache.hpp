@@ -60,17 +60,17 @@
 //     (an id, an index into an immutable table) or accept the shared-lock cost.
 //   - Writers (put, erase, clear, expiry) lock one shard; writers of different shards
 //     never contend, and a write only makes readers of its entry (and misses of its
-//     shard) retry. Everything a
-//     write changes in the shard's header (sequence number, writer lock, size, SIEVE
-//     lanes, free list) is one cache line, next to a read-only line with what lookups
-//     need: with two threads writing all shards, a put finds that line on the other core
-//     about half the time, and moves one line instead of four (std::mutex alone is 40
-//     bytes; per-shard counters were another line). The lock (detail::cc_spin_mutex) is
-//     4 bytes and is released with a plain store, not a locked instruction that would
-//     wait for the put's outstanding cache misses; a put also prefetches its index slot
-//     before it locks. The price: a writer that finds the lock taken spins, then
-//     yields, then naps 50 us at a time (nobody wakes it), which matters only when a
-//     shard's lock is held long: erase_if's predicate, clear().
+//     shard) retry. Everything a write changes in the shard's header (sequence number,
+//     writer lock, size, SIEVE lanes, free list) is one cache line, next to a read-only
+//     line with what lookups need: with two threads writing all shards, a put finds
+//     that line on the other core about half the time, and moves one line instead of
+//     four (std::mutex alone is 40 bytes; per-shard counters were another line). The
+//     lock (detail::cc_spin_mutex) is 4 bytes and is released with a plain store, not a
+//     locked instruction that would wait for the put's outstanding cache misses; a put
+//     also prefetches its index slot before it locks. The price: a writer that finds
+//     the lock taken spins, then yields, then naps 50 us at a time (nobody wakes it),
+//     which matters only when a shard's lock is held long: erase_if's predicate,
+//     clear().
 //   - The SIEVE queue of a shard is two lanes, one per parity of the inserting thread's
 //     slot, each a FIFO of its own; every entry carries an insertion number and the
 //     hand takes the lanes' candidates in that order, so the eviction order is exactly
@@ -121,8 +121,8 @@
 // Memory: 8 bytes of index per unit of capacity, allocated up front, plus per entry
 // ever stored at once (high-water mark, kept until destruction): the key, value,
 // expiry, version and visited bit (32 bytes for 8-byte keys and values, aligned to stay
-// in one cache line) and
-// 32 bytes of bookkeeping (write time, hash, SIEVE links, insertion number, lane).
+// in one cache line) and 32 bytes of bookkeeping (write time, hash, SIEVE links,
+// insertion number, lane).
 #pragma once
 
 #include <algorithm>

@@ -65,22 +65,23 @@
 //                     picks old over E routable endpoints (detail::
 //                     lb_load_refresh_interval; a first read is always fresh): other
 //                     threads' leases are seen at most 256 x E - 1 of this thread's
-//                     picks late (2,047 with 8 endpoints), and each thread makes at most
-//                     one such cross-core read per 256 picks whatever E is (with a fixed
-//                     256 picks, 8 endpoints cost 8 per 256, and p2c on two cores of an
-//                     AMD EPYC VM picked 1.04x one thread's total; 2.0x now). With one
-//                     picking thread every read is exact (the other
-//                     stripes are zero), so single-threaded picks are unchanged; with
-//                     more, each thread balances its own leases exactly, so their sum
-//                     stays balanced, and the copies correct for imbalance between
-//                     threads (one holding long leases, or pinning with pick_if). Why:
-//                     reading the stripe another core has just written costs a cache
-//                     miss, which made exact p2c on two threads slower than on one, and
-//                     two random choices degrade gracefully on old loads (Mitzenmacher,
+//                     picks late (2,047 with 8 endpoints), and each thread makes at
+//                     most one such cross-core read per 256 picks whatever E is (with a
+//                     fixed 256 picks, 8 endpoints cost 8 per 256, and p2c on two cores
+//                     of an AMD EPYC VM picked 1.04x one thread's total; 1.78-1.80x now).
+//                     With one picking thread every read is exact (the other stripes
+//                     are zero), so single-threaded picks are unchanged; with more,
+//                     each thread balances its own leases exactly, so their sum stays
+//                     balanced, and the copies correct for imbalance between threads
+//                     (one holding long leases, or pinning with pick_if). Why: reading
+//                     the stripe another core has just written costs a cache miss,
+//                     which made exact p2c on two threads slower than on one, and two
+//                     random choices degrade gracefully on old loads (Mitzenmacher,
 //                     "How useful is old information?", 2000); pick_if's fallback under
 //                     p2c/LRT reads the same view. Caveat: the staleness is counted in
-//                     the reader's picks, not in time: a thread that picks once a second
-//                     from 8 endpoints may act on other threads' leases half an hour old.
+//                     the reader's picks, not in time: a thread that picks once a
+//                     second from 8 endpoints may act on other threads' leases half an
+//                     hour old.
 //                     least_connections stays exact: taking the minimum over all on old
 //                     loads herds the threads' picks onto the endpoint that looked least
 //                     loaded at the last refresh (the same paper), and it is the policy

@@ -30,11 +30,11 @@
 // backoff after a failure; an attempt that throws, e.g. std::bad_alloc, is a failure
 // too), one attempt at a time and without holding the L1's mutex: while it waits on an
 // unreachable or silent Redis (up to the connect and command timeouts), other lookups
-// and inserts bypass the L1 instead of queueing behind it. Races: a get's Redis read can be overtaken by a write whose invalidation is
-// applied before the get inserts what it read; each insert carries a ticket taken
-// before the read — the epoch (bumped by every clear, loss and reconnect) and the
-// invalidation count of the key's stripe (1024 stripes) — and is dropped if either
-// moved.
+// and inserts bypass the L1 instead of queueing behind it. Races: a get's Redis read
+// can be overtaken by a write whose invalidation is applied before the get inserts what
+// it read; each insert carries a ticket taken before the read — the epoch (bumped by
+// every clear, loss and reconnect) and the invalidation count of the key's stripe (1024
+// stripes) — and is dropped if either moved.
 //
 // Thread-safe (one mutex: lookups, inserts, invalidations). Complexity: O(1) expected
 // per operation plus the invalidations read; erase_user O(entries).

@@ -96,7 +96,8 @@ inline constexpr std::size_t lb_stripe_align = 128;
 /// endpoint's copy is re-read at most once per 256 x E picks, so a stripe makes at most
 /// one re-read per 256 picks whatever E is, where exact reads made two per pick. (A
 /// fixed 256 picks made E re-reads per 256 picks: with 8 endpoints on that VM, p2c on
-/// two threads picked 1.04x one thread's total, against 2.0x now; balancer_bench.)
+/// two threads picked 1.04x one thread's total, against 1.78-1.80x now in
+/// balancer_bench.)
 inline constexpr std::uint64_t lb_load_refresh_picks_per_endpoint = 256;
 
 /// The age, in a stripe's picks, at which its copy of other stripes' loads is re-read
